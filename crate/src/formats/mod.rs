@@ -1,0 +1,3 @@
+//! File formats read by the engine, as parsers over bytes (no I/O).
+
+pub mod gguf;

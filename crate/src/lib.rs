@@ -1,0 +1,15 @@
+//! hearth-llm: Transformer inference through WGSL compute shaders on WebGPU.
+//!
+//! The same code runs natively (wgpu on Vulkan/Metal/DX12) and in the browser
+//! (wasm32 + WebGPU). `reference` holds the CPU oracle every GPU kernel is
+//! tested against; `gpu` holds the device context and the kernel launchers.
+
+pub mod error;
+pub mod formats;
+pub mod gpu;
+pub mod reference;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+pub use error::{HearthError, Result};

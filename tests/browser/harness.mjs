@@ -1,0 +1,99 @@
+// Shared set-up for the browser tests: a local static server (the same one
+// that serves the demo) and headless Chromium with WebGPU (SwiftShader where
+// there is no GPU), driven by playwright-core.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer, DEFAULT_MOUNTS } from '../../web/tools/serve.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ARTIFACTS = path.join(HERE, 'artifacts');
+export const IN_CI = process.env.CI === 'true';
+
+// WebGPU in headless Chromium (../shared/TOOLCHAIN.md); the networking flags
+// keep Chromium from calling home on a machine with a closed network.
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--enable-unsafe-webgpu',
+  '--enable-features=Vulkan',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Starts the server and the browser. `mounts` adds URL prefixes to the
+ * defaults (demo at /, /pkg/, /models/); test pages are at /test/.
+ */
+export async function startSession(extraMounts = {}) {
+  const server = await startServer({
+    mounts: { ...DEFAULT_MOUNTS, '/test/': path.join(HERE, 'pages'), ...extraMounts },
+  });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+  return {
+    url: server.url,
+    browser,
+    /** Opens `server.url + relPath`; console errors are echoed to stderr. */
+    async open(relPath, context = browser) {
+      const page = await context.newPage();
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') console.error(`[page ${m.type()}] ${m.text()}`);
+      });
+      page.on('pageerror', (e) => console.error(`[page exception] ${e.message}`));
+      await page.goto(server.url + relPath);
+      return page;
+    },
+    async close() {
+      await browser.close();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * True when the page has a WebGPU adapter. Otherwise the test is skipped with
+ * a visible reason, except under CI=true, where a missing adapter is a failure.
+ */
+export async function requireWebGPU(page, t) {
+  const reason = await page.evaluate(async () => {
+    if (!navigator.gpu) return 'navigator.gpu is missing';
+    const adapter = await navigator.gpu.requestAdapter();
+    return adapter ? null : 'requestAdapter() returned null';
+  });
+  if (reason === null) return true;
+  if (IN_CI) throw new Error(`CI=true but no WebGPU in headless Chromium: ${reason}`);
+  t.skip(`no WebGPU adapter: ${reason}`);
+  return false;
+}
+
+/** Seeded uniform values in [-scale, scale) (mulberry32). */
+export function seededValues(seed, n, scale) {
+  let a = seed >>> 0;
+  const out = new Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = Math.fround(((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale);
+  }
+  return out;
+}
+
+/** Largest |got[i] - want[i]|; throws naming the first index over `tol`. */
+export function maxAbsError(what, got, want, tol) {
+  if (got.length !== want.length) throw new Error(`${what}: length ${got.length}, expected ${want.length}`);
+  let max = 0;
+  for (let i = 0; i < want.length; i++) {
+    const err = Math.abs(got[i] - want[i]);
+    if (!(err <= tol)) throw new Error(`${what}: index ${i}: got ${got[i]}, want ${want[i]} (error ${err})`);
+    max = Math.max(max, err);
+  }
+  return max;
+}

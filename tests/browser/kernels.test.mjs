@@ -1,0 +1,75 @@
+// WGSL kernels in the browser (wasm + WebGPU) against an independent float64
+// reference computed here in JavaScript, and against the engine's own CPU
+// reference compiled to wasm.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startSession, requireWebGPU, seededValues, maxAbsError } from './harness.mjs';
+
+let session;
+let page;
+before(async () => {
+  session = await startSession();
+  page = await session.open('test/kernels.html');
+  await page.waitForFunction(() => window.hearthReady === true);
+});
+after(() => session?.close());
+
+function rmsNormF64(x, w, eps) {
+  const cols = w.length;
+  const out = [];
+  for (let r = 0; r < x.length / cols; r++) {
+    const row = x.slice(r * cols, (r + 1) * cols);
+    const scale = 1 / Math.sqrt(row.reduce((s, v) => s + v * v, 0) / cols + eps);
+    row.forEach((v, i) => out.push(v * scale * w[i]));
+  }
+  return out;
+}
+
+test('RMSNorm on WebGPU matches the float64 reference at awkward sizes', async (t) => {
+  if (!(await requireWebGPU(page, t))) return;
+  const shapes = [[1, 1], [3, 7], [5, 63], [17, 576], [4, 1536], [2, 4099]];
+  for (const [i, [rows, cols]] of shapes.entries()) {
+    const x = seededValues(10 + i, rows * cols, 4);
+    const w = seededValues(100 + i, cols, 2);
+    const eps = 1e-5;
+    const { gpu, cpu } = await page.evaluate(async ({ x, w, eps }) => {
+      const { Gpu, rmsNormReference } = window.hearth;
+      window.gpu ??= await Gpu.create();
+      const gpu = Array.from(await window.gpu.rmsNorm(new Float32Array(x), new Float32Array(w), eps));
+      const cpu = Array.from(rmsNormReference(new Float32Array(x), new Float32Array(w), eps));
+      return { gpu, cpu };
+    }, { x, w, eps });
+    const want = rmsNormF64(x, w, eps);
+    const gpuErr = maxAbsError(`gpu ${rows}x${cols}`, gpu, want, 1e-5 + 2e-5 * Math.max(...want.map(Math.abs)));
+    maxAbsError(`wasm cpu ${rows}x${cols}`, cpu, want, 1e-6 * Math.max(...want.map(Math.abs)));
+    t.diagnostic(`rms_norm ${rows}x${cols}: max abs error ${gpuErr.toExponential(2)}`);
+  }
+});
+
+test('a bad argument rejects with a readable Error, not a panic', async (t) => {
+  if (!(await requireWebGPU(page, t))) return;
+  const message = await page.evaluate(async () => {
+    window.gpu ??= await window.hearth.Gpu.create();
+    try {
+      await window.gpu.rmsNorm(new Float32Array(5), new Float32Array(2), 1e-5);
+      return 'resolved';
+    } catch (e) {
+      return e instanceof Error ? e.message : `non-Error: ${e}`;
+    }
+  });
+  assert.match(message, /whole rows/);
+  // The engine still works afterwards.
+  const ok = await page.evaluate(async () => (await window.gpu.rmsNorm(new Float32Array([3, 4]), new Float32Array([1, 1]), 0)).length);
+  assert.equal(ok, 2);
+});
+
+test('the adapter is reported', async (t) => {
+  if (!(await requireWebGPU(page, t))) return;
+  const info = await page.evaluate(async () => {
+    window.gpu ??= await window.hearth.Gpu.create();
+    return window.gpu.adapterInfo();
+  });
+  t.diagnostic(`adapter: ${JSON.stringify(info)}`);
+  assert.equal(info.backend, 'BrowserWebGpu');
+  assert.ok(info.max_storage_buffer_binding_size >= 128 * 2 ** 20);
+});

@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+// A small static file server for the demo, the model files and the browser
+// tests. Node built-ins only. It sends COOP/COEP headers (so pages are
+// cross-origin isolated and may use SharedArrayBuffer), supports HTTP Range
+// requests, and never serves a path outside its mounted folders.
+//
+// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1]
+// API: startServer({ port, host, mounts }) -> { url, close() }
+
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** URL prefix -> folder. The demo at `/`, the wasm build, the models. */
+export const DEFAULT_MOUNTS = {
+  '/pkg/': path.join(ROOT, 'web/pkg'),
+  '/models/': path.join(ROOT, 'models'),
+  '/': path.join(ROOT, 'web/demo'),
+};
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.txt': 'text/plain; charset=utf-8',
+  '.webmanifest': 'application/manifest+json',
+};
+
+/** Maps a request path to a file inside one of `mounts`, or null. */
+function resolveFile(mounts, urlPath) {
+  let decoded;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  // Longest prefix first, so '/pkg/' wins over '/'.
+  const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
+  for (const prefix of prefixes) {
+    if (!decoded.startsWith(prefix)) continue;
+    const base = path.resolve(mounts[prefix]);
+    let file = path.resolve(base, '.' + path.sep + decoded.slice(prefix.length));
+    if (file !== base && !file.startsWith(base + path.sep)) return null; // traversal
+    if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, 'index.html');
+    return file;
+  }
+  return null;
+}
+
+function handler(mounts) {
+  return (req, res) => {
+    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
+    res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
+    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    res.setHeader('Cache-Control', 'no-cache');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const file = resolveFile(mounts, new URL(req.url, 'http://x').pathname);
+    let stat;
+    try {
+      stat = file && fs.statSync(file);
+    } catch {
+      stat = null;
+    }
+    if (!stat || !stat.isFile()) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    const type = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
+    res.setHeader('Content-Type', type);
+    res.setHeader('Accept-Ranges', 'bytes');
+    let start = 0;
+    let end = stat.size - 1;
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range) {
+      start = range[1] === '' ? Math.max(0, stat.size - Number(range[2])) : Number(range[1]);
+      end = range[1] !== '' && range[2] !== '' ? Math.min(Number(range[2]), stat.size - 1) : end;
+      if (start > end || start >= stat.size) {
+        res.writeHead(416, { 'Content-Range': `bytes */${stat.size}` }).end();
+        return;
+      }
+      res.statusCode = 206;
+      res.setHeader('Content-Range', `bytes ${start}-${end}/${stat.size}`);
+    }
+    res.setHeader('Content-Length', end - start + 1);
+    if (req.method === 'HEAD' || stat.size === 0) {
+      res.end();
+      return;
+    }
+    fs.createReadStream(file, { start, end }).pipe(res);
+  };
+}
+
+/**
+ * Starts a server on `host:port` (port 0 picks a free one).
+ * @returns {Promise<{url: string, close: () => Promise<void>}>}
+ */
+export function startServer({ port = 0, host = '127.0.0.1', mounts = DEFAULT_MOUNTS } = {}) {
+  const server = http.createServer(handler(mounts));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      const { port: bound } = server.address();
+      resolve({
+        url: `http://${host}:${bound}/`,
+        close: () => new Promise((done) => { server.closeAllConnections(); server.close(() => done()); }),
+      });
+    });
+  });
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name, fallback) => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : fallback;
+  };
+  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1') });
+  console.log(`hearth demo: ${url}  (Ctrl+C to stop)`);
+}
