@@ -17,9 +17,33 @@ pub enum HearthError {
     /// Reading a result back from the GPU failed.
     #[error("GPU read-back failed: {0}")]
     ReadBack(String),
+    /// The model file could not be parsed.
+    #[error(transparent)]
+    Gguf(#[from] crate::formats::gguf::GgufError),
+    /// The model file parsed but does not describe a model this engine runs
+    /// (a missing metadata key, an unsupported architecture or tensor type).
+    #[error("model: {0}")]
+    Model(String),
+    /// A file could not be read.
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
     /// A caller passed arguments that cannot be valid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The model's tokenizer is malformed (missing or inconsistent metadata)
+    /// or a tokenizer operation failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The model asks for a tokenizer type or pre-tokenizer this engine does
+    /// not implement; guessing another would give wrong token ids.
+    #[error("unsupported tokenizer: {0}")]
+    UnsupportedTokenizer(String),
+    /// The model has no chat template (`tokenizer.chat_template`).
+    #[error("the model has no chat template (tokenizer.chat_template)")]
+    NoChatTemplate,
+    /// The chat template failed to compile or to render.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
 }
 
 /// Shorthand used across the crate.

@@ -4,10 +4,13 @@
 //! (wasm32 + WebGPU). `reference` holds the CPU oracle every GPU kernel is
 //! tested against; `gpu` holds the device context and the kernel launchers.
 
+pub mod config;
 pub mod error;
 pub mod formats;
 pub mod gpu;
+pub mod quant;
 pub mod reference;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

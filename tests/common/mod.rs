@@ -41,3 +41,44 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], abs: f32, rel: f32) {
     }
     eprintln!("{what}: max abs error {max_err:e} over {} values", got.len());
 }
+
+/// The repository's root (where Cargo.toml is).
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// ../shared/fixtures beside the checkout (present in CI and dev sessions).
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = format!("{ROOT}/../shared/fixtures/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The default model's bytes, or `None` (with a visible message) where it has
+/// not been fetched; under CI=true its absence fails the test.
+pub fn default_model_bytes() -> Option<Vec<u8>> {
+    let path = format!("{ROOT}/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    match std::fs::read(&path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but the default model is missing ({path}: {e}); scripts/setup.sh fetches it")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: default model not fetched ({path}: {e}); run scripts/setup.sh");
+            None
+        }
+    }
+}
+
+/// A JSON array of integers as token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array().expect("array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
+}
+
+/// A JSON array of numbers as f32.
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}

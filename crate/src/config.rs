@@ -1,0 +1,171 @@
+//! The model's architecture, read from GGUF metadata.
+//!
+//! A key the model needs and the file lacks is an error naming the key. The
+//! only values not read from the file are those the GGUF specification itself
+//! defines as the meaning of an absent key (noted at each one).
+
+use crate::error::{HearthError, Result};
+use crate::formats::gguf::GgufFile;
+use serde::{Deserialize, Serialize};
+
+/// How positions are scaled before RoPE (`{arch}.rope.scaling.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor` (`{arch}.rope.scaling.factor`).
+    Linear { factor: f32 },
+}
+
+/// A Llama-family decoder's shape and constants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub architecture: String,
+    pub n_layers: usize,
+    /// Width of the residual stream.
+    pub dim: usize,
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when below `n_heads`).
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    /// Width of the SwiGLU hidden layer.
+    pub ffn_dim: usize,
+    pub vocab_size: usize,
+    /// Longest sequence the model was trained for.
+    pub context_length: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    /// Leading dimensions of each head that RoPE rotates (all of them, usually).
+    pub rope_dim: usize,
+    pub rope_scaling: RopeScaling,
+    /// True when the output projection reuses the token embedding.
+    pub tied_embeddings: bool,
+}
+
+impl ModelConfig {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let arch = gguf
+            .get("general.architecture")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| missing("general.architecture"))?
+            .to_string();
+        // Llama-family models that share llama's tensor names and RoPE.
+        if !["llama", "mistral"].contains(&arch.as_str()) {
+            return Err(HearthError::Model(format!("architecture {arch:?} is not supported (llama is)")));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let uint = |k: &str| -> Result<usize> {
+            let k = key(k);
+            let v = gguf.get(&k).ok_or_else(|| missing(&k))?;
+            v.as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| HearthError::Model(format!("{k} is {v:?}, not a non-negative integer")))
+        };
+        let float = |k: &str| -> Result<Option<f32>> {
+            let k = key(k);
+            match gguf.get(&k) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(|f| Some(f as f32))
+                    .ok_or_else(|| HearthError::Model(format!("{k} is {v:?}, not a number"))),
+            }
+        };
+
+        let n_layers = uint("block_count")?;
+        let dim = uint("embedding_length")?;
+        let n_heads = uint("attention.head_count")?;
+        // GGUF spec: an absent head_count_kv means one KV head per query head.
+        let n_kv_heads = if gguf.get(&key("attention.head_count_kv")).is_some() {
+            uint("attention.head_count_kv")?
+        } else {
+            n_heads
+        };
+        let ffn_dim = uint("feed_forward_length")?;
+        let context_length = uint("context_length")?;
+        let rms_eps = float("attention.layer_norm_rms_epsilon")?
+            .ok_or_else(|| missing(&key("attention.layer_norm_rms_epsilon")))?;
+        if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
+            return Err(HearthError::Model(format!(
+                "inconsistent attention shape: dim {dim}, {n_heads} heads, {n_kv_heads} KV heads"
+            )));
+        }
+        // GGUF spec: key_length defaults to embedding_length / head_count.
+        let head_dim = match gguf.get(&key("attention.key_length")) {
+            Some(_) => uint("attention.key_length")?,
+            None => dim / n_heads,
+        };
+        // GGUF spec: rope.freq_base defaults to 10000, rope.dimension_count to the head size.
+        let rope_theta = float("rope.freq_base")?.unwrap_or(10_000.0);
+        let rope_dim = match gguf.get(&key("rope.dimension_count")) {
+            Some(_) => uint("rope.dimension_count")?,
+            None => head_dim,
+        };
+        let rope_scaling = match gguf.get(&key("rope.scaling.type")).map(|v| v.as_str()) {
+            None | Some(Some("none")) => RopeScaling::None,
+            Some(Some("linear")) => RopeScaling::Linear {
+                factor: float("rope.scaling.factor")?.ok_or_else(|| missing(&key("rope.scaling.factor")))?,
+            },
+            Some(other) => {
+                return Err(HearthError::Model(format!("RoPE scaling {other:?} is not supported (none, linear are)")))
+            }
+        };
+        let vocab_size = match gguf.get(&key("vocab_size")) {
+            Some(_) => uint("vocab_size")?,
+            None => gguf
+                .get("tokenizer.ggml.tokens")
+                .and_then(|v| v.as_array())
+                .map(|a| a.len())
+                .ok_or_else(|| missing("tokenizer.ggml.tokens"))?,
+        };
+        let tied_embeddings = gguf.tensor("output.weight").is_none();
+
+        let config = ModelConfig {
+            architecture: arch,
+            n_layers,
+            dim,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_dim,
+            vocab_size,
+            context_length,
+            rms_eps,
+            rope_theta,
+            rope_dim,
+            rope_scaling,
+            tied_embeddings,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Sizes the kernels rely on.
+    fn check(&self) -> Result<()> {
+        let bad = |what: String| Err(HearthError::Model(what));
+        if self.n_layers == 0 || self.dim == 0 || self.ffn_dim == 0 || self.vocab_size == 0 {
+            return bad(format!("empty model: {self:?}"));
+        }
+        if self.head_dim % 2 != 0 || self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+            return bad(format!("head size {} / RoPE size {} must be even", self.head_dim, self.rope_dim));
+        }
+        if self.context_length == 0 {
+            return bad("context_length is 0".into());
+        }
+        Ok(())
+    }
+
+    /// Width of the query projection's output.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of the key (and value) projection's output.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+fn missing(key: &str) -> HearthError {
+    HearthError::Model(format!("metadata key {key} is missing"))
+}
