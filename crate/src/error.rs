@@ -24,6 +24,9 @@ pub enum HearthError {
     /// (a missing metadata key, an unsupported architecture or tensor type).
     #[error("model: {0}")]
     Model(String),
+    /// The input does not fit in the context the model was loaded with.
+    #[error("{needed} positions do not fit in the context of {context}")]
+    ContextFull { needed: usize, context: usize },
     /// A file could not be read.
     #[error("{path}: {message}")]
     Io { path: String, message: String },

@@ -4,12 +4,14 @@
 //! (wasm32 + WebGPU). `reference` holds the CPU oracle every GPU kernel is
 //! tested against; `gpu` holds the device context and the kernel launchers.
 
+pub mod chat;
 pub mod config;
 pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod quant;
 pub mod reference;
+pub mod tokenizer;
 pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
