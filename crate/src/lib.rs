@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod formats;
 pub mod gpu;
+pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod tokenizer;

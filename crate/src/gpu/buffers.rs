@@ -1,20 +1,35 @@
-//! Buffer helpers: upload typed slices, read results back.
+//! Buffer helpers: upload typed slices, make scratch buffers, read back.
 
 use super::GpuContext;
 use crate::error::{HearthError, Result};
 use wgpu::util::DeviceExt;
 
-/// A storage buffer initialised from `data`, readable and writable by kernels
-/// and copyable (for read-back).
+const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// A storage buffer initialised from `data` (readable, writable, copyable).
 pub fn storage_from<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, data: &[T]) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
         contents: non_empty(bytemuck::cast_slice(data)),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        usage: STORAGE,
     })
 }
 
-/// A uniform buffer holding one `T`.
+/// A zero-filled storage buffer of `len` 4-byte values.
+pub fn storage_zeroed(ctx: &GpuContext, label: &str, len: usize) -> Result<wgpu::Buffer> {
+    let size = (len.max(1) * 4) as u64;
+    if size > ctx.report.max_storage_buffer_binding_size {
+        return Err(HearthError::Gpu(format!(
+            "{label} needs {size} bytes; this GPU binds at most {} per buffer",
+            ctx.report.max_storage_buffer_binding_size
+        )));
+    }
+    Ok(ctx.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage: STORAGE, mapped_at_creation: false }))
+}
+
+/// A uniform buffer holding one `T`, writable later.
 pub fn uniform_from<T: bytemuck::Pod>(ctx: &GpuContext, label: &str, value: &T) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
@@ -32,10 +47,17 @@ fn non_empty(bytes: &[u8]) -> &[u8] {
     }
 }
 
-/// Copies the first `len` f32 values of `src` to the CPU.
-pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
-    let size = (len * 4) as u64;
+/// Submits `encoder` after copying the first `len` values of `src` into a
+/// staging buffer, and returns them once the GPU is done.
+pub async fn submit_and_read<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    mut encoder: wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    len: usize,
+) -> Result<Vec<T>> {
+    let size = (len * std::mem::size_of::<T>()) as u64;
     if size == 0 {
+        ctx.queue.submit([encoder.finish()]);
         return Ok(Vec::new());
     }
     let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -44,7 +66,6 @@ pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Resul
         usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
     encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
     ctx.queue.submit([encoder.finish()]);
 
@@ -60,7 +81,13 @@ pub async fn read_f32(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Resul
     rx.await
         .map_err(|_| HearthError::ReadBack("the GPU dropped the read-back request".into()))?
         .map_err(|e| HearthError::ReadBack(e.to_string()))?;
-    let values = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range()).to_vec();
+    let values = bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range()).to_vec();
     staging.unmap();
     Ok(values)
+}
+
+/// Copies the first `len` values of `src` to the CPU.
+pub async fn read_buffer<T: bytemuck::Pod>(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    let encoder = ctx.device.create_command_encoder(&Default::default());
+    submit_and_read(ctx, encoder, src, len).await
 }

@@ -82,8 +82,7 @@ impl GpuContext {
             max_buffer_size: limits.max_buffer_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
         };
-        let pipelines = Pipelines::new(&device);
-        Ok(Self { device, queue, report: Arc::new(report), pipelines: Arc::new(pipelines) })
+        Ok(Self { device, queue, report: Arc::new(report), pipelines: Arc::new(Pipelines::default()) })
     }
 
     /// Blocking constructor for native callers (CLI, tests, benchmarks).

@@ -1,59 +1,88 @@
 //! The WGSL kernel table: one file per kernel under `shaders/`, embedded at
-//! compile time, compiled into a pipeline once when the context is created.
+//! compile time. Every kernel is prefixed with `step.wgsl` (the shared
+//! per-forward uniform); kernels that read weights also with `quant.wgsl`
+//! (block decoding), specialised per weight type through the `QTYPE`
+//! override. Pipelines are compiled on first request and then reused.
 
+use crate::formats::gguf::TensorType;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Every compute kernel the engine has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
+    Embed,
     RmsNorm,
+    Matmul,
+    Rope,
+    Attention,
+    Swiglu,
+    Add,
+    Argmax,
 }
+
+const STEP: &str = include_str!("../../../shaders/step.wgsl");
+const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
 
 impl Kernel {
-    pub const ALL: [Kernel; 1] = [Kernel::RmsNorm];
-
-    fn label(self) -> &'static str {
+    fn file(self) -> &'static str {
         match self {
-            Kernel::RmsNorm => "rms_norm",
+            Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
+            Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
+            Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
+            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
+            Kernel::Add => include_str!("../../../shaders/add.wgsl"),
+            Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
         }
     }
 
-    fn source(self) -> &'static str {
-        match self {
-            Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
-        }
+    /// Kernels that decode quantized weights.
+    pub fn reads_weights(self) -> bool {
+        matches!(self, Kernel::Embed | Kernel::Matmul)
+    }
+
+    fn source(self) -> String {
+        let quant = if self.reads_weights() { QUANT } else { "" };
+        format!("{STEP}\n{quant}\n{}", self.file())
     }
 }
 
-/// Compiled pipelines, one per kernel, with layouts inferred from the WGSL.
+/// Compiled pipelines, keyed by kernel and (for weight readers) weight type.
+#[derive(Default)]
 pub struct Pipelines {
-    by_kernel: HashMap<Kernel, wgpu::ComputePipeline>,
+    cache: Mutex<HashMap<(Kernel, Option<TensorType>), Arc<wgpu::ComputePipeline>>>,
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Self {
-        let by_kernel = Kernel::ALL
-            .iter()
-            .map(|&kernel| {
+    /// The pipeline for `kernel` (reading weights of type `weights`, if it
+    /// reads any), compiled on first use.
+    pub fn get(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>) -> Arc<wgpu::ComputePipeline> {
+        let weights = weights.filter(|_| kernel.reads_weights());
+        let mut cache = self.cache.lock().expect("pipeline cache lock");
+        cache
+            .entry((kernel, weights))
+            .or_insert_with(|| {
+                let label = format!("{kernel:?}{}", weights.map(|t| format!("<{t}>")).unwrap_or_default());
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(kernel.label()),
+                    label: Some(&label),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.label()),
+                let constants: Vec<(&str, f64)> =
+                    weights.map(|t| vec![("QTYPE", t.ggml_id() as f64)]).unwrap_or_default();
+                Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(&label),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
-                    compilation_options: Default::default(),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        ..Default::default()
+                    },
                     cache: None,
-                });
-                (kernel, pipeline)
+                }))
             })
-            .collect();
-        Self { by_kernel }
-    }
-
-    pub fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.by_kernel[&kernel]
+            .clone()
     }
 }

@@ -1,0 +1,72 @@
+//! One constructor per kernel: each makes the kernel's shape uniform and
+//! returns a ready `Dispatch` (see shaders/*.wgsl for bindings and shapes).
+
+use super::program::{Dispatch, Grid};
+use super::weights::GpuMatrix;
+use super::{uniform_from, GpuContext, Kernel};
+
+type Buf = wgpu::Buffer;
+
+fn pipeline(ctx: &GpuContext, kernel: Kernel, w: Option<&GpuMatrix>) -> std::sync::Arc<wgpu::ComputePipeline> {
+    ctx.pipelines.get(&ctx.device, kernel, w.map(|w| w.ty))
+}
+
+fn shape(ctx: &GpuContext, kernel: Kernel, words: [u32; 4]) -> Buf {
+    uniform_from(ctx, &format!("{kernel:?}.shape"), &words)
+}
+
+/// x (tokens × cols) = rows `ids` of the embedding matrix `w`.
+pub fn embed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, ids: &Buf, out: &Buf) -> Dispatch {
+    let s = shape(ctx, Kernel::Embed, [w.cols as u32, w.scale_base, w.rows as u32, 0]);
+    let grid = Grid::Threads { per_token: w.cols as u32 / 32 };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Embed, Some(w)), &[&s, step, &w.buffer, ids, out], grid)
+}
+
+/// out (tokens × cols) = RMSNorm of rows `row0..` of x, times the gain `w`.
+pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, w: &Buf, out: &Buf, cols: usize, eps: f32) -> Dispatch {
+    let s = shape(ctx, Kernel::RmsNorm, [cols as u32, eps.to_bits(), 0, 0]);
+    Dispatch::new(ctx, pipeline(ctx, Kernel::RmsNorm, None), &[&s, step, x, w, out], Grid::PerToken)
+}
+
+/// out (tokens × rows) = x (tokens × cols) · Wᵀ. With `out_at_pos`, row t is
+/// written at row pos0 + t of `out` (appending to a KV cache).
+pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: &Buf, out_at_pos: bool) -> Dispatch {
+    let s = shape(ctx, Kernel::Matmul, [w.rows as u32, w.cols as u32, w.scale_base, out_at_pos as u32]);
+    let grid = Grid::Matmul { rows: w.rows as u32 };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Matmul, Some(w)), &[&s, step, &w.buffer, x, out], grid)
+}
+
+/// RoPE in place on x (rows × heads × head_dim) from the cos/sin `table`.
+pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, x: &Buf, heads: usize, head_dim: usize, rope_dim: usize, at_pos: bool) -> Dispatch {
+    let pairs = (rope_dim / 2) as u32;
+    let s = shape(ctx, Kernel::Rope, [heads as u32, head_dim as u32, pairs, at_pos as u32]);
+    let grid = Grid::Threads { per_token: heads as u32 * pairs };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, x], grid)
+}
+
+/// out (tokens × heads × head_dim) = causal GQA attention of q over the caches.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> Dispatch {
+    let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
+    let s = shape(ctx, Kernel::Attention, [heads as u32, kv_heads as u32, head_dim as u32, scale.to_bits()]);
+    let grid = Grid::Attention { heads: heads as u32 };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Attention, None), &[&s, step, q, k_cache, v_cache, out], grid)
+}
+
+/// gate = silu(gate) * up, elementwise over tokens × width.
+pub fn swiglu(ctx: &GpuContext, step: &Buf, gate: &Buf, up: &Buf, width: usize) -> Dispatch {
+    let s = shape(ctx, Kernel::Swiglu, [width as u32, 0, 0, 0]);
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Swiglu, None), &[&s, step, gate, up], Grid::Threads { per_token: width as u32 })
+}
+
+/// x += y, elementwise over tokens × width.
+pub fn add(ctx: &GpuContext, step: &Buf, x: &Buf, y: &Buf, width: usize) -> Dispatch {
+    let s = shape(ctx, Kernel::Add, [width as u32, 0, 0, 0]);
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Add, None), &[&s, step, x, y], Grid::Threads { per_token: width as u32 })
+}
+
+/// out[0] = index of the largest of the first `n` logits.
+pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
+    let s = shape(ctx, Kernel::Argmax, [n as u32, 0, 0, 0]);
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Argmax, None), &[&s, logits, out], Grid::Single)
+}

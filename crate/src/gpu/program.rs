@@ -1,0 +1,95 @@
+//! Dispatches made once at load and recorded many times.
+//!
+//! A `Dispatch` owns its pipeline and bind group (whose buffers, shape
+//! uniform included, are fixed at load); only the shared `Step` uniform
+//! changes between forwards, written once before each submit.
+
+use super::{grid_2d, GpuContext};
+use std::sync::Arc;
+
+/// The per-forward uniform every kernel binds at slot 1 (shaders/step.wgsl).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Step {
+    /// Rows processed by this forward.
+    pub tokens: u32,
+    /// Sequence position of the first of them.
+    pub pos0: u32,
+    /// First row read from row-indexed inputs.
+    pub row0: u32,
+    pub _pad: u32,
+}
+
+/// Threads per workgroup of the elementwise kernels (their WGSL default).
+pub const WG: u32 = 64;
+
+/// How many workgroups a dispatch needs for a given number of tokens.
+#[derive(Debug, Clone, Copy)]
+pub enum Grid {
+    /// One thread per item, `per_token` items per token.
+    Threads { per_token: u32 },
+    /// One workgroup per token.
+    PerToken,
+    /// One workgroup per output row and tile of 8 tokens (shaders/matmul.wgsl).
+    Matmul { rows: u32 },
+    /// One workgroup per (head, token) (shaders/attention.wgsl).
+    Attention { heads: u32 },
+    /// A single workgroup.
+    Single,
+}
+
+impl Grid {
+    pub fn groups(self, tokens: u32) -> [u32; 3] {
+        match self {
+            Grid::Threads { per_token } => {
+                let (x, y) = grid_2d((tokens * per_token).div_ceil(WG));
+                [x, y, 1]
+            }
+            Grid::PerToken => {
+                let (x, y) = grid_2d(tokens);
+                [x, y, 1]
+            }
+            Grid::Matmul { rows } => {
+                let (x, y) = grid_2d(rows);
+                [x, y, tokens.div_ceil(8)]
+            }
+            Grid::Attention { heads } => [heads, tokens, 1],
+            Grid::Single => [1, 1, 1],
+        }
+    }
+}
+
+/// One kernel launch with everything bound.
+pub struct Dispatch {
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bind_group: wgpu::BindGroup,
+    pub grid: Grid,
+}
+
+impl Dispatch {
+    /// Binds `buffers` to slots 0, 1, 2, ... of the pipeline's group 0.
+    pub fn new(ctx: &GpuContext, pipeline: Arc<wgpu::ComputePipeline>, buffers: &[&wgpu::Buffer], grid: Grid) -> Self {
+        let layout = pipeline.get_bind_group_layout(0);
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
+        Dispatch { pipeline, bind_group, grid }
+    }
+}
+
+/// Records `dispatches` in order into one compute pass, for `tokens` tokens.
+pub fn encode(encoder: &mut wgpu::CommandEncoder, dispatches: &[Dispatch], tokens: u32) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+    for d in dispatches {
+        let [x, y, z] = d.grid.groups(tokens);
+        if x * y * z == 0 {
+            continue;
+        }
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind_group, &[]);
+        pass.dispatch_workgroups(x, y, z);
+    }
+}

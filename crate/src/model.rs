@@ -1,0 +1,252 @@
+//! The model on the GPU: weights uploaded in their quantized form, every
+//! buffer and dispatch made at load, one submit per forward.
+//!
+//! The layer program mirrors `reference::CpuModel::forward` line for line:
+//!   h = rms_norm(x) · q, k, v = h·Wq, h·Wk, h·Wv · rope(q, k) · x += attn(q, K, V)·Wo
+//!   h = rms_norm(x) · x += (silu(h·Wg) * h·Wu)·Wd
+//! Keys and values are written straight into the KV cache by their projections.
+
+use crate::config::{ModelConfig, RopeScaling};
+use crate::error::{HearthError, Result};
+use crate::gpu::{self, ops, program, Dispatch, GpuContext, Step};
+use crate::gpu::weights::GpuMatrix;
+use crate::quant::dequantize;
+use crate::weights::{layer_tensor, TensorSource};
+
+/// Sizes chosen by the caller at load.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelOptions {
+    /// Positions the KV cache holds (at most the model's context length).
+    pub context: usize,
+    /// Tokens processed per forward; longer inputs are split into chunks.
+    pub max_batch: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { context: 2048, max_batch: 128 }
+    }
+}
+
+/// The transformer on the GPU with its KV cache.
+pub struct GpuModel {
+    pub config: ModelConfig,
+    pub options: ModelOptions,
+    ctx: GpuContext,
+    /// The `Step` of the layer program and that of the head (last token only).
+    step: wgpu::Buffer,
+    step_last: wgpu::Buffer,
+    ids: wgpu::Buffer,   // max_batch u32
+    logits: wgpu::Buffer, // vocab f32, the last token's
+    next_id: wgpu::Buffer, // 1 u32, argmax of logits
+    layers: Vec<Dispatch>,
+    head: Vec<Dispatch>,
+    gpu_bytes: u64,
+    weight_bytes: u64,
+    /// Positions held in the KV cache.
+    pos: usize,
+}
+
+impl GpuModel {
+    pub fn load(ctx: &GpuContext, config: ModelConfig, src: &dyn TensorSource, options: ModelOptions) -> Result<Self> {
+        let c = &config;
+        let context = options.context.min(c.context_length);
+        let max_batch = options.max_batch.clamp(1, context);
+        let options = ModelOptions { context, max_batch };
+        // Running totals of what is allocated, for the memory report.
+        let gpu_bytes = std::cell::Cell::new(0u64);
+        let weight_bytes = std::cell::Cell::new(0u64);
+        let scratch = |label: &str, len: usize| -> Result<wgpu::Buffer> {
+            let b = gpu::storage_zeroed(ctx, label, len)?;
+            gpu_bytes.set(gpu_bytes.get() + b.size());
+            Ok(b)
+        };
+        let (d, qd, kvd, f) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
+        // Activations, max_batch rows each.
+        let x = scratch("x", max_batch * d)?; // residual stream
+        let h = scratch("h", max_batch * d)?; // normed input of a projection
+        let q = scratch("q", max_batch * qd)?;
+        let attn = scratch("attn", max_batch * qd)?;
+        let o = scratch("o", max_batch * d)?; // a block's output before the residual add
+        let gate = scratch("gate", max_batch * f)?;
+        let up = scratch("up", max_batch * f)?;
+        let h_last = scratch("h_last", d)?;
+        let logits = scratch("logits", c.vocab_size)?;
+        let next_id = scratch("next_id", 1)?;
+        let ids = scratch("ids", max_batch)?;
+        let rope_table = gpu::storage_from(ctx, "rope_table", &rope_table(c, context));
+        gpu_bytes.set(gpu_bytes.get() + rope_table.size());
+        let step = gpu::uniform_from(ctx, "step", &Step::default());
+        let step_last = gpu::uniform_from(ctx, "step_last", &Step::default());
+
+        let matrix = |name: &str| -> Result<GpuMatrix> {
+            let m = GpuMatrix::upload(ctx, name, &src.tensor(name)?)?;
+            weight_bytes.set(weight_bytes.get() + m.size_bytes());
+            Ok(m)
+        };
+        let vector = |name: &str, len: usize| -> Result<wgpu::Buffer> {
+            let t = src.tensor(name)?;
+            if t.elements() != len {
+                return Err(HearthError::Model(format!("{name} has {} values, expected {len}", t.elements())));
+            }
+            Ok(gpu::storage_from(ctx, name, &dequantize(t.ty, t.bytes, len)?))
+        };
+        let check = |m: &GpuMatrix, name: &str, rows: usize, cols: usize| -> Result<()> {
+            if (m.rows, m.cols) != (rows, cols) {
+                return Err(HearthError::Model(format!("{name} is {}×{}, expected {rows}×{cols}", m.rows, m.cols)));
+            }
+            Ok(())
+        };
+
+        let embed = matrix("token_embd.weight")?;
+        check(&embed, "token_embd.weight", c.vocab_size, d)?;
+        let mut layers = vec![ops::embed(ctx, &step, &embed, &ids, &x)];
+        for l in 0..c.n_layers {
+            let name = |n: &str| layer_tensor(l, n);
+            let w = |n: &str, rows, cols| -> Result<GpuMatrix> {
+                let m = matrix(&name(n))?;
+                check(&m, &name(n), rows, cols)?;
+                Ok(m)
+            };
+            let (wq, wk, wv, wo) = (w("attn_q", qd, d)?, w("attn_k", kvd, d)?, w("attn_v", kvd, d)?, w("attn_output", d, qd)?);
+            let (wg, wu, wd) = (w("ffn_gate", f, d)?, w("ffn_up", f, d)?, w("ffn_down", d, f)?);
+            let attn_norm = vector(&name("attn_norm"), d)?;
+            let ffn_norm = vector(&name("ffn_norm"), d)?;
+            let k_cache = scratch("k_cache", context * kvd)?;
+            let v_cache = scratch("v_cache", context * kvd)?;
+            layers.extend([
+                ops::rms_norm(ctx, &step, &x, &attn_norm, &h, d, c.rms_eps),
+                ops::matmul(ctx, &step, &wq, &h, &q, false),
+                ops::matmul(ctx, &step, &wk, &h, &k_cache, true),
+                ops::matmul(ctx, &step, &wv, &h, &v_cache, true),
+                ops::rope(ctx, &step, &rope_table, &q, c.n_heads, c.head_dim, c.rope_dim, false),
+                ops::rope(ctx, &step, &rope_table, &k_cache, c.n_kv_heads, c.head_dim, c.rope_dim, true),
+                ops::attention(ctx, &step, &q, &k_cache, &v_cache, &attn, c.n_heads, c.n_kv_heads, c.head_dim),
+                ops::matmul(ctx, &step, &wo, &attn, &o, false),
+                ops::add(ctx, &step, &x, &o, d),
+                ops::rms_norm(ctx, &step, &x, &ffn_norm, &h, d, c.rms_eps),
+                ops::matmul(ctx, &step, &wg, &h, &gate, false),
+                ops::matmul(ctx, &step, &wu, &h, &up, false),
+                ops::swiglu(ctx, &step, &gate, &up, f),
+                ops::matmul(ctx, &step, &wd, &gate, &o, false),
+                ops::add(ctx, &step, &x, &o, d),
+            ]);
+        }
+        let out_norm = vector("output_norm.weight", d)?;
+        let output = if c.tied_embeddings { None } else { Some(matrix("output.weight")?) };
+        let output = output.as_ref().unwrap_or(&embed);
+        check(output, "output.weight", c.vocab_size, d)?;
+        let head = vec![
+            ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
+            ops::matmul(ctx, &step_last, output, &h_last, &logits, false),
+            ops::argmax(ctx, &logits, &next_id, c.vocab_size),
+        ];
+        Ok(GpuModel {
+            config,
+            options,
+            ctx: ctx.clone(),
+            step,
+            step_last,
+            ids,
+            logits,
+            next_id,
+            layers,
+            head,
+            gpu_bytes: gpu_bytes.get() + weight_bytes.get(),
+            weight_bytes: weight_bytes.get(),
+            pos: 0,
+        })
+    }
+
+    /// Positions held in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forgets every position after the first `n` (n = 0 starts over).
+    pub fn truncate(&mut self, n: usize) {
+        self.pos = self.pos.min(n);
+    }
+
+    /// GPU memory the model holds (weights, KV cache, activations), in bytes.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.gpu_bytes
+    }
+
+    /// Bytes of weights on the GPU (read once per decoded token).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Runs `tokens` after the cached positions and returns the last token's logits.
+    pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.forward(tokens, &self.logits.clone(), self.config.vocab_size).await
+    }
+
+    /// Runs `tokens` after the cached positions and returns the id of the
+    /// most likely next token (only 4 bytes are read back).
+    pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        let id = self.forward::<u32>(tokens, &self.next_id.clone(), 1).await?[0];
+        if id as usize >= self.config.vocab_size {
+            return Err(HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into()));
+        }
+        Ok(id)
+    }
+
+    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        self.validate(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let n = chunk.len() as u32;
+            let pos0 = self.pos as u32;
+            let queue = &self.ctx.queue;
+            queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
+            queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
+            queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
+            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+            program::encode(&mut encoder, &self.layers, n);
+            self.pos += chunk.len();
+            if i + 1 < chunks.len() {
+                queue.submit([encoder.finish()]);
+            } else {
+                program::encode(&mut encoder, &self.head, 1);
+                return gpu::submit_and_read(&self.ctx, encoder, result, len).await;
+            }
+        }
+        unreachable!("validate() refuses an empty input")
+    }
+
+    fn validate(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(HearthError::InvalidArgument("no tokens to process".into()));
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+            return Err(HearthError::InvalidArgument(format!(
+                "token id {bad} is outside the vocabulary ({} tokens)",
+                self.config.vocab_size
+            )));
+        }
+        if self.pos + tokens.len() > self.options.context {
+            return Err(HearthError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context });
+        }
+        Ok(())
+    }
+}
+
+/// cos/sin of every (position, pair) angle, computed in f64:
+/// angle = pos · scale · θ^(-2i / rope_dim).
+fn rope_table(c: &ModelConfig, context: usize) -> Vec<[f32; 2]> {
+    let pairs = c.rope_dim / 2;
+    let scale = match c.rope_scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor } => 1.0 / factor as f64,
+    };
+    let mut table = Vec::with_capacity(context * pairs);
+    for pos in 0..context {
+        for i in 0..pairs {
+            let angle = pos as f64 * scale * (c.rope_theta as f64).powf(-2.0 * i as f64 / c.rope_dim as f64);
+            table.push([angle.cos() as f32, angle.sin() as f32]);
+        }
+    }
+    table
+}

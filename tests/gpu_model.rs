@@ -1,0 +1,56 @@
+//! The GPU model on the real default model against the exact float64
+//! reference in ../shared/fixtures, with the thresholds of the engine issue:
+//! last-position logits within 0.05, and teacher-forced along the reference
+//! continuation, the same top-1 wherever the reference's top-1/top-2 margin
+//! is at least 0.1 (so free-running greedy output equals the reference up to
+//! its first ambiguous position).
+
+mod common;
+
+use common::{argmax, default_model_bytes, fixture, floats, gpu, ids};
+use hearth_llm::config::ModelConfig;
+use hearth_llm::formats::gguf::GgufFile;
+use hearth_llm::model::{GpuModel, ModelOptions};
+use hearth_llm::weights::GgufSource;
+use pollster::block_on;
+
+#[test]
+fn gpu_model_matches_exact_reference() {
+    let Some(ctx) = gpu() else { return };
+    let Some(bytes) = default_model_bytes() else { return };
+    let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).expect("parse");
+    let config = ModelConfig::from_gguf(&gguf).expect("config");
+    let src = GgufSource { gguf: &gguf, bytes: &bytes };
+    let options = ModelOptions { context: 256, max_batch: 16 }; // 16: prompts span several chunks
+    let mut model = GpuModel::load(&ctx, config, &src, options).expect("load");
+    eprintln!("adapter {}; GPU memory {:.1} MiB, weights {:.1} MiB", ctx.report.name,
+        model.gpu_bytes() as f64 / 1048576.0, model.weight_bytes() as f64 / 1048576.0);
+
+    let mut worst = 0f32;
+    for case in fixture("smollm2_exact.json")["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let prompt = ids(&case["prompt_ids"]);
+        let want_last = floats(&case["last_logits"]);
+        let generated = ids(&case["generated_ids"]);
+        let margins = floats(&case["margins"]);
+
+        model.truncate(0);
+        let last = block_on(model.forward_logits(&prompt)).expect("forward");
+        let err = last.iter().zip(&want_last).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("{id}: last-position logits max abs error {err:.2e}");
+        assert!(err < 0.05, "{id}: logits off by {err}");
+        worst = worst.max(err);
+
+        // Teacher-forced along the reference continuation.
+        let mut top1 = argmax(&last) as u32;
+        for (i, &want) in generated.iter().enumerate() {
+            if margins[i] >= 0.1 {
+                assert_eq!(top1, want, "{id}: position {i} (reference margin {})", margins[i]);
+            }
+            if i + 1 < generated.len() {
+                top1 = block_on(model.forward_greedy(&[want])).expect("decode");
+            }
+        }
+    }
+    eprintln!("max logit error over all fixture prompts: {worst:.2e}");
+}
