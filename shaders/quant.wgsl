@@ -2,12 +2,13 @@
 // The kernel declares `weights: array<u32>`; QTYPE is set per pipeline.
 //
 // GPU layout of a weight matrix (rows × cols, cols a multiple of 32), packed
-// by crate/src/gpu/weights.rs: every block's quant words first (block-major,
-// qs_words() each, block index = row * cols / 32 + k), then the scales from
-// word `scale_base`:
-//   Q4_0: f16 d per block, two per word; value = d * (q - 8), q a nibble
-//   Q4_1: (d, m) f16 pair, one word per block; value = d * q + m
-//   Q8_0: f16 d per block, two per word; value = d * q, q a signed byte
+// by crate/src/gpu/weights.rs row-interleaved: word w of block k of row r is
+// at (k * qs_words() + w) * rows + r, so threads on neighbouring rows read
+// neighbouring words. Scales follow from word `scale_base`, scale index
+// k * rows + r:
+//   Q4_0: f16 d, two per word; value = d * (q - 8), q a nibble
+//   Q4_1: (d, m) f16 pair, one word; value = d * q + m
+//   Q8_0: f16 d, two per word; value = d * q, q a signed byte
 //   F16 : no scales, two halves per word
 //   F32 : no scales, one value per word
 // Nibbles: byte j of a Q4 block holds value j (low) and value j + 16 (high).
@@ -44,16 +45,34 @@ fn packed_half(base: u32, b: u32) -> f32 {
     return f16_to_f32((weights[base + b / 2u] >> (16u * (b & 1u))) & 0xffffu);
 }
 
-// The 32 values of block `b`.
-fn dequant_block(b: u32, scale_base: u32) -> array<f32, 32> {
+// Four signed bytes of a word, sign-extended.
+fn bytes_i8(word: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(bitcast<i32>(word)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// Low and high nibbles of the four bytes of a word.
+fn nibbles_lo(word: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xfu));
+}
+fn nibbles_hi(word: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<u32>(word) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu));
+}
+
+// Word w of block k of `row`.
+fn qword(row: u32, k: u32, w: u32, rows: u32) -> u32 {
+    return weights[(k * qs_words() + w) * rows + row];
+}
+
+// The 32 values of block k of `row`.
+fn dequant_block(row: u32, k: u32, rows: u32, scale_base: u32) -> array<f32, 32> {
     var v: array<f32, 32>;
-    let q0 = b * qs_words();
+    let b = k * rows + row; // scale index
     if (QTYPE == T_Q4_1) {
         let dm = weights[scale_base + b];
         let d = f16_to_f32(dm & 0xffffu);
         let m = f16_to_f32(dm >> 16u);
         for (var w = 0u; w < 4u; w++) {
-            let word = weights[q0 + w];
+            let word = qword(row, k, w, rows);
             for (var k = 0u; k < 4u; k++) {
                 let byte = (word >> (8u * k)) & 0xffu;
                 v[4u * w + k] = d * f32(byte & 0xfu) + m;
@@ -63,7 +82,7 @@ fn dequant_block(b: u32, scale_base: u32) -> array<f32, 32> {
     } else if (QTYPE == T_Q4_0) {
         let d = packed_half(scale_base, b);
         for (var w = 0u; w < 4u; w++) {
-            let word = weights[q0 + w];
+            let word = qword(row, k, w, rows);
             for (var k = 0u; k < 4u; k++) {
                 let byte = (word >> (8u * k)) & 0xffu;
                 v[4u * w + k] = d * f32(i32(byte & 0xfu) - 8);
@@ -73,20 +92,20 @@ fn dequant_block(b: u32, scale_base: u32) -> array<f32, 32> {
     } else if (QTYPE == T_Q8_0) {
         let d = packed_half(scale_base, b);
         for (var w = 0u; w < 8u; w++) {
-            let word = bitcast<i32>(weights[q0 + w]);
+            let word = bitcast<i32>(qword(row, k, w, rows));
             for (var k = 0u; k < 4u; k++) {
                 v[4u * w + k] = d * f32(extractBits(word, 8u * k, 8u));
             }
         }
     } else if (QTYPE == T_F16) {
         for (var w = 0u; w < 16u; w++) {
-            let word = weights[q0 + w];
+            let word = qword(row, k, w, rows);
             v[2u * w] = f16_to_f32(word & 0xffffu);
             v[2u * w + 1u] = f16_to_f32(word >> 16u);
         }
     } else {
         for (var i = 0u; i < 32u; i++) {
-            v[i] = bitcast<f32>(weights[q0 + i]);
+            v[i] = bitcast<f32>(qword(row, k, i, rows));
         }
     }
     return v;

@@ -6,12 +6,14 @@
 
 pub mod chat;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod model;
 pub mod quant;
 pub mod reference;
+pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
 

@@ -30,8 +30,8 @@ pub enum Grid {
     Threads { per_token: u32 },
     /// One workgroup per token.
     PerToken,
-    /// One workgroup per output row and tile of 8 tokens (shaders/matmul.wgsl).
-    Matmul { rows: u32 },
+    /// One thread per output row, whatever the tokens (shaders/matmul.wgsl).
+    Rows { rows: u32 },
     /// One workgroup per (head, token) (shaders/attention.wgsl).
     Attention { heads: u32 },
     /// A single workgroup.
@@ -49,9 +49,9 @@ impl Grid {
                 let (x, y) = grid_2d(tokens);
                 [x, y, 1]
             }
-            Grid::Matmul { rows } => {
-                let (x, y) = grid_2d(rows);
-                [x, y, tokens.div_ceil(8)]
+            Grid::Rows { rows } => {
+                let (x, y) = grid_2d(rows.div_ceil(WG));
+                [x, y, 1]
             }
             Grid::Attention { heads } => [heads, tokens, 1],
             Grid::Single => [1, 1, 1],

@@ -50,53 +50,52 @@ impl GpuMatrix {
     }
 }
 
-/// Repacks ggml blocks into the GPU layout. Returns the words and the word
-/// offset where the scales begin.
+/// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): word `w`
+/// of block `k` of row `r` goes to `(k * words_per_block + w) * rows + r`,
+/// so threads on neighbouring rows read neighbouring words; then the scales,
+/// index `k * rows + r`. Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
     if cols % 32 != 0 {
         return Err(format!("rows of {cols} values are not a multiple of 32"));
     }
     let (block, block_bytes) = ty.block_layout().ok_or_else(|| format!("tensor type {ty} is not supported on the GPU"))?;
-    let n_blocks = rows * cols / 32;
     let expected = rows * cols / block as usize * block_bytes as usize;
     if bytes.len() != expected {
         return Err(format!("{} bytes, expected {expected} for {rows}×{cols} {ty}", bytes.len()));
     }
-    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let halves = |lo: &[u8], hi: &[u8]| u32::from(u16::from_le_bytes([lo[0], lo[1]])) | (u32::from(u16::from_le_bytes([hi[0], hi[1]])) << 16);
-    let mut words = Vec::with_capacity(bytes.len() / 4 + 2);
-    let scale_base;
-    match ty {
-        TensorType::F32 | TensorType::F16 => {
-            words.extend(bytes.chunks_exact(4).map(word));
-            scale_base = words.len();
+    // Byte layout of one 32-value block in the file: where its scale bytes
+    // and its quant bytes sit (F16/F32 rows are cut into 32-value blocks).
+    let (file_block, scale_bytes): (usize, usize) = match ty {
+        TensorType::Q4_0 | TensorType::Q8_0 => (block_bytes as usize, 2),
+        TensorType::Q4_1 => (block_bytes as usize, 4),
+        TensorType::F16 => (64, 0),
+        TensorType::F32 => (128, 0),
+        _ => return Err(format!("tensor type {ty} is not supported on the GPU")),
+    };
+    let words_per_block = (file_block - scale_bytes) / 4;
+    let blocks_per_row = cols / 32;
+    let n_blocks = rows * blocks_per_row;
+    let scale_words = match ty {
+        TensorType::Q4_1 => n_blocks,
+        TensorType::Q4_0 | TensorType::Q8_0 => n_blocks.div_ceil(2),
+        _ => 0,
+    };
+    let scale_base = n_blocks * words_per_block;
+    let mut words = vec![0u32; scale_base + scale_words];
+    for r in 0..rows {
+        for k in 0..blocks_per_row {
+            let b = &bytes[(r * blocks_per_row + k) * file_block..][..file_block];
+            let quants = &b[scale_bytes..];
+            for w in 0..words_per_block {
+                words[(k * words_per_block + w) * rows + r] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
+            }
+            let s = k * rows + r; // scale index
+            match scale_bytes {
+                4 => words[scale_base + s] = u32::from_le_bytes(b[..4].try_into().unwrap()),
+                2 => words[scale_base + s / 2] |= u32::from(u16::from_le_bytes([b[0], b[1]])) << (16 * (s % 2)),
+                _ => {}
+            }
         }
-        TensorType::Q4_0 | TensorType::Q8_0 => {
-            // [f16 d][quants]: quants of every block, then d's two per word.
-            let blocks = || bytes.chunks_exact(block_bytes as usize);
-            blocks().for_each(|b| words.extend(b[2..].chunks_exact(4).map(word)));
-            scale_base = words.len();
-            let ds: Vec<&[u8]> = blocks().map(|b| &b[..2]).collect();
-            words.extend(ds.chunks(2).map(|p| halves(p[0], p.get(1).copied().unwrap_or(&[0, 0]))));
-        }
-        TensorType::Q4_1 => {
-            // [f16 d][f16 m][16 bytes]: quants of every block, then (d, m) words.
-            let blocks = || bytes.chunks_exact(block_bytes as usize);
-            blocks().for_each(|b| words.extend(b[4..].chunks_exact(4).map(word)));
-            scale_base = words.len();
-            words.extend(blocks().map(|b| word(&b[..4])));
-        }
-        TensorType::BF16 | TensorType::Other(_) => return Err(format!("tensor type {ty} is not supported on the GPU")),
     }
-    debug_assert!(scale_base == n_blocks * words_per_block(ty));
     Ok((words, scale_base as u32))
-}
-
-fn words_per_block(ty: TensorType) -> usize {
-    match ty {
-        TensorType::Q4_0 | TensorType::Q4_1 => 4,
-        TensorType::Q8_0 => 8,
-        TensorType::F16 => 16,
-        _ => 32,
-    }
 }

@@ -1,0 +1,200 @@
+//! Turning logits into the next token: greedy, or sampled with temperature,
+//! repetition penalty, top-k, top-p and min-p, from a seeded generator (the
+//! same seed gives the same tokens on every target).
+
+use crate::error::{HearthError, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Sampling settings; the defaults are greedy decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplerOptions {
+    /// 0 picks the most likely token (greedy); higher flattens the distribution.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0 = all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1 = all).
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p times the most likely one (0 = none).
+    pub min_p: f32,
+    /// Divides positive (multiplies negative) logits of tokens already seen (1 = off).
+    pub repetition_penalty: f32,
+    /// Seed of the random generator.
+    pub seed: u64,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        SamplerOptions { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+    }
+}
+
+impl SamplerOptions {
+    /// Rejects settings that have no meaning, before anything runs.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(HearthError::InvalidArgument(m));
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return bad(format!("temperature must be >= 0, got {}", self.temperature));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return bad(format!("min_p must be in [0, 1], got {}", self.min_p));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+        }
+        Ok(())
+    }
+
+    /// True when the choice needs no logits on the CPU: the most likely token
+    /// wins (the GPU's argmax is enough).
+    pub fn is_greedy(&self) -> bool {
+        (self.temperature == 0.0 || self.top_k == 1) && self.repetition_penalty == 1.0
+    }
+}
+
+/// A sampler with its random state.
+pub struct Sampler {
+    options: SamplerOptions,
+    rng: ChaCha8Rng,
+}
+
+impl Sampler {
+    pub fn new(options: SamplerOptions) -> Result<Self> {
+        options.validate()?;
+        let rng = ChaCha8Rng::seed_from_u64(options.seed);
+        Ok(Sampler { options, rng })
+    }
+
+    pub fn options(&self) -> &SamplerOptions {
+        &self.options
+    }
+
+    /// Picks the next token from `logits`, given the tokens seen so far
+    /// (for the repetition penalty).
+    pub fn sample(&mut self, logits: &[f32], seen: &[u32]) -> u32 {
+        let o = &self.options;
+        let mut logits = logits.to_vec();
+        if o.repetition_penalty != 1.0 {
+            let mut penalised = vec![false; logits.len()];
+            for &t in seen {
+                if let Some(l) = logits.get_mut(t as usize).filter(|_| !penalised[t as usize]) {
+                    *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
+                    penalised[t as usize] = true;
+                }
+            }
+        }
+        if o.temperature == 0.0 || o.top_k == 1 {
+            return argmax(&logits);
+        }
+        // Candidates by descending logit (ties: lower id first).
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / o.temperature)).collect();
+        cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if o.top_k > 0 {
+            cand.truncate(o.top_k);
+        }
+        let max = cand[0].1;
+        let mut probs: Vec<f64> = cand.iter().map(|&(_, l)| ((l - max) as f64).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        // min-p: relative to the most likely token; top-p: cumulative mass.
+        let mut keep = probs.iter().take_while(|&&p| p >= o.min_p as f64 * probs[0]).count().max(1);
+        if o.top_p < 1.0 {
+            let mut mass = 0.0;
+            let reach = probs.iter().position(|&p| {
+                mass += p;
+                mass >= o.top_p as f64
+            });
+            keep = keep.min(reach.map_or(probs.len(), |i| i + 1));
+        }
+        let kept_mass: f64 = probs[..keep].iter().sum();
+        let mut r = self.rng.random::<f64>() * kept_mass;
+        for (i, &p) in probs[..keep].iter().enumerate() {
+            if r < p {
+                return cand[i].0;
+            }
+            r -= p;
+        }
+        cand[keep - 1].0
+    }
+}
+
+/// Index of the largest value (the lowest index on ties), as the GPU's argmax.
+pub fn argmax(v: &[f32]) -> u32 {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best }) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(temperature: f32) -> SamplerOptions {
+        SamplerOptions { temperature, ..Default::default() }
+    }
+
+    #[test]
+    fn greedy_takes_the_maximum_and_the_first_on_ties() {
+        let mut s = Sampler::new(opts(0.0)).unwrap();
+        assert_eq!(s.sample(&[0.1, 3.0, 3.0, -1.0], &[]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_distribution_follows_softmax() {
+        let logits = [0.0f32, (2f32).ln(), (3f32).ln()]; // probabilities 1/6, 2/6, 3/6
+        let draw = |seed| {
+            let mut s = Sampler::new(SamplerOptions { seed, ..opts(1.0) }).unwrap();
+            (0..6000).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        let counts = draw(7).iter().fold([0usize; 3], |mut c, &t| {
+            c[t as usize] += 1;
+            c
+        });
+        for (i, want) in [1000.0, 2000.0, 3000.0].iter().enumerate() {
+            assert!((counts[i] as f64 - want).abs() < 150.0, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn top_k_top_p_min_p_cut_the_tail() {
+        let logits = [3.0f32, 2.0, 1.0, 0.0, -1.0];
+        let only = |o: SamplerOptions| {
+            let mut s = Sampler::new(o).unwrap();
+            let mut seen: Vec<u32> = (0..2000).map(|_| s.sample(&logits, &[])).collect();
+            seen.sort();
+            seen.dedup();
+            seen
+        };
+        assert_eq!(only(SamplerOptions { top_k: 2, ..opts(1.0) }), vec![0, 1]);
+        // p(0) = 0.636, p(0)+p(1) = 0.87: top_p 0.8 keeps two.
+        assert_eq!(only(SamplerOptions { top_p: 0.8, ..opts(1.0) }), vec![0, 1]);
+        // min_p 0.3: p(1)/p(0) = 0.37 stays, p(2)/p(0) = 0.135 goes.
+        assert_eq!(only(SamplerOptions { min_p: 0.3, ..opts(1.0) }), vec![0, 1]);
+    }
+
+    #[test]
+    fn repetition_penalty_demotes_seen_tokens() {
+        let mut s = Sampler::new(SamplerOptions { repetition_penalty: 2.0, ..opts(0.0) }).unwrap();
+        assert_eq!(s.sample(&[2.0, 1.5], &[0, 0]), 1); // 2.0 / 2 = 1.0 < 1.5
+        assert_eq!(s.sample(&[-1.0, -1.5], &[0]), 1); // -1.0 * 2 = -2.0 < -1.5
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        for o in [
+            SamplerOptions { temperature: -0.1, ..opts(1.0) },
+            SamplerOptions { top_p: 1.5, ..opts(1.0) },
+            SamplerOptions { top_p: 0.0, ..opts(1.0) },
+            SamplerOptions { min_p: -1.0, ..opts(1.0) },
+            SamplerOptions { repetition_penalty: 0.0, ..opts(1.0) },
+            SamplerOptions { temperature: f32::NAN, ..opts(1.0) },
+        ] {
+            assert!(Sampler::new(o).is_err());
+        }
+    }
+}
