@@ -1,6 +1,7 @@
 // Quantized matrix product: out[t, r] = Σ_c W[r, c] · x[t, c] for every token t.
 // One thread per output row, no barriers: neighbouring threads read
-// neighbouring words of the row-interleaved weights (see quant.wgsl).
+// neighbouring words of the row-interleaved weights (see quant.wgsl); with
+// several tokens, each weight word is decoded once for four of them.
 //
 // Bindings (group 0):
 //   0 shape    uniform { rows, cols, scale_base, out_at_pos }
@@ -57,6 +58,43 @@ fn block_dot(row: u32, k: u32, x0: u32) -> f32 {
     return qx;
 }
 
+// block_dot for four tokens at once (vec4 indices x0..x3): each weight word
+// is decoded once and used four times. Component j belongs to token j.
+fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32> {
+    let rows = shape.rows;
+    let b = k * rows + row; // scale index
+    var qx = vec4<f32>(0.0);
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
+        var sx = vec4<f32>(0.0);
+        let ones = vec4<f32>(1.0);
+        for (var w = 0u; w < 4u; w++) {
+            let word = qword(row, k, w, rows);
+            let lo = nibbles_lo(word);
+            let hi = nibbles_hi(word);
+            let l0 = x[x0 + w]; let h0 = x[x0 + 4u + w];
+            let l1 = x[x1 + w]; let h1 = x[x1 + 4u + w];
+            let l2 = x[x2 + w]; let h2 = x[x2 + 4u + w];
+            let l3 = x[x3 + w]; let h3 = x[x3 + 4u + w];
+            qx += vec4<f32>(dot(lo, l0) + dot(hi, h0), dot(lo, l1) + dot(hi, h1),
+                            dot(lo, l2) + dot(hi, h2), dot(lo, l3) + dot(hi, h3));
+            sx += vec4<f32>(dot(l0 + h0, ones), dot(l1 + h1, ones), dot(l2 + h2, ones), dot(l3 + h3, ones));
+        }
+        if (QTYPE == T_Q4_1) {
+            let dm = weights[shape.scale_base + b];
+            return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sx;
+        }
+        return packed_half(shape.scale_base, b) * (qx - 8.0 * sx);
+    }
+    for (var w = 0u; w < 8u; w++) {
+        let v = block_vec4(row, k, w, rows);
+        qx += vec4<f32>(dot(v, x[x0 + w]), dot(v, x[x1 + w]), dot(v, x[x2 + w]), dot(v, x[x3 + w]));
+    }
+    if (QTYPE == T_Q8_0) {
+        return packed_half(shape.scale_base, b) * qx;
+    }
+    return qx;
+}
+
 // Values 4w .. 4w+3 of block k of `row`, for the 8-bit and float types.
 fn block_vec4(row: u32, k: u32, w: u32, rows: u32) -> vec4<f32> {
     if (QTYPE == T_Q8_0) {
@@ -81,7 +119,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
     let out_row0 = select(0u, step.pos0, shape.out_at_pos == 1u);
-    for (var t = 0u; t < step.tokens; t++) {
+    // Four tokens per pass over the row, then the remainder one by one.
+    let full = step.tokens / 4u * 4u;
+    for (var t = 0u; t < full; t += 4u) {
+        let x0 = t * row_vec4s;
+        var acc = vec4<f32>(0.0);
+        for (var k = 0u; k < blocks; k++) {
+            let o = x0 + 8u * k;
+            acc += block_dot4(row, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            out[(out_row0 + t + j) * shape.rows + row] = acc[j];
+        }
+    }
+    for (var t = full; t < step.tokens; t++) {
         var acc = 0.0;
         for (var k = 0u; k < blocks; k++) {
             acc += block_dot(row, k, t * row_vec4s + 8u * k);

@@ -14,6 +14,7 @@ pub mod model;
 pub mod quant;
 pub mod reference;
 pub mod sampler;
+pub mod scoring;
 pub mod tokenizer;
 pub mod weights;
 

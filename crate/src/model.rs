@@ -41,6 +41,13 @@ pub struct GpuModel {
     next_id: wgpu::Buffer, // 1 u32, argmax of logits
     layers: Vec<Dispatch>,
     head: Vec<Dispatch>,
+    /// What the all-positions head needs; its logits buffer (max_batch ×
+    /// vocab) is only allocated on first use (scoring, perplexity).
+    x: wgpu::Buffer,
+    h: wgpu::Buffer,
+    out_norm: wgpu::Buffer,
+    output: GpuMatrix,
+    all_logits: Option<(wgpu::Buffer, Vec<Dispatch>)>,
     gpu_bytes: u64,
     weight_bytes: u64,
     /// Positions held in the KV cache.
@@ -133,12 +140,11 @@ impl GpuModel {
             ]);
         }
         let out_norm = vector("output_norm.weight", d)?;
-        let output = if c.tied_embeddings { None } else { Some(matrix("output.weight")?) };
-        let output = output.as_ref().unwrap_or(&embed);
-        check(output, "output.weight", c.vocab_size, d)?;
+        let output = if c.tied_embeddings { embed } else { matrix("output.weight")? };
+        check(&output, "output.weight", c.vocab_size, d)?;
         let head = vec![
             ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
-            ops::matmul(ctx, &step_last, output, &h_last, &logits, false),
+            ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
             ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
         Ok(GpuModel {
@@ -152,6 +158,11 @@ impl GpuModel {
             next_id,
             layers,
             head,
+            x,
+            h,
+            out_norm,
+            output,
+            all_logits: None,
             gpu_bytes: gpu_bytes.get() + weight_bytes.get(),
             weight_bytes: weight_bytes.get(),
             pos: 0,
@@ -193,27 +204,58 @@ impl GpuModel {
         Ok(id)
     }
 
+    /// Runs `tokens` after the cached positions and returns the logits of
+    /// every one of them (`tokens.len() × vocab`, row-major): for scoring.
+    pub async fn forward_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.validate(tokens)?;
+        let vocab = self.config.vocab_size;
+        if self.all_logits.is_none() {
+            let c = &self.config;
+            let logits = gpu::storage_zeroed(&self.ctx, "all_logits", self.options.max_batch * vocab)?;
+            let head = vec![
+                ops::rms_norm(&self.ctx, &self.step, &self.x, &self.out_norm, &self.h, c.dim, c.rms_eps),
+                ops::matmul(&self.ctx, &self.step, &self.output, &self.h, &logits, false),
+            ];
+            self.all_logits = Some((logits, head));
+        }
+        let mut out = Vec::with_capacity(tokens.len() * vocab);
+        for chunk in tokens.chunks(self.options.max_batch) {
+            let mut encoder = self.record(chunk);
+            let (logits, head) = self.all_logits.as_ref().expect("made above");
+            program::encode(&mut encoder, head, chunk.len() as u32);
+            out.extend(gpu::submit_and_read::<f32>(&self.ctx, encoder, logits, chunk.len() * vocab).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `tokens` (in chunks of max_batch), then the last-token head, and
+    /// reads back `len` values of `result`.
     async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         self.validate(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let n = chunk.len() as u32;
-            let pos0 = self.pos as u32;
-            let queue = &self.ctx.queue;
-            queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
-            queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
-            queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
-            let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-            program::encode(&mut encoder, &self.layers, n);
-            self.pos += chunk.len();
-            if i + 1 < chunks.len() {
-                queue.submit([encoder.finish()]);
-            } else {
-                program::encode(&mut encoder, &self.head, 1);
-                return gpu::submit_and_read(&self.ctx, encoder, result, len).await;
-            }
+        let (last, rest) = chunks.split_last().expect("validate() refuses an empty input");
+        for chunk in rest {
+            let encoder = self.record(chunk);
+            self.ctx.queue.submit([encoder.finish()]);
         }
-        unreachable!("validate() refuses an empty input")
+        let mut encoder = self.record(last);
+        program::encode(&mut encoder, &self.head, 1);
+        gpu::submit_and_read(&self.ctx, encoder, result, len).await
+    }
+
+    /// Writes the step uniforms and ids for one chunk, records the layer
+    /// program and advances the position.
+    fn record(&mut self, chunk: &[u32]) -> wgpu::CommandEncoder {
+        let n = chunk.len() as u32;
+        let pos0 = self.pos as u32;
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
+        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
+        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        program::encode(&mut encoder, &self.layers, n);
+        self.pos += chunk.len();
+        encoder
     }
 
     fn validate(&self, tokens: &[u32]) -> Result<()> {

@@ -25,6 +25,61 @@ enum Command {
     Info,
     /// Generate text after a prompt (raw, or as a chat user message with --chat).
     Generate(GenerateArgs),
+    /// Interactive multi-turn chat; later turns reuse the KV cache of earlier ones.
+    Chat(ChatArgs),
+    /// Perplexity of a text file (llama-perplexity's convention).
+    Perplexity(PerplexityArgs),
+    /// Teacher-forced scoring: per position, the next token's log-probability and the top candidates.
+    Score(ScoreArgs),
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// System message.
+    #[arg(long)]
+    system: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct PerplexityArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The text to score.
+    #[arg(long, short)]
+    file: PathBuf,
+    /// Tokens per chunk; the second half of each chunk is scored.
+    #[arg(long = "chunk", visible_alias = "perplexity-ctx", default_value_t = 512)]
+    chunk: usize,
+    /// Print {"ppl", "tokens", "scored"} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Text to score (special tokens written in it are parsed).
+    #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+    text: Option<String>,
+    /// Comma-separated token ids to score.
+    #[arg(long, value_delimiter = ',')]
+    ids: Option<Vec<u32>>,
+    /// Candidates listed per position.
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    /// Print JSON (the only output format).
+    #[arg(long, default_value_t = true)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -80,6 +135,9 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Info => info(),
         Command::Generate(args) => generate(args),
+        Command::Chat(args) => chat(args),
+        Command::Perplexity(args) => perplexity(args),
+        Command::Score(args) => score(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,9 +154,12 @@ fn info() -> Result<()> {
     Ok(())
 }
 
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| HearthError::Io { path: path.display().to_string(), message: e.to_string() })
+}
+
 fn load(args: &ModelArgs) -> Result<Engine> {
-    let bytes = std::fs::read(&args.model)
-        .map_err(|e| HearthError::Io { path: args.model.display().to_string(), message: e.to_string() })?;
+    let bytes = read_file(&args.model)?;
     let ctx = GpuContext::new_blocking()?;
     Engine::from_gguf(&ctx, &bytes, ModelOptions { context: args.ctx, ..Default::default() })
 }
@@ -144,5 +205,76 @@ fn generate(args: GenerateArgs) -> Result<()> {
             generation.prompt_ids.len(), generation.reused_tokens, generation.ids.len(), t.ttft_ms, t.prefill_tok_s, t.decode_tok_s
         );
     }
+    Ok(())
+}
+
+fn chat(args: ChatArgs) -> Result<()> {
+    let request = GenerateRequest {
+        max_tokens: args.max_tokens,
+        sampler: SamplerOptions { temperature: args.temperature, seed: args.seed, ..Default::default() },
+        ..Default::default()
+    };
+    request.validate()?;
+    let mut engine = load(&args.model)?;
+    let mut messages: Vec<Message> = args.system.iter().map(|s| Message::new("system", s)).collect();
+    eprintln!("chat with the model; an empty line or end of input quits");
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.read_line(&mut line).map_err(|e| HearthError::Io { path: "stdin".into(), message: e.to_string() })? == 0
+            || line.trim().is_empty()
+        {
+            return Ok(());
+        }
+        messages.push(Message::new("user", line.trim_end()));
+        let prompt = engine.encode_prompt(&engine.render_chat(&messages)?)?;
+        let generation = block_on(engine.generate(&prompt, &request, &mut |piece| {
+            let _ = stdout.write_all(piece.as_bytes());
+            let _ = stdout.flush();
+        }))?;
+        println!();
+        let t = &generation.timings;
+        eprintln!(
+            "[{} prompt tokens, {} reused from the cache; {} generated; decode {:.1} tok/s]",
+            prompt.len(), generation.reused_tokens, generation.ids.len(), t.decode_tok_s
+        );
+        messages.push(Message::new("assistant", &generation.text));
+    }
+}
+
+fn perplexity(args: PerplexityArgs) -> Result<()> {
+    let text = String::from_utf8(read_file(&args.file)?)
+        .map_err(|_| HearthError::InvalidArgument(format!("{} is not UTF-8 text", args.file.display())))?;
+    let model_args = ModelArgs { ctx: args.model.ctx.max(args.chunk), ..args.model };
+    let mut engine = load(&model_args)?;
+    let tokens = engine.tokenizer.encode(&text, true)?;
+    let bar = indicatif::ProgressBar::new((tokens.len() / args.chunk.max(1)) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("perplexity {bar:40} {pos}/{len} chunks, {elapsed} elapsed, eta {eta}")
+            .expect("valid template"),
+    );
+    let result = block_on(hearth_llm::scoring::perplexity(&mut engine.model, &tokens, args.chunk, &mut |done, _| {
+        bar.set_position(done as u64)
+    }))?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&result).expect("serialises"));
+    } else {
+        println!("PPL = {:.4} over {} predictions ({} tokens, chunks of {})", result.ppl, result.scored, result.tokens, args.chunk);
+    }
+    Ok(())
+}
+
+fn score(args: ScoreArgs) -> Result<()> {
+    let mut engine = load(&args.model)?;
+    let ids = match (&args.text, args.ids) {
+        (Some(text), _) => engine.tokenizer.encode(text, true)?,
+        (None, Some(ids)) => ids,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let positions = block_on(hearth_llm::scoring::score(&mut engine.model, &ids, args.top))?;
+    println!("{}", serde_json::json!({ "ids": ids, "positions": positions }));
     Ok(())
 }

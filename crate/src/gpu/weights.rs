@@ -12,7 +12,8 @@ use crate::formats::gguf::TensorType;
 use crate::weights::RawTensor;
 use wgpu::util::DeviceExt;
 
-/// A `rows × cols` weight matrix in GPU memory.
+/// A `rows × cols` weight matrix in GPU memory (cloning shares the buffer).
+#[derive(Clone)]
 pub struct GpuMatrix {
     pub buffer: wgpu::Buffer,
     pub ty: TensorType,
