@@ -234,27 +234,43 @@ impl CpuModel {
     /// `keys[0..=pos]`, with grouped-query sharing of KV heads.
     fn attend(&self, q: &[f64], keys: &[Vec<f64>], values: &[Vec<f64>], pos: usize) -> Vec<f64> {
         let c = &self.config;
-        let hd = c.head_dim;
-        let group = c.n_heads / c.n_kv_heads;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut out = vec![0.0; c.q_dim()];
-        for h in 0..c.n_heads {
-            let kv = (h / group) * hd;
-            let qh = &q[h * hd..(h + 1) * hd];
-            let scores: Vec<f64> = keys[..=pos]
-                .iter()
-                .map(|k| qh.iter().zip(&k[kv..kv + hd]).map(|(a, b)| a * b).sum::<f64>() * scale)
-                .collect();
-            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-            let total: f64 = weights.iter().sum();
-            let oh = &mut out[h * hd..(h + 1) * hd];
-            for (w, v) in weights.iter().zip(&values[..=pos]) {
-                oh.iter_mut().zip(&v[kv..kv + hd]).for_each(|(o, x)| *o += w / total * x);
-            }
-        }
-        out
+        attention(q, keys, values, pos, c.n_heads, c.n_kv_heads, c.head_dim)
     }
+}
+
+/// Causal attention of one query `q` (`heads × head_dim`) at position `pos`
+/// over `keys[0..=pos]` and `values[0..=pos]` (each `kv_heads × head_dim`):
+/// query head `h` reads KV head `h / (heads / kv_heads)`; scores are scaled
+/// by `1 / sqrt(head_dim)` and softmaxed in f64.
+pub fn attention(
+    q: &[f64],
+    keys: &[Vec<f64>],
+    values: &[Vec<f64>],
+    pos: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Vec<f64> {
+    let hd = head_dim;
+    let group = heads / kv_heads;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let mut out = vec![0.0; heads * hd];
+    for h in 0..heads {
+        let kv = (h / group) * hd;
+        let qh = &q[h * hd..(h + 1) * hd];
+        let scores: Vec<f64> = keys[..=pos]
+            .iter()
+            .map(|k| qh.iter().zip(&k[kv..kv + hd]).map(|(a, b)| a * b).sum::<f64>() * scale)
+            .collect();
+        let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        let oh = &mut out[h * hd..(h + 1) * hd];
+        for (w, v) in weights.iter().zip(&values[..=pos]) {
+            oh.iter_mut().zip(&v[kv..kv + hd]).for_each(|(o, x)| *o += w / total * x);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
