@@ -34,6 +34,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct ChatArgs {
     #[command(flatten)]
     model: ModelArgs,
@@ -93,6 +94,7 @@ struct ModelArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct GenerateArgs {
     #[command(flatten)]
     model: ModelArgs,
