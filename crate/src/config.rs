@@ -169,3 +169,69 @@ impl ModelConfig {
 fn missing(key: &str) -> HearthError {
     HearthError::Model(format!("metadata key {key} is missing"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::gguf::tests::Writer;
+
+    fn llama(skip: &str) -> GgufFile {
+        let mut w = Writer::new(3).kv_str("general.architecture", "llama");
+        for (k, v) in [
+            ("llama.block_count", 30),
+            ("llama.embedding_length", 576),
+            ("llama.attention.head_count", 9),
+            ("llama.attention.head_count_kv", 3),
+            ("llama.feed_forward_length", 1536),
+            ("llama.context_length", 8192),
+            ("llama.vocab_size", 49152),
+        ] {
+            if k != skip {
+                w = w.kv_u32(k, v);
+            }
+        }
+        if skip != "llama.attention.layer_norm_rms_epsilon" {
+            w = w.kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5);
+        }
+        let bytes = w.kv_f32("llama.rope.freq_base", 100_000.0).build();
+        GgufFile::parse(&bytes, None).unwrap()
+    }
+
+    #[test]
+    fn reads_a_llama_config() {
+        let c = ModelConfig::from_gguf(&llama("")).unwrap();
+        assert_eq!((c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim), (30, 576, 9, 3, 64));
+        assert_eq!((c.ffn_dim, c.vocab_size, c.context_length, c.rope_dim), (1536, 49152, 8192, 64));
+        assert_eq!((c.rms_eps, c.rope_theta, c.rope_scaling), (1e-5, 100_000.0, RopeScaling::None));
+        assert!(c.tied_embeddings, "no output.weight tensor");
+        assert_eq!((c.q_dim(), c.kv_dim()), (576, 192));
+    }
+
+    #[test]
+    fn a_missing_key_is_an_error_naming_it() {
+        for key in ["llama.block_count", "llama.context_length", "llama.attention.layer_norm_rms_epsilon"] {
+            let err = ModelConfig::from_gguf(&llama(key)).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        // Only the spec's own default applies: no head_count_kv means MHA.
+        assert_eq!(ModelConfig::from_gguf(&llama("llama.attention.head_count_kv")).unwrap().n_kv_heads, 9);
+    }
+
+    #[test]
+    fn other_architectures_and_bad_shapes_are_refused() {
+        let bytes = Writer::new(3).kv_str("general.architecture", "gemma3").build();
+        let err = ModelConfig::from_gguf(&GgufFile::parse(&bytes, None).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("gemma3"), "{err}");
+        let bytes = Writer::new(3)
+            .kv_str("general.architecture", "llama")
+            .kv_u32("llama.block_count", 1)
+            .kv_u32("llama.embedding_length", 10)
+            .kv_u32("llama.attention.head_count", 3)
+            .kv_u32("llama.feed_forward_length", 8)
+            .kv_u32("llama.context_length", 8)
+            .kv_u32("llama.vocab_size", 8)
+            .kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+            .build();
+        assert!(ModelConfig::from_gguf(&GgufFile::parse(&bytes, None).unwrap()).is_err(), "10 is not divisible by 3 heads");
+    }
+}
