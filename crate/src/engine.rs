@@ -209,6 +209,15 @@ impl Engine {
         }
     }
 
+    /// Runs `tokens` after the cached ones and returns the last one's logits;
+    /// the tokens join the cache, so a later `generate` whose prompt extends
+    /// them computes only what is new.
+    pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let logits = self.model.forward_logits(tokens).await?;
+        self.cached.extend_from_slice(tokens);
+        Ok(logits)
+    }
+
     /// Forgets the cached conversation.
     pub fn reset(&mut self) {
         self.cached.clear();

@@ -2,9 +2,17 @@
 //! Every export returns a `Result`, so a failure becomes a thrown JS `Error`
 //! with the engine's message, never a panic across the boundary.
 
+use crate::chat::Message;
+use crate::engine::{Engine, GenerateRequest};
 use crate::gpu::{self, GpuContext};
+use crate::model::ModelOptions;
 use crate::{reference, HearthError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::rc::Rc;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -56,4 +64,259 @@ pub fn rms_norm_reference(x: Vec<f32>, w: Vec<f32>, eps: f32) -> Result<Vec<f32>
         return Err(HearthError::InvalidArgument("x must hold whole rows of w.length values".into()).into());
     }
     Ok(reference::rms_norm(&x, &w, eps))
+}
+
+/// The engine's state behind the JS `Engine`: async exports clone the `Rc`
+/// into their future, and the `RefCell` turns a second call while one runs
+/// into a clear error instead of a panic.
+type Shared = Rc<RefCell<Engine>>;
+
+/// An `Error` with `message`.
+fn js_error(message: impl std::fmt::Display) -> JsValue {
+    js_sys::Error::new(&message.to_string()).into()
+}
+
+fn busy() -> JsValue {
+    js_error("the engine is busy: a generate() or forwardLogits() call is still running; await it first")
+}
+
+/// A plain JS value as JSON text (None for undefined / null).
+fn json_of(what: &str, value: &JsValue) -> Result<Option<String>, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let json = js_sys::JSON::stringify(value)
+        .map_err(|e| js_error(format!("invalid argument: {what} is not plain data ({})", describe(&e))))?;
+    Ok(json.as_string())
+}
+
+fn describe(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())).or_else(|| e.as_string()).unwrap_or_else(|| format!("{e:?}"))
+}
+
+fn parse_json<T: DeserializeOwned>(what: &str, json: &str) -> Result<T, JsValue> {
+    serde_json::from_str(json).map_err(|e| HearthError::InvalidArgument(format!("{what}: {e}")).into())
+}
+
+/// Serializes through JSON, so the JS side gets plain objects and arrays.
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
+    let json = serde_json::to_string(value).map_err(js_error)?;
+    js_sys::JSON::parse(&json)
+}
+
+/// Names in `got` that `known` (a serialized default) lacks, as dotted paths.
+/// `GenerateRequest` ignores unknown fields; from JS a misspelt option
+/// (`maxTokens`) would otherwise be dropped without a word.
+fn unknown_keys(got: &serde_json::Value, known: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+    if let (Some(got), Some(known)) = (got.as_object(), known.as_object()) {
+        for (key, value) in got {
+            match known.get(key) {
+                None => out.push(format!("{prefix}{key}")),
+                Some(k) => unknown_keys(value, k, &format!("{prefix}{key}."), out),
+            }
+        }
+    }
+}
+
+/// The generation request from its JS object (undefined: the defaults).
+fn parse_request(value: &JsValue) -> Result<GenerateRequest, JsValue> {
+    let Some(json) = json_of("the request", value)? else { return Ok(GenerateRequest::default()) };
+    let raw: serde_json::Value = parse_json("request", &json)?;
+    if !raw.is_object() {
+        return Err(HearthError::InvalidArgument("the request must be an object like {max_tokens, sampler: {...}, stop, ignore_eos}".into()).into());
+    }
+    let known = serde_json::to_value(GenerateRequest::default()).map_err(js_error)?;
+    let mut unknown = Vec::new();
+    unknown_keys(&raw, &known, "", &mut unknown);
+    if !unknown.is_empty() {
+        let fields = known.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
+        return Err(HearthError::InvalidArgument(format!(
+            "unknown request field(s) {} (the fields are {fields}; sampler: temperature, top_k, top_p, min_p, repetition_penalty, seed)",
+            unknown.join(", ")
+        ))
+        .into());
+    }
+    let request: GenerateRequest = serde_json::from_value(raw).map_err(|e| HearthError::InvalidArgument(format!("request: {e}")))?;
+    request.validate()?;
+    Ok(request)
+}
+
+/// `Engine.load`'s options.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LoadOptions {
+    context: Option<usize>,
+    max_batch: Option<usize>,
+}
+
+impl LoadOptions {
+    fn model_options(&self) -> Result<ModelOptions, HearthError> {
+        let defaults = ModelOptions::default();
+        let options = ModelOptions {
+            context: self.context.unwrap_or(defaults.context),
+            max_batch: self.max_batch.unwrap_or(defaults.max_batch),
+        };
+        if options.context == 0 || options.max_batch == 0 {
+            return Err(HearthError::InvalidArgument("context and maxBatch must be at least 1".into()));
+        }
+        Ok(options)
+    }
+}
+
+/// A loaded model (weights and KV cache on the GPU), its tokenizer and chat
+/// template. In JS: `Engine`.
+#[wasm_bindgen(js_name = Engine)]
+pub struct WasmEngine {
+    inner: Shared,
+    ctx: GpuContext,
+}
+
+#[wasm_bindgen(js_class = Engine)]
+impl WasmEngine {
+    /// Opens a WebGPU device and loads a GGUF model held in `gguf` (a
+    /// `Uint8Array` or an `ArrayBuffer`, copied at once; drop it afterwards:
+    /// the weights live in GPU buffers). `options`: `{context?, maxBatch?}`
+    /// (positions the KV cache holds, default 2048 capped at the model's
+    /// context; tokens per forward pass, default 128).
+    pub async fn load(
+        #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] gguf: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number} | undefined")] options: JsValue,
+    ) -> Result<WasmEngine, JsValue> {
+        let bytes = if let Some(a) = gguf.dyn_ref::<js_sys::Uint8Array>() {
+            a.to_vec()
+        } else if let Some(b) = gguf.dyn_ref::<js_sys::ArrayBuffer>() {
+            js_sys::Uint8Array::new(b).to_vec()
+        } else {
+            return Err(HearthError::InvalidArgument("the model must be a Uint8Array or an ArrayBuffer of a GGUF file".into()).into());
+        };
+        let options = match json_of("options", &options)? {
+            Some(json) => parse_json::<LoadOptions>("options", &json)?,
+            None => LoadOptions::default(),
+        }
+        .model_options()?;
+        let ctx = GpuContext::new().await?;
+        let engine = Engine::from_gguf(&ctx, &bytes, options)?;
+        drop(bytes);
+        Ok(WasmEngine { inner: Rc::new(RefCell::new(engine)), ctx })
+    }
+
+    fn engine(&self) -> Result<std::cell::Ref<'_, Engine>, JsValue> {
+        self.inner.try_borrow().map_err(|_| busy())
+    }
+
+    /// Token ids of `text` (no BOS added). With `parseSpecial`, control tokens
+    /// written in the text (`<|im_start|>`) become their ids.
+    pub fn encode(&self, text: &str, #[wasm_bindgen(js_name = parseSpecial)] parse_special: bool) -> Result<Vec<u32>, JsValue> {
+        Ok(self.engine()?.tokenizer.encode(text, parse_special)?)
+    }
+
+    /// Token ids of a prompt: special tokens parsed, BOS added when the model wants it.
+    #[wasm_bindgen(js_name = encodePrompt)]
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        Ok(self.engine()?.encode_prompt(text)?)
+    }
+
+    /// Text of `ids` (special tokens included).
+    pub fn decode(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        Ok(self.engine()?.tokenizer.decode(&ids)?)
+    }
+
+    /// The prompt text of a conversation (`[{role, content}]`) through the
+    /// model's chat template, ready for the assistant's turn.
+    #[wasm_bindgen(js_name = renderChat)]
+    pub fn render_chat(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "{role: string, content: string}[]")] messages: JsValue,
+    ) -> Result<String, JsValue> {
+        let json = json_of("messages", &messages)?
+            .ok_or_else(|| js_error("invalid argument: messages must be an array of {role, content}"))?;
+        let messages: Vec<Message> = parse_json("messages (an array of {role, content})", &json)?;
+        Ok(self.engine()?.render_chat(&messages)?)
+    }
+
+    /// Runs `ids` after the positions the KV cache holds and resolves to the
+    /// last token's logits (a `Float32Array` of the vocabulary's size). The
+    /// ids join the cache: a later `generate()` whose prompt extends them
+    /// computes only what is new (call `reset()` first to start over).
+    #[wasm_bindgen(js_name = forwardLogits, unchecked_return_type = "Promise<Float32Array>")]
+    #[allow(clippy::await_holding_refcell_ref)] // held on purpose: a second call meanwhile is refused as busy
+    pub fn forward_logits(&self, ids: Vec<u32>) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut engine = inner.try_borrow_mut().map_err(|_| busy())?;
+            let logits = engine.forward_logits(&ids).await?;
+            Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+        })
+    }
+
+    /// Forgets the cached conversation (the KV cache starts over).
+    pub fn reset(&self) -> Result<(), JsValue> {
+        self.inner.try_borrow_mut().map_err(|_| busy())?.reset();
+        Ok(())
+    }
+
+    /// Generates after `promptIds`. `request`: `{max_tokens, sampler:
+    /// {temperature, top_k, top_p, min_p, repetition_penalty, seed}, stop,
+    /// ignore_eos}` (every field optional). `onText(piece)` gets each piece of
+    /// text as soon as it is final; the pieces concatenate to the result's
+    /// `text`. Resolves to `{prompt_ids, ids, text, finish_reason,
+    /// reused_tokens, timings}`. A prompt that extends the previous one only
+    /// computes its new tokens. If `onText` throws, generation still runs to
+    /// its end and the promise rejects with what it threw.
+    #[wasm_bindgen(unchecked_return_type = "Promise<{prompt_ids: number[], ids: number[], text: string, finish_reason: 'stop' | 'length', reused_tokens: number, timings: {ttft_ms: number, prefill_tokens: number, prefill_tok_s: number, decode_tokens: number, decode_tok_s: number}}>")]
+    #[allow(clippy::await_holding_refcell_ref)] // held on purpose: a second call meanwhile is refused as busy
+    pub fn generate(
+        &self,
+        #[wasm_bindgen(js_name = promptIds)] prompt_ids: Vec<u32>,
+        #[wasm_bindgen(unchecked_param_type = "{max_tokens?: number, sampler?: {temperature?: number, top_k?: number, top_p?: number, min_p?: number, repetition_penalty?: number, seed?: number}, stop?: string[], ignore_eos?: boolean} | undefined")]
+        request: JsValue,
+        #[wasm_bindgen(js_name = onText, unchecked_param_type = "((piece: string) => void) | null | undefined")] on_text: Option<js_sys::Function>,
+    ) -> js_sys::Promise {
+        let request = parse_request(&request);
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let request = request?;
+            let mut engine = inner.try_borrow_mut().map_err(|_| busy())?;
+            let mut thrown: Option<JsValue> = None;
+            let mut emit = |piece: &str| {
+                if piece.is_empty() || thrown.is_some() {
+                    return;
+                }
+                if let Some(f) = &on_text {
+                    if let Err(e) = f.call1(&JsValue::NULL, &JsValue::from_str(piece)) {
+                        thrown = Some(e);
+                    }
+                }
+            };
+            let generation = engine.generate(&prompt_ids, &request, &mut emit).await?;
+            drop(engine);
+            if let Some(e) = thrown {
+                return Err(e);
+            }
+            to_js(&generation)
+        })
+    }
+
+    /// The model's shape and constants.
+    pub fn config(&self) -> Result<JsValue, JsValue> {
+        to_js(self.engine()?.config())
+    }
+
+    /// Positions the KV cache holds (the context the model was loaded with).
+    #[wasm_bindgen(js_name = contextSize)]
+    pub fn context_size(&self) -> Result<usize, JsValue> {
+        Ok(self.engine()?.model.options.context)
+    }
+
+    /// GPU memory the model holds (weights, KV cache, activations), in bytes.
+    #[wasm_bindgen(js_name = gpuBytes)]
+    pub fn gpu_bytes(&self) -> Result<f64, JsValue> {
+        Ok(self.engine()?.model.gpu_bytes() as f64)
+    }
+
+    /// The WebGPU adapter the engine runs on.
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> Result<JsValue, JsValue> {
+        to_js(&*self.ctx.report)
+    }
 }

@@ -1,0 +1,189 @@
+// The whole engine in the browser (wasm + WebGPU, SwiftShader where there is
+// no GPU) against the exact float64 reference of the default model
+// (../shared/fixtures/smollm2_exact.json), with the thresholds the native
+// tests use: the same token ids, chat rendering, last-position logits within
+// 0.05, and greedy output equal to the reference up to its first ambiguous
+// position (top-1/top-2 margin below 0.1).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startSession, requireWebGPU, IN_CI } from './harness.mjs';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const FIXTURE = path.join(REPO, '..', 'shared', 'fixtures', 'smollm2_exact.json');
+const MODEL = path.join(REPO, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
+const LOGIT_TOLERANCE = 0.05;
+const MIN_MARGIN = 0.1;
+// Greedy tokens generated per case: SwiftShader decodes a few tokens a second.
+const GEN_TOKENS = Number(process.env.HEARTH_BROWSER_GEN_TOKENS ?? 16);
+
+const missing = [FIXTURE, MODEL].filter((f) => !fs.existsSync(f));
+const cases = missing.length ? [] : JSON.parse(fs.readFileSync(FIXTURE, 'utf8')).cases;
+
+let session;
+let page;
+let ready = false;
+before(async () => {
+  if (missing.length) return;
+  session = await startSession();
+  page = await session.open('test/engine.html?context=256');
+});
+after(() => session?.close());
+
+/** False (test skipped, or failed under CI) when the model or the fixture is missing or there is no WebGPU. */
+async function engineReady(t) {
+  if (missing.length) {
+    const reason = `missing ${missing.join(', ')} (scripts/fetch-model.sh, ../shared/fixtures)`;
+    if (IN_CI) throw new Error(`CI=true but ${reason}`);
+    t.skip(reason);
+    return false;
+  }
+  if (!(await requireWebGPU(page, t))) return false;
+  if (!ready) {
+    await page.waitForFunction(() => window.engineState !== undefined, null, { timeout: 300_000 });
+    const state = await page.evaluate(() => window.engineState);
+    assert.ok(state.ok, `the engine did not load: ${state.message}`);
+    t.diagnostic(`adapter: ${state.adapter.name || state.browserAdapter} (${state.adapter.backend}); ` +
+      `fetch ${state.fetchMs.toFixed(0)} ms, load ${state.loadMs.toFixed(0)} ms, GPU memory ${(state.gpuBytes / 2 ** 20).toFixed(1)} MiB`);
+    ready = true;
+  }
+  return true;
+}
+
+for (const c of cases) {
+  test(`${c.id}: tokens, chat text, logits and greedy output match the exact reference`, async (t) => {
+    if (!(await engineReady(t))) return;
+    // Only what the page needs; the reference logits stay in node.
+    const input = { text: c.prompt_text, messages: c.messages ?? null, promptIds: c.prompt_ids, maxTokens: GEN_TOKENS };
+    const got = await page.evaluate(async ({ text, messages, promptIds, maxTokens }) => {
+      const engine = window.engine;
+      const ids = Array.from(engine.encode(text, true));
+      const rendered = messages ? engine.renderChat(messages) : null;
+      engine.reset();
+      const logits = Array.from(await engine.forwardLogits(new Uint32Array(promptIds)));
+      // The prompt is cached now: generate() recomputes only its last token.
+      const pieces = [];
+      const request = { max_tokens: maxTokens, ignore_eos: true, sampler: { temperature: 0 } };
+      const generation = await engine.generate(new Uint32Array(promptIds), request, (piece) => pieces.push(piece));
+      return { ids, rendered, logits, generation, pieces, decoded: engine.decode(new Uint32Array(generation.ids)) };
+    }, input);
+
+    assert.equal(got.generation.reused_tokens, c.prompt_ids.length - 1, 'generate() reuses the prompt cached by forwardLogits()');
+    // (a) tokenization, (b) chat template
+    assert.deepEqual(got.ids, c.prompt_ids, 'encode(prompt_text, true)');
+    if (c.kind === 'chat') assert.equal(got.rendered, c.prompt_text, 'renderChat(messages)');
+
+    // (c) last-position logits
+    assert.equal(got.logits.length, c.last_logits.length, 'logits length');
+    let maxErr = 0;
+    let worst = 0;
+    got.logits.forEach((v, i) => {
+      const err = Math.abs(v - c.last_logits[i]);
+      if (!(err <= maxErr)) { maxErr = err; worst = i; }
+    });
+    t.diagnostic(`${c.id}: last-position logits max abs error ${maxErr.toExponential(2)} (token ${worst})`);
+    assert.ok(maxErr < LOGIT_TOLERANCE,
+      `logit ${worst}: got ${got.logits[worst]}, want ${c.last_logits[worst]} (error ${maxErr})`);
+
+    // (d) greedy generation, compared up to the first ambiguous position
+    const g = got.generation;
+    const { timings } = g;
+    t.diagnostic(`${c.id}: prefill ${timings.prefill_tokens} tokens at ${timings.prefill_tok_s.toFixed(1)} tok/s ` +
+      `(ttft ${timings.ttft_ms.toFixed(0)} ms), decode ${timings.decode_tokens} tokens at ${timings.decode_tok_s.toFixed(2)} tok/s`);
+    assert.equal(g.ids.length, GEN_TOKENS, 'ignore_eos: every requested token is generated');
+    assert.equal(g.finish_reason, 'length');
+    assert.deepEqual(g.prompt_ids, c.prompt_ids);
+    let firstAmbiguous = c.margins.findIndex((m) => m < MIN_MARGIN);
+    if (firstAmbiguous < 0) firstAmbiguous = c.margins.length;
+    const n = Math.min(firstAmbiguous, GEN_TOKENS);
+    t.diagnostic(`${c.id}: ${n} of ${GEN_TOKENS} greedy ids compared (first reference margin < ${MIN_MARGIN} at ${firstAmbiguous})`);
+    assert.deepEqual(g.ids.slice(0, n), c.generated_ids.slice(0, n), 'greedy ids up to the first ambiguous position');
+    // Streaming: the pieces make the text, and the text is the ids decoded.
+    assert.equal(got.pieces.join(''), g.text, 'onText pieces concatenate to the returned text');
+    assert.ok(got.pieces.every((p) => typeof p === 'string' && p.length > 0), 'no empty pieces');
+    assert.equal(got.decoded, g.text, 'decode(ids) equals the returned text');
+  });
+}
+
+test('bad requests reject with an Error that says what is wrong, and the engine still works', async (t) => {
+  if (!(await engineReady(t))) return;
+  const story = cases.find((c) => c.id === 'raw_story') ?? cases[0];
+  const got = await page.evaluate(async ({ promptIds }) => {
+    const engine = window.engine;
+    const prompt = new Uint32Array(promptIds);
+    const failure = async (promise) => {
+      try {
+        await promise;
+        return 'resolved';
+      } catch (e) {
+        return e instanceof Error ? e.message : `non-Error: ${e}`;
+      }
+    };
+    const temperature = await failure(engine.generate(prompt, { max_tokens: 4, sampler: { temperature: -1 } }, () => {}));
+    const maxTokens = await failure(engine.generate(prompt, { max_tokens: 0 }, () => {}));
+    const misspelt = await failure(engine.generate(prompt, { maxTokens: 4 }, () => {}));
+    const emptyPrompt = await failure(engine.generate(new Uint32Array(0), { max_tokens: 4 }, () => {}));
+    const badToken = await failure(engine.forwardLogits(new Uint32Array([10_000_000])));
+    let sync;
+    try {
+      engine.renderChat([{ role: 'user' }]);
+      sync = 'returned';
+    } catch (e) {
+      sync = e instanceof Error ? e.message : `non-Error: ${e}`;
+    }
+    // A second call while one runs is refused, not a panic.
+    engine.reset();
+    const running = engine.generate(prompt, { max_tokens: 2, ignore_eos: true }, () => {});
+    const busy = await failure(engine.forwardLogits(prompt));
+    await running;
+    // onText throwing rejects the call with what it threw.
+    const thrown = await failure(engine.generate(prompt, { max_tokens: 2 }, () => { throw new Error('from onText'); }));
+    // Still works: greedy tokens after all that.
+    engine.reset();
+    const after = await engine.generate(prompt, { max_tokens: 2, ignore_eos: true }, () => {});
+    return { temperature, maxTokens, misspelt, emptyPrompt, badToken, sync, busy, thrown, ids: after.ids };
+  }, { promptIds: story.prompt_ids });
+  t.diagnostic(JSON.stringify(got));
+  assert.match(got.temperature, /temperature must be >= 0, got -1/);
+  assert.match(got.maxTokens, /max_tokens must be at least 1/);
+  assert.match(got.misspelt, /unknown request field\(s\) maxTokens/);
+  assert.match(got.emptyPrompt, /prompt is empty/);
+  assert.match(got.badToken, /outside the vocabulary/);
+  assert.match(got.sync, /messages.*missing field `content`/);
+  assert.match(got.busy, /busy/);
+  assert.equal(got.thrown, 'from onText');
+  assert.deepEqual(got.ids, story.generated_ids.slice(0, 2));
+});
+
+test('a prompt extending the cached one computes only its new tokens', async (t) => {
+  if (!(await engineReady(t))) return;
+  const story = cases.find((c) => c.id === 'raw_story') ?? cases[0];
+  const got = await page.evaluate(async ({ promptIds }) => {
+    const engine = window.engine;
+    engine.reset();
+    const first = await engine.generate(new Uint32Array(promptIds), { max_tokens: 2, ignore_eos: true }, null);
+    const next = [...promptIds, ...first.ids];
+    const second = await engine.generate(new Uint32Array(next), { max_tokens: 2, ignore_eos: true }, null);
+    return { first: first.ids, second: second.ids, reused: second.reused_tokens, prefill: second.timings.prefill_tokens };
+  }, { promptIds: story.prompt_ids });
+  // The cache holds the prompt and the first generated token (the last one was never run).
+  assert.equal(got.reused, story.prompt_ids.length + 1);
+  assert.equal(got.prefill, 1);
+  assert.deepEqual([...got.first, ...got.second], story.generated_ids.slice(0, 4));
+});
+
+test('seeded sampling runs in the browser and repeats itself', async (t) => {
+  if (!(await engineReady(t))) return;
+  const story = cases.find((c) => c.id === 'raw_story') ?? cases[0];
+  const got = await page.evaluate(async ({ promptIds }) => {
+    const engine = window.engine;
+    const request = { max_tokens: 3, ignore_eos: true, sampler: { temperature: 0.9, top_p: 0.95, repetition_penalty: 1.1, seed: 7 } };
+    const run = async () => { engine.reset(); return (await engine.generate(new Uint32Array(promptIds), request, null)).ids; };
+    return [await run(), await run()];
+  }, { promptIds: story.prompt_ids });
+  t.diagnostic(`sampled ids: ${JSON.stringify(got[0])}`);
+  assert.equal(got[0].length, 3);
+  assert.deepEqual(got[1], got[0]);
+});
