@@ -70,33 +70,38 @@ impl Matrix {
     }
 
     /// `W · x` for every vector in `xs` (each of length `cols`). Each weight
-    /// row is read once for all vectors; rows are split across threads.
+    /// row is read once for all vectors; rows are split across threads where
+    /// there are several (wasm32-unknown-unknown has one and cannot spawn).
     pub fn matmul(&self, xs: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let mut out = vec![vec![0.0; self.rows]; xs.len()];
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(self.rows.max(1));
         let chunk = self.rows.div_ceil(threads);
-        let parts: Vec<Vec<f64>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || {
-                        let rows = t * chunk..((t + 1) * chunk).min(self.rows);
-                        let mut part = Vec::with_capacity(rows.len() * xs.len());
-                        for r in rows {
-                            let w = self.row(r);
-                            part.extend(xs.iter().map(|x| w.iter().zip(x).map(|(&a, b)| a as f64 * b).sum::<f64>()));
-                        }
-                        part
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("matmul thread")).collect()
-        });
+        let parts: Vec<Vec<f64>> = if threads <= 1 {
+            vec![self.rows_times(0..self.rows, xs)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| s.spawn(move || self.rows_times(t * chunk..((t + 1) * chunk).min(self.rows), xs)))
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("matmul thread")).collect()
+            })
+        };
+        let mut out = vec![vec![0.0; self.rows]; xs.len()];
         for (t, part) in parts.iter().enumerate() {
             for (i, v) in part.iter().enumerate() {
                 out[i % xs.len()][t * chunk + i / xs.len()] = *v;
             }
         }
         out
+    }
+
+    /// Dot products of `rows` of W with every vector of `xs`, row-major.
+    fn rows_times(&self, rows: std::ops::Range<usize>, xs: &[Vec<f64>]) -> Vec<f64> {
+        let mut part = Vec::with_capacity(rows.len() * xs.len());
+        for r in rows {
+            let w = self.row(r);
+            part.extend(xs.iter().map(|x| w.iter().zip(x).map(|(&a, b)| a as f64 * b).sum::<f64>()));
+        }
+        part
     }
 }
 

@@ -55,6 +55,20 @@ impl Gpu {
             Ok(js_sys::Float32Array::from(out.as_slice()).into())
         })
     }
+
+    /// Runs every kernel against the CPU reference on seeded inputs (the
+    /// checks of `tests/gpu_kernels.rs`) and resolves to one entry per check.
+    /// A mismatch is an entry with `passed: false` and the first failing index
+    /// in `detail`; the promise rejects only on a GPU error. `max_error` is
+    /// `null` where a value was NaN.
+    #[wasm_bindgen(
+        js_name = kernelSelfCheck,
+        unchecked_return_type = "Promise<{kernel: string, case: string, max_error: number | null, tolerance: number, passed: boolean, detail: string, ms: number}[]>"
+    )]
+    pub fn kernel_self_check(&self) -> js_sys::Promise {
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::future_to_promise(async move { to_js(&gpu::selfcheck::run_all(&ctx).await?) })
+    }
 }
 
 /// RMSNorm of `x` on the CPU (the oracle the GPU kernel is judged against).

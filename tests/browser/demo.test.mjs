@@ -1,5 +1,5 @@
 // The page that scripts/serve.sh serves: it must load the wasm engine, name
-// the WebGPU adapter and show a kernel result that matches the CPU.
+// the WebGPU adapter and show that every kernel check matches the CPU.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,7 +10,7 @@ let session;
 before(async () => { session = await startSession(); });
 after(() => session?.close());
 
-test('demo page reports the adapter and a kernel result matching the CPU', async (t) => {
+test('demo page reports the adapter and every kernel check matching the CPU', async (t) => {
   const page = await session.open('');
   if (!(await requireWebGPU(page, t))) return;
   await page.waitForFunction(() => document.getElementById('kernel').dataset.state, null, { timeout: 60_000 });
@@ -20,7 +20,14 @@ test('demo page reports the adapter and a kernel result matching the CPU', async
   t.diagnostic(`kernel: ${await text('kernel')}`);
   assert.equal(await state('adapter'), 'ok', await text('adapter'));
   assert.equal(await state('kernel'), 'ok', await text('kernel'));
-  assert.match(await text('kernel'), /matches the CPU reference/);
+  // "N/N kernel checks match the CPU reference (K kernels; max error ...)":
+  // all of them passed, and every kernel of the engine was among them.
+  const kernel = (await text('kernel')).match(/^(\d+)\/(\d+) kernel checks match the CPU reference \((\d+) kernels; max error /);
+  assert.ok(kernel, await text('kernel'));
+  const [, passed, total, kernels] = kernel.map(Number);
+  assert.equal(passed, total, await text('kernel'));
+  assert.equal(kernels, 8, await text('kernel'));
+  assert.ok(total >= 80, `only ${total} checks ran`);
   await page.waitForFunction(() => document.getElementById('model').dataset.state);
   assert.equal(await state('model'), 'ok', await text('model'));
   fs.mkdirSync(ARTIFACTS, { recursive: true });

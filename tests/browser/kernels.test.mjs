@@ -1,6 +1,7 @@
-// WGSL kernels in the browser (wasm + WebGPU) against an independent float64
-// reference computed here in JavaScript, and against the engine's own CPU
-// reference compiled to wasm.
+// WGSL kernels in the browser (wasm + WebGPU): every kernel against the
+// engine's own CPU reference compiled to wasm (the library's self-check, the
+// same checks tests/gpu_kernels.rs runs natively), and RMSNorm against an
+// independent float64 reference computed here in JavaScript.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSession, requireWebGPU, seededValues, maxAbsError } from './harness.mjs';
@@ -43,6 +44,36 @@ test('RMSNorm on WebGPU matches the float64 reference at awkward sizes', async (
     const gpuErr = maxAbsError(`gpu ${rows}x${cols}`, gpu, want, 1e-5 + 2e-5 * Math.max(...want.map(Math.abs)));
     maxAbsError(`wasm cpu ${rows}x${cols}`, cpu, want, 1e-6 * Math.max(...want.map(Math.abs)));
     t.diagnostic(`rms_norm ${rows}x${cols}: max abs error ${gpuErr.toExponential(2)}`);
+  }
+});
+
+test('every kernel on WebGPU matches the CPU reference (kernelSelfCheck)', async (t) => {
+  if (!(await requireWebGPU(page, t))) return;
+  const { checks, ms } = await page.evaluate(async () => {
+    window.gpu ??= await window.hearth.Gpu.create();
+    const t0 = performance.now();
+    const checks = await window.gpu.kernelSelfCheck();
+    return { checks, ms: performance.now() - t0 };
+  });
+  const kernels = [...new Set(checks.map((c) => c.kernel))];
+  t.diagnostic(`${checks.length} checks of ${kernels.length} kernels in ${(ms / 1000).toFixed(1)} s`);
+  for (const kernel of kernels) {
+    const mine = checks.filter((c) => c.kernel === kernel);
+    const worst = mine.reduce((a, c) => (c.max_error === null || a === null ? null : Math.max(a, c.max_error)), 0);
+    const time = mine.reduce((a, c) => a + c.ms, 0);
+    t.diagnostic(`${kernel}: ${mine.filter((c) => c.passed).length}/${mine.length} passed, ` +
+      `max error ${worst === null ? 'NaN' : worst.toExponential(2)}, ${time.toFixed(0)} ms`);
+  }
+  for (const c of checks.filter((c) => !c.passed)) t.diagnostic(`FAILED ${c.kernel} ${c.case}: ${c.detail}`);
+  assert.deepEqual(kernels, ['embed', 'rms_norm', 'matmul', 'rope', 'attention', 'swiglu', 'add', 'argmax']);
+  for (const ty of ['F32', 'F16', 'Q4_0', 'Q4_1', 'Q8_0']) {
+    for (const kernel of ['embed', 'matmul']) {
+      assert.ok(checks.some((c) => c.kernel === kernel && c.case.startsWith(`${ty} `)), `${kernel} ${ty} is checked`);
+    }
+  }
+  for (const c of checks) {
+    assert.ok(c.passed, `${c.kernel} ${c.case}: ${c.detail}`);
+    assert.ok(c.max_error <= c.tolerance, `${c.kernel} ${c.case}: max error ${c.max_error} > tolerance ${c.tolerance}`);
   }
 });
 

@@ -1,6 +1,7 @@
-// Foundation demo: loads the wasm engine, reports the WebGPU adapter, runs the
-// RMSNorm kernel on the GPU and compares it with the engine's CPU reference.
-import init, { Gpu, rmsNormReference } from './pkg/hearth_llm.js';
+// Foundation demo: loads the wasm engine, reports the WebGPU adapter and runs
+// the kernel self-check: every WGSL kernel on this GPU against the engine's
+// CPU reference (the checks tests/gpu_kernels.rs runs natively).
+import init, { Gpu } from './pkg/hearth_llm.js';
 
 const MODEL_URL = './models/SmolLM2-135M-Instruct.Q4_1.gguf';
 
@@ -8,20 +9,6 @@ function show(id, text, state) {
   const el = document.getElementById(id);
   el.textContent = text;
   if (state) el.dataset.state = state;
-}
-
-// Deterministic inputs (mulberry32), so a result can be reproduced.
-function seededValues(seed, n, scale) {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = ((((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1) * scale;
-  }
-  return out;
 }
 
 async function checkModel() {
@@ -58,21 +45,29 @@ async function main() {
   const software = /swiftshader|llvmpipe|lavapipe|warp/i.test(`${js.architecture} ${js.description}`);
   show('adapter', `${name} (WebGPU${software ? ', software' : ''}; max buffer ${info.max_buffer_size / 2 ** 20} MiB)`, 'ok');
 
-  const rows = 8, cols = 576, eps = 1e-5;
-  const x = seededValues(1, rows * cols, 4);
-  const w = seededValues(2, cols, 2);
+  show('kernel', 'running every kernel against the CPU reference…');
   try {
     const t0 = performance.now();
-    const got = await gpu.rmsNorm(x, w, eps);
-    const ms = performance.now() - t0;
-    const want = rmsNormReference(x, w, eps);
-    let maxErr = 0;
-    for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]));
-    const ok = maxErr <= 1e-4;
-    show('kernel', `RMSNorm ${rows}×${cols} on the GPU ${ok ? 'matches' : 'DIFFERS FROM'} the CPU reference ` +
-      `(max abs error ${maxErr.toExponential(2)}, ${ms.toFixed(1)} ms)`, ok ? 'ok' : 'error');
+    const checks = await gpu.kernelSelfCheck();
+    const seconds = (performance.now() - t0) / 1000;
+    const passed = checks.filter((c) => c.passed);
+    const kernels = new Set(checks.map((c) => c.kernel)).size;
+    // Each check's worst error as a fraction of what its tolerance allows
+    // (bit-exact checks, tolerance 0, count as 0 when they pass).
+    const ratio = (c) => (c.max_error === null ? Infinity : c.tolerance > 0 ? c.max_error / c.tolerance : c.max_error === 0 ? 0 : Infinity);
+    const worst = checks.reduce((w, c) => (ratio(c) > ratio(w) ? c : w), checks[0]);
+    const ok = checks.length > 0 && passed.length === checks.length;
+    if (ok) {
+      show('kernel', `${passed.length}/${checks.length} kernel checks match the CPU reference ` +
+        `(${kernels} kernels; max error ${worst.max_error.toExponential(2)} = ${(100 * ratio(worst)).toFixed(1)}% of tolerance, ` +
+        `${worst.kernel} ${worst.case}; ${seconds.toFixed(1)} s)`, 'ok');
+    } else {
+      const failed = checks.find((c) => !c.passed);
+      show('kernel', `${passed.length}/${checks.length} kernel checks match the CPU reference; ` +
+        (failed ? `${failed.kernel} ${failed.case} differs: ${failed.detail}` : 'no checks ran'), 'error');
+    }
   } catch (e) {
-    show('kernel', `kernel failed: ${e.message ?? e}`, 'error');
+    show('kernel', `kernel self-check failed: ${e.message ?? e}`, 'error');
   }
 }
 

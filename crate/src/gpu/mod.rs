@@ -1,11 +1,13 @@
 //! Everything that touches the GPU: the device context, the WGSL kernel table,
-//! weights in their quantized form, and the dispatches the model records.
+//! weights in their quantized form, the dispatches the model records, and the
+//! kernel self-check against the CPU oracle (`selfcheck`, native and in wasm).
 
 mod buffers;
 mod context;
 mod kernels;
 pub mod ops;
 pub mod program;
+pub mod selfcheck;
 pub mod weights;
 
 pub use buffers::{read_buffer, storage_from, storage_zeroed, submit_and_read, uniform_from};

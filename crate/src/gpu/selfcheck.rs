@@ -1,0 +1,578 @@
+//! Every WGSL kernel against its CPU reference (`crate::reference`,
+//! `crate::quant`) on seeded random inputs whose sizes are not multiples of
+//! the workgroup size, driven exactly as the model drives them: buffers, a
+//! `Step` uniform, a `Dispatch` from `gpu::ops`, `program::encode`,
+//! `submit_and_read`.
+//!
+//! The same checks run natively (`tests/gpu_kernels.rs`, on lavapipe in CI)
+//! and in the browser (`Gpu.kernelSelfCheck()`, the demo page and
+//! `tests/browser/kernels.test.mjs`, on SwiftShader in CI). Inputs come from
+//! ChaCha8 streams, which are the same on every target, so both see the same
+//! numbers.
+//!
+//! Tolerances are relative to a stated magnitude per op: the error at index i
+//! may be at most `tolerance * mag[i]`; `mag = 0` demands bit-exact equality.
+//! A check that fails is reported (`passed: false`, the first failing index in
+//! `detail`), never a panic; a GPU error (validation, out of memory, lost
+//! device, failed read-back) is an `Err`.
+
+use super::weights::GpuMatrix;
+use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step};
+use crate::error::{HearthError, Result};
+use crate::formats::gguf::TensorType;
+use crate::quant::dequantize;
+use crate::reference::{self, Matrix};
+use crate::weights::RawTensor;
+use half::f16;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::future::Future;
+use web_time::Instant;
+
+/// Every kernel, in the order [`run_all`] checks them.
+pub const KERNELS: [Kernel; 8] = [
+    Kernel::Embed,
+    Kernel::RmsNorm,
+    Kernel::Matmul,
+    Kernel::Rope,
+    Kernel::Attention,
+    Kernel::Swiglu,
+    Kernel::Add,
+    Kernel::Argmax,
+];
+
+/// Every weight type the GPU decodes (embed and matmul are checked on each).
+pub const WEIGHT_TYPES: [TensorType; 5] = [TensorType::F32, TensorType::F16, TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0];
+
+/// The outcome of one kernel on one input.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KernelCheck {
+    /// The kernel's name (`embed`, `rms_norm`, `matmul`, ...; see [`kernel_name`]).
+    pub kernel: String,
+    /// The input: shape, weight type, mode.
+    pub case: String,
+    /// The worst `error / magnitude` over all values (the plain error where
+    /// the magnitude is 0; for argmax, the distance between the indices).
+    /// Infinite (JSON `null`) when a value is NaN or the lengths differ.
+    pub max_error: f64,
+    /// The largest `error / magnitude` allowed (0: bit-exact).
+    pub tolerance: f64,
+    pub passed: bool,
+    /// On failure, the first failing index with what the GPU gave and what the
+    /// reference wants (and how many more failed); otherwise how many values agreed.
+    pub detail: String,
+    /// Wall time of the check: upload, dispatch, read-back and the CPU reference.
+    pub ms: f64,
+}
+
+/// The name a kernel's checks carry.
+pub fn kernel_name(kernel: Kernel) -> &'static str {
+    match kernel {
+        Kernel::Embed => "embed",
+        Kernel::RmsNorm => "rms_norm",
+        Kernel::Matmul => "matmul",
+        Kernel::Rope => "rope",
+        Kernel::Attention => "attention",
+        Kernel::Swiglu => "swiglu",
+        Kernel::Add => "add",
+        Kernel::Argmax => "argmax",
+    }
+}
+
+/// Runs every check of every kernel.
+pub async fn run_all(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    for kernel in KERNELS {
+        checks.extend(run(ctx, kernel).await?);
+    }
+    Ok(checks)
+}
+
+/// Runs the checks of one kernel.
+pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
+    match kernel {
+        Kernel::Embed => embed(ctx).await,
+        Kernel::RmsNorm => rms_norm(ctx).await,
+        Kernel::Matmul => matmul(ctx).await,
+        Kernel::Rope => rope(ctx).await,
+        Kernel::Attention => attention(ctx).await,
+        Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
+        Kernel::Add => elementwise(ctx, Kernel::Add).await,
+        Kernel::Argmax => argmax(ctx).await,
+    }
+}
+
+/// A comparison's verdict, before it is named and timed.
+struct Outcome {
+    max_error: f64,
+    tolerance: f64,
+    passed: bool,
+    detail: String,
+}
+
+/// Runs `body` (which uploads, dispatches, reads back and compares) inside GPU
+/// error scopes, so a validation or out-of-memory error becomes an `Err`
+/// naming the check rather than a panic (native) or a console line (browser).
+async fn check(ctx: &GpuContext, kernel: Kernel, case: String, body: impl Future<Output = Result<Outcome>>) -> Result<KernelCheck> {
+    let start = Instant::now();
+    ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let result = body.await;
+    let out_of_memory = ctx.device.pop_error_scope().await;
+    let invalid = ctx.device.pop_error_scope().await;
+    if let Some(e) = invalid.or(out_of_memory) {
+        return Err(HearthError::Gpu(format!("{} {case}: {e}", kernel_name(kernel))));
+    }
+    let o = result.map_err(|e| HearthError::Gpu(format!("{} {case}: {e}", kernel_name(kernel))))?;
+    Ok(KernelCheck {
+        kernel: kernel_name(kernel).into(),
+        case,
+        max_error: o.max_error,
+        tolerance: o.tolerance,
+        passed: o.passed,
+        detail: o.detail,
+        ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+/// Checks `|got[i] - want[i]| <= tol * mag[i]` for every i (NaN fails).
+fn compare(got: &[f32], want: &[f64], mag: &[f64], tol: f64) -> Outcome {
+    if got.len() != want.len() || mag.len() != want.len() {
+        return Outcome {
+            max_error: f64::INFINITY,
+            tolerance: tol,
+            passed: false,
+            detail: format!("got {} values, want {} (magnitudes: {})", got.len(), want.len(), mag.len()),
+        };
+    }
+    let (mut worst, mut failures, mut first) = (0f64, 0usize, None);
+    for (i, ((&g, &w), &m)) in got.iter().zip(want).zip(mag).enumerate() {
+        let err = (g as f64 - w).abs();
+        let within = err <= tol * m; // false for NaN
+        if !within {
+            failures += 1;
+            first.get_or_insert_with(|| format!("index {i}: got {g:e}, want {w:e} (error {err:e} > {tol:e} × magnitude {m:e})"));
+        }
+        let rel = if m > 0.0 { err / m } else { err };
+        worst = if rel.is_nan() { f64::INFINITY } else { worst.max(rel) };
+    }
+    let detail = match first {
+        None => format!("{} values within tolerance", got.len()),
+        Some(f) if failures == 1 => format!("first failure at {f}; 1 of {} values off", got.len()),
+        Some(f) => format!("first failure at {f}; {failures} of {} values off", got.len()),
+    };
+    Outcome { max_error: worst, tolerance: tol, passed: failures == 0, detail }
+}
+
+/// Seeded uniform values in [-scale, scale).
+fn random_vec(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-scale..scale)).collect()
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+fn abs(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| x.abs()).collect()
+}
+
+fn step(ctx: &GpuContext, tokens: usize, pos0: usize, row0: usize) -> wgpu::Buffer {
+    uniform_from(ctx, "step", &Step { tokens: tokens as u32, pos0: pos0 as u32, row0: row0 as u32, _pad: 0 })
+}
+
+/// Records `dispatches` for `tokens` tokens, submits, reads back `len` values of `out`.
+async fn dispatch<T: bytemuck::Pod>(ctx: &GpuContext, dispatches: &[Dispatch], tokens: usize, out: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    program::encode(&mut encoder, dispatches, tokens as u32);
+    submit_and_read(ctx, encoder, out, len).await
+}
+
+/// A random f16 in [-scale, scale), or one time in eight a random subnormal.
+fn random_half(rng: &mut ChaCha8Rng, scale: f32) -> [u8; 2] {
+    if rng.random_ratio(1, 8) {
+        (rng.random_range(1u16..0x400) | if rng.random() { 0x8000 } else { 0 }).to_le_bytes()
+    } else {
+        f16::from_f32(rng.random_range(-scale..scale)).to_le_bytes()
+    }
+}
+
+/// Raw ggml bytes of a random `rows × cols` tensor of type `ty`: random f16
+/// scales (subnormals included) and random quant bytes.
+fn random_tensor(ty: TensorType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let n = rows * cols;
+    let mut bytes = Vec::new();
+    match ty {
+        TensorType::F32 => (0..n).for_each(|_| bytes.extend(rng.random_range(-1f32..1.0).to_le_bytes())),
+        TensorType::F16 => (0..n).for_each(|_| bytes.extend(random_half(&mut rng, 1.0))),
+        _ => {
+            let (scales, quants) = match ty {
+                TensorType::Q4_0 => (1, 16),
+                TensorType::Q4_1 => (2, 16),
+                TensorType::Q8_0 => (1, 32),
+                _ => unreachable!("WEIGHT_TYPES holds F32, F16, Q4_0, Q4_1, Q8_0"),
+            };
+            for _ in 0..n / 32 {
+                (0..scales).for_each(|_| bytes.extend(random_half(&mut rng, 0.1)));
+                (0..quants).for_each(|_| bytes.push(rng.random::<u8>()));
+            }
+        }
+    }
+    bytes
+}
+
+/// A random weight matrix on the GPU and, from `quant::dequantize`, its values.
+fn random_matrix(ctx: &GpuContext, ty: TensorType, rows: usize, cols: usize, seed: u64) -> Result<(GpuMatrix, Matrix)> {
+    let bytes = random_tensor(ty, rows, cols, seed);
+    let data = dequantize(ty, &bytes, rows * cols)?;
+    let raw = RawTensor { ty, shape: vec![rows, cols], bytes: &bytes };
+    Ok((GpuMatrix::upload(ctx, "w", &raw)?, Matrix { rows, cols, data }))
+}
+
+/// For each value, the largest |value| of its 32-value block: the scale of
+/// the block's quantization (d·8, |m|, ...), the natural magnitude of its error.
+fn block_max(row: &[f32]) -> Vec<f64> {
+    row.chunks(32)
+        .flat_map(|b| {
+            let m = b.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+            std::iter::repeat_n(m, b.len())
+        })
+        .collect()
+}
+
+/// RMSNorm, two ways. The one-shot `gpu::rms_norm` over whole matrices
+/// (a single value, odd widths, the model's widths, a wide row) against
+/// `reference::rms_norm`: tolerance 1e-5 of 1 + |want|. Then the model's
+/// last-token norm, rows row0 .. row0 + tokens of a larger x, against
+/// `reference::rms_norm_row` in f64: tolerance 1e-5 of |want| (f32 sum of
+/// squares and inverseSqrt).
+async fn rms_norm(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    for (seed, &(rows, cols)) in [(1, 1), (3, 7), (5, 63), (17, 576), (4, 1536), (2, 4099)].iter().enumerate() {
+        let case = format!("{rows}x{cols} (one-shot gpu::rms_norm)");
+        checks.push(
+            check(ctx, Kernel::RmsNorm, case, async {
+                let x = random_vec(seed as u64, rows * cols, 4.0);
+                let w = random_vec(100 + seed as u64, cols, 2.0);
+                let got = super::rms_norm(ctx, &x, &w, 1e-5).await?;
+                let want = f64s(&reference::rms_norm(&x, &w, 1e-5));
+                let mag: Vec<f64> = want.iter().map(|v| 1.0 + v.abs()).collect();
+                Ok(compare(&got, &want, &mag, 1e-5))
+            })
+            .await?,
+        );
+    }
+    for (seed, &(rows, cols, row0, tokens)) in [(9, 576, 8, 1), (5, 97, 2, 3), (3, 1, 1, 2), (8, 160, 1, 7)].iter().enumerate() {
+        let case = format!("rows {row0}..{} of {rows}x{cols}", row0 + tokens);
+        checks.push(
+            check(ctx, Kernel::RmsNorm, case, async {
+                let x = random_vec(200 + seed as u64, rows * cols, 3.0);
+                let w = random_vec(300 + seed as u64, cols, 2.0);
+                let (x_buf, w_buf) = (storage_from(ctx, "x", &x), storage_from(ctx, "w", &w));
+                let out = storage_zeroed(ctx, "out", tokens * cols)?;
+                let s = step(ctx, tokens, 0, row0);
+                let d = ops::rms_norm(ctx, &s, &x_buf, &w_buf, &out, cols, 1e-5);
+                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * cols).await?;
+                let rows_in = &x[row0 * cols..(row0 + tokens) * cols];
+                let want: Vec<f64> = rows_in.chunks(cols).flat_map(|r| reference::rms_norm_row(&f64s(r), &f64s(&w), 1e-5)).collect();
+                Ok(compare(&got, &want, &abs(&want), 1e-5))
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// Embedding rows decoded on the GPU against `quant::dequantize`, for every
+/// weight type. Tolerance 2^-23 of the block's largest |value| (one rounding:
+/// d·q + m may be fused). Ids include the last row and a repeated id.
+async fn embed(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for &(vocab, cols, tokens) in &[(97, 96, 1), (33, 160, 3), (65, 576, 7)] {
+            let mut ids: Vec<u32> = (0..tokens).map(|_| rng.random_range(0..vocab as u32)).collect();
+            if tokens > 1 {
+                ids[0] = vocab as u32 - 1; // the last row, and a repeated id
+                ids[1] = ids[tokens - 1];
+            }
+            let case = format!("{ty} {vocab}x{cols} ids {ids:?}");
+            checks.push(
+                check(ctx, Kernel::Embed, case, async {
+                    let (w, m) = random_matrix(ctx, ty, vocab, cols, 1000 + i as u64)?;
+                    let ids_buf = storage_from(ctx, "ids", &ids);
+                    let out = storage_zeroed(ctx, "out", tokens * cols)?;
+                    let s = step(ctx, tokens, 0, 0);
+                    let got: Vec<f32> = dispatch(ctx, &[ops::embed(ctx, &s, &w, &ids_buf, &out)], tokens, &out, tokens * cols).await?;
+                    let rows: Vec<&[f32]> = ids.iter().map(|&id| m.row(id as usize)).collect();
+                    let want: Vec<f64> = rows.iter().flat_map(|r| f64s(r)).collect();
+                    let mag: Vec<f64> = rows.iter().flat_map(|r| block_max(r)).collect();
+                    Ok(compare(&got, &want, &mag, 2f64.powi(-23)))
+                })
+                .await?,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// out = x · Wᵀ for every weight type against `reference::Matrix::matmul`
+/// on the dequantized weights. Tolerance 1e-5 of Σ_c blockmax|W[r, c]|·|x[t, c]|
+/// (f32 sums over up to 576 terms; Q4 kernels factor scales out of the sums).
+/// With out_at_pos, rows pos0 .. pos0 + tokens of a larger buffer are written
+/// and every other row (random sentinels) must keep its bits.
+async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (rows, cols, tokens, out_at_pos): 7 = one pass of four tokens plus three one by one.
+    let cases: [(usize, usize, usize, Option<usize>); 6] =
+        [(1, 32, 1, None), (33, 96, 3, None), (97, 576, 7, None), (65, 160, 7, Some(5)), (33, 96, 4, Some(0)), (1, 64, 9, Some(2))];
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for (j, &(rows, cols, tokens, at_pos)) in cases.iter().enumerate() {
+            let case = format!("{ty} {rows}x{cols} tokens {tokens} out_at_pos {at_pos:?}");
+            checks.push(
+                check(ctx, Kernel::Matmul, case, async {
+                    let seed = 2000 + 10 * i as u64 + j as u64;
+                    let (w, m) = random_matrix(ctx, ty, rows, cols, seed)?;
+                    let x = random_vec(seed, tokens * cols, 1.0);
+                    let xs: Vec<Vec<f64>> = x.chunks(cols).map(f64s).collect();
+                    let prod: Vec<f64> = m.matmul(&xs).concat();
+                    let block_maxes: Vec<Vec<f64>> = (0..rows).map(|r| block_max(m.row(r))).collect();
+                    let mag: Vec<f64> = xs
+                        .iter()
+                        .flat_map(|xt| block_maxes.iter().map(|bm| bm.iter().zip(xt).map(|(a, b)| a * b.abs()).sum::<f64>()).collect::<Vec<_>>())
+                        .collect();
+                    let pos0 = at_pos.unwrap_or(0);
+                    let total = if at_pos.is_some() { (pos0 + tokens + 2) * rows } else { tokens * rows };
+                    let before = random_vec(seed + 1, total, 100.0); // sentinel rows outside the written range
+                    let (x_buf, out) = (storage_from(ctx, "x", &x), storage_from(ctx, "out", &before));
+                    let s = step(ctx, tokens, pos0, 0);
+                    let got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, &out, at_pos.is_some())], tokens, &out, total).await?;
+                    let (mut want, mut full_mag) = (f64s(&before), vec![0.0; total]);
+                    let at = pos0 * rows;
+                    want[at..at + tokens * rows].copy_from_slice(&prod);
+                    full_mag[at..at + tokens * rows].copy_from_slice(&mag);
+                    Ok(compare(&got, &want, &full_mag, 1e-5))
+                })
+                .await?,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// RoPE from an f32 cos/sin table (as the model builds it) against
+/// `reference::rope` in f64. Tolerance 1e-6 of |a| + |b| of the pair; dims
+/// past rope_dim and rows outside the step must keep their bits.
+async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    let theta = 10_000f64;
+    // (heads, head_dim, rope_dim, tokens, pos0, at_pos); the last: partial
+    // rotary, dims 32.. untouched.
+    let cases = [(9, 64, 64, 7, 0, false), (3, 32, 32, 3, 70, false), (3, 64, 64, 7, 130, true), (5, 32, 32, 1, 0, true), (3, 64, 32, 3, 41, true)];
+    for (seed, &(heads, hd, rope_dim, tokens, pos0, at_pos)) in cases.iter().enumerate() {
+        let case = format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}");
+        checks.push(
+            check(ctx, Kernel::Rope, case, async {
+                let pairs = rope_dim / 2;
+                let context = pos0 + tokens + 2;
+                let table: Vec<[f32; 2]> = (0..context)
+                    .flat_map(|p| {
+                        (0..pairs).map(move |i| {
+                            let angle = p as f64 * theta.powf(-2.0 * i as f64 / rope_dim as f64);
+                            [angle.cos() as f32, angle.sin() as f32]
+                        })
+                    })
+                    .collect();
+                let width = heads * hd;
+                let row0 = if at_pos { pos0 } else { 0 };
+                let total_rows = if at_pos { context } else { tokens };
+                let x = random_vec(400 + seed as u64, total_rows * width, 2.0);
+                let (table_buf, x_buf) = (storage_from(ctx, "table", &table), storage_from(ctx, "x", &x));
+                let s = step(ctx, tokens, pos0, 0);
+                let d = ops::rope(ctx, &s, &table_buf, &x_buf, heads, hd, rope_dim, at_pos);
+                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &x_buf, x.len()).await?;
+                let mut want = f64s(&x);
+                let mut mag = vec![0.0; x.len()];
+                for t in 0..tokens {
+                    let at = (row0 + t) * width;
+                    reference::rope(&mut want[at..at + width], hd, rope_dim, (pos0 + t) as f64, theta);
+                    for (h, i) in (0..heads).flat_map(|h| (0..pairs).map(move |i| (h, i))) {
+                        let p = at + h * hd + 2 * i;
+                        let m = (x[p].abs() + x[p + 1].abs()) as f64;
+                        (mag[p], mag[p + 1]) = (m, m);
+                    }
+                }
+                Ok(compare(&got, &want, &mag, 1e-6))
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// Causal GQA attention over a cache holding pos0 + tokens rows (two more
+/// rows of NaN past them must never be read) against `reference::attention`.
+/// Tolerance 1e-5 of max |V| (outputs are convex combinations of V rows).
+async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (heads, kv_heads, head_dim, pos0, tokens): > 64 keys cross online-softmax chunks.
+    let cases = [(9, 3, 64, 60, 7), (4, 4, 32, 130, 3), (9, 3, 64, 0, 1), (4, 4, 32, 0, 7), (4, 2, 128, 63, 2)];
+    for (n, &(heads, kv_heads, hd, pos0, tokens)) in cases.iter().enumerate() {
+        let case = format!("heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} tokens {tokens}");
+        checks.push(
+            check(ctx, Kernel::Attention, case, async {
+                let seed = 500 + 10 * n as u64;
+                let (width, kv_width, keys) = (heads * hd, kv_heads * hd, pos0 + tokens);
+                let q = random_vec(seed, tokens * width, 3.0); // scores of a few units: a peaked softmax
+                let mut k = random_vec(seed + 1, (keys + 2) * kv_width, 1.0);
+                let mut v = random_vec(seed + 2, (keys + 2) * kv_width, 1.0);
+                k[keys * kv_width..].fill(f32::NAN);
+                v[keys * kv_width..].fill(f32::NAN);
+                let [q_buf, k_buf, v_buf] = [&q, &k, &v].map(|d| storage_from(ctx, "attn", d));
+                let out = storage_zeroed(ctx, "out", tokens * width)?;
+                let s = step(ctx, tokens, pos0, 0);
+                let d = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, heads, kv_heads, hd);
+                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * width).await?;
+                let k_rows: Vec<Vec<f64>> = k[..keys * kv_width].chunks(kv_width).map(f64s).collect();
+                let v_rows: Vec<Vec<f64>> = v[..keys * kv_width].chunks(kv_width).map(f64s).collect();
+                let want: Vec<f64> = q
+                    .chunks(width)
+                    .enumerate()
+                    .flat_map(|(t, qt)| reference::attention(&f64s(qt), &k_rows, &v_rows, pos0 + t, heads, kv_heads, hd))
+                    .collect();
+                let v_max = v[..keys * kv_width].iter().fold(0f32, |a, x| a.max(x.abs())) as f64;
+                Ok(compare(&got, &want, &vec![v_max; want.len()], 1e-5))
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// The elementwise kernels over tokens × width, in buffers one row longer
+/// than the step covers (that row must keep its bits). SwiGLU: tolerance
+/// 1e-5 of |want| (WGSL exp); add: bit-exact (one f32 rounding, as in f64 → f32).
+async fn elementwise(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    for (seed, &(tokens, width)) in [(1, 1), (3, 97), (7, 65), (3, 1536)].iter().enumerate() {
+        checks.push(
+            check(ctx, kernel, format!("{tokens}x{width}"), async {
+                let n = (tokens + 1) * width;
+                let a = random_vec(600 + seed as u64, n, 8.0);
+                let b = random_vec(700 + seed as u64, n, 3.0);
+                let s = step(ctx, tokens, 0, 0);
+                let (x, y) = (storage_from(ctx, "a", &a), storage_from(ctx, "b", &b));
+                let (d, mut want, mut mag, tol) = if kernel == Kernel::Swiglu {
+                    let want = reference::swiglu(&f64s(&a), &f64s(&b));
+                    let mag = abs(&want);
+                    (ops::swiglu(ctx, &s, &x, &y, width), want, mag, 1e-5)
+                } else {
+                    let want: Vec<f64> = a.iter().zip(&b).map(|(p, q)| (p + q) as f64).collect();
+                    (ops::add(ctx, &s, &x, &y, width), want, vec![0.0; n], 0.0)
+                };
+                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &x, n).await?;
+                let cut = tokens * width;
+                want[cut..].copy_from_slice(&f64s(&a[cut..]));
+                mag[cut..].fill(0.0);
+                Ok(compare(&got, &want, &mag, tol))
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// Index of the largest value (the first one on ties).
+fn argmax_cpu(v: &[f32]) -> usize {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+}
+
+/// Greedy argmax of the first n logits: exact index, lowest index on ties
+/// (also across threads whose lanes order differently from the indices),
+/// values past n ignored.
+async fn argmax(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (n, indices set to the maximum 5.0; empty: all values equal)
+    let cases: [(usize, &[usize]); 8] = [
+        (1, &[0]),
+        (255, &[]),
+        (257, &[256]),
+        (1000, &[300, 50, 306]), // 300 sits in lane 44, 50 in lane 50
+        (1000, &[999, 600]),
+        (513, &[0, 512]),
+        (49_155, &[49_154]), // the last value, n not a multiple of 256
+        (49_155, &[41_000, 40_000, 3, 7]),
+    ];
+    for (seed, &(n, ties)) in cases.iter().enumerate() {
+        checks.push(
+            check(ctx, Kernel::Argmax, format!("n {n} maxima at {ties:?}"), async {
+                let mut logits = random_vec(800 + seed as u64, n + 5, 4.0);
+                if ties.is_empty() {
+                    logits[..n].fill(-1.5);
+                }
+                ties.iter().for_each(|&i| logits[i] = 5.0);
+                logits[n..].fill(1e30); // past n: must not win
+                let (buf, out) = (storage_from(ctx, "logits", &logits), storage_zeroed(ctx, "out", 1)?);
+                let got: Vec<u32> = dispatch(ctx, &[ops::argmax(ctx, &buf, &out, n)], 1, &out, 1).await?;
+                let want = argmax_cpu(&logits[..n]);
+                let planted = ties.iter().copied().min().unwrap_or(0);
+                let got = got.first().map_or(u32::MAX as usize, |&g| g as usize);
+                let max_error = (got as f64 - want as f64).abs();
+                let (passed, detail) = if want != planted {
+                    (false, format!("the CPU reference finds index {want}, not the planted maximum {planted}"))
+                } else if got != want {
+                    (false, format!("got index {got}, want {want}"))
+                } else {
+                    (true, format!("index {want}, exact"))
+                };
+                Ok(Outcome { max_error, tolerance: 0.0, passed, detail })
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_passes_within_tolerance_and_reports_the_worst() {
+        let o = compare(&[1.0, 2.0, 3.0], &[1.0, 2.0 + 1e-6, 3.0], &[1.0, 1.0, 0.0], 1e-5);
+        assert!(o.passed, "{}", o.detail);
+        assert!((o.max_error - 1e-6).abs() < 1e-12 && o.tolerance == 1e-5);
+        assert_eq!(o.detail, "3 values within tolerance");
+    }
+
+    #[test]
+    fn compare_names_the_first_failure_without_panicking() {
+        // Index 1 is off, index 2 must be bit-exact and is not.
+        let o = compare(&[1.0, 2.5, 3.0], &[1.0, 2.0, 3.0 + 1e-3], &[1.0, 1.0, 0.0], 1e-5);
+        assert!(!o.passed);
+        assert!(o.detail.starts_with("first failure at index 1: got 2.5e0, want 2e0"), "{}", o.detail);
+        assert!(o.detail.ends_with("2 of 3 values off"), "{}", o.detail);
+        assert_eq!(o.max_error, 0.5);
+    }
+
+    #[test]
+    fn compare_fails_on_nan_and_on_lengths() {
+        let o = compare(&[f32::NAN], &[0.0], &[1.0], 1.0);
+        assert!(!o.passed && o.max_error.is_infinite(), "{}", o.detail);
+        let o = compare(&[0.0], &[0.0, 1.0], &[1.0, 1.0], 1.0);
+        assert!(!o.passed && o.detail.contains("got 1 values, want 2"), "{}", o.detail);
+    }
+
+    #[test]
+    fn inputs_are_seeded() {
+        assert_eq!(random_vec(3, 5, 1.0), random_vec(3, 5, 1.0));
+        assert_ne!(random_vec(3, 5, 1.0), random_vec(4, 5, 1.0));
+        assert!(random_vec(9, 1000, 2.0).iter().all(|v| (-2.0..2.0).contains(v)));
+        let q = random_tensor(TensorType::Q4_1, 3, 64, 1);
+        assert_eq!(q.len(), 3 * 2 * 20);
+        assert_eq!(dequantize(TensorType::Q4_1, &q, 3 * 64).unwrap().len(), 3 * 64);
+    }
+}
