@@ -113,3 +113,22 @@ fn run_all_covers_every_kernel() {
     eprintln!("{} checks, {} passed", checks.len(), checks.iter().filter(|c| c.passed).count());
     assert!(checks.iter().all(|c| c.passed));
 }
+
+#[test]
+fn a_gpu_validation_error_is_a_typed_error_and_the_device_stays_usable() {
+    let Some(ctx) = gpu() else { return };
+    // A uniform buffer bound where the kernel wants storage: wgpu's default
+    // would panic; the engine reports it from the next read-back instead.
+    let step = kernels::uniform_from(&ctx, "step", &kernels::Step { tokens: 1, ..Default::default() });
+    let not_storage = kernels::uniform_from(&ctx, "x", &[0f32; 4]);
+    let y = kernels::storage_from(&ctx, "y", &[1f32; 4]);
+    let bad = kernels::ops::add(&ctx, &step, &not_storage, &y, 4);
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    kernels::program::encode(&mut encoder, std::slice::from_ref(&bad), 1);
+    let err = block_on(kernels::submit_and_read::<f32>(&ctx, encoder, &y, 4)).unwrap_err();
+    assert!(matches!(err, hearth_llm::HearthError::Gpu(_)), "{err}");
+    assert!(err.to_string().contains("STORAGE"), "{err}");
+    // The error was taken; the next operation succeeds.
+    let out = block_on(kernels::rms_norm(&ctx, &[3.0, 4.0], &[1.0, 1.0], 0.0)).unwrap();
+    assert!((out[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6);
+}

@@ -147,6 +147,7 @@ impl GpuModel {
             ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
             ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
+        ctx.take_error()?;
         Ok(GpuModel {
             config,
             options,

@@ -83,6 +83,7 @@ pub async fn submit_and_read<T: bytemuck::Pod>(
         .map_err(|e| HearthError::ReadBack(e.to_string()))?;
     let values = bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range()).to_vec();
     staging.unmap();
+    ctx.take_error()?; // what was read may come from commands the GPU rejected
     Ok(values)
 }
 

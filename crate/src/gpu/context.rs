@@ -3,7 +3,7 @@
 use super::kernels::Pipelines;
 use crate::error::{HearthError, Result};
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A short description of the adapter, shown to users and logged by benchmarks.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +31,9 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub report: Arc<AdapterReport>,
     pub pipelines: Arc<Pipelines>,
+    /// The first GPU error no error scope caught (validation, out of memory),
+    /// kept for the caller instead of wgpu's default of panicking.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -82,7 +85,22 @@ impl GpuContext {
             max_buffer_size: limits.max_buffer_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
         };
-        Ok(Self { device, queue, report: Arc::new(report), pipelines: Arc::new(Pipelines::default()) })
+        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let slot = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("GPU error: {e}");
+            slot.lock().expect("error slot").get_or_insert_with(|| e.to_string());
+        }));
+        Ok(Self { device, queue, report: Arc::new(report), pipelines: Arc::new(Pipelines::default()), uncaptured })
+    }
+
+    /// The GPU error raised since the last call, if any, as a typed error.
+    /// Checked after every read-back and at the end of a model load.
+    pub fn take_error(&self) -> Result<()> {
+        match self.uncaptured.lock().expect("error slot").take() {
+            Some(message) => Err(HearthError::Gpu(message)),
+            None => Ok(()),
+        }
     }
 
     /// Blocking constructor for native callers (CLI, tests, benchmarks).
