@@ -133,3 +133,52 @@ fn bad_options_fail_before_loading_with_a_clear_message() {
     assert!(!ok);
     assert!(stderr.contains("GGUF"), "{stderr}");
 }
+
+#[test]
+fn chat_reuses_the_kv_cache_of_earlier_turns() {
+    if default_model_bytes().is_none() {
+        return;
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["chat", "-m", MODEL, "--max-tokens", "8"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hearth chat runs");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"Hi! What is 2+2?\nAnd what is that multiplied by 3?\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // One status line per turn: "[N prompt tokens, R reused from the cache; ...]".
+    let reused: Vec<(usize, usize)> = stderr
+        .lines()
+        .filter_map(|l| {
+            let l = l.strip_prefix("> ").unwrap_or(l).strip_prefix('[')?;
+            let mut words = l.split(' ');
+            let prompt = words.next()?.parse().ok()?;
+            let reused = l.split(", ").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((prompt, reused))
+        })
+        .collect();
+    assert_eq!(reused.len(), 2, "{stderr}");
+    assert_eq!(reused[0].1, 0);
+    // The second turn's prompt starts with the whole first exchange.
+    assert!(reused[1].1 >= reused[0].0, "second turn reused {} of {} tokens: {stderr}", reused[1].1, reused[1].0);
+}
+
+#[test]
+fn sampling_with_a_seed_is_reproducible() {
+    if default_model_bytes().is_none() {
+        return;
+    }
+    let run = |seed: &str| {
+        let out = json(&["generate", "-m", MODEL, "-p", "Once upon a time", "--temperature", "1.0", "--top-p", "0.95",
+            "--seed", seed, "--max-tokens", "12", "--ignore-eos", "--json"]);
+        ids(&out["ids"])
+    };
+    let a = run("7");
+    assert_eq!(a, run("7"), "same seed, same tokens");
+    assert_ne!(a, run("8"), "another seed, another sample");
+}
