@@ -147,7 +147,7 @@ impl Engine {
         let reused = common_prefix(&self.cached, prompt).min(prompt.len() - 1);
         self.model.truncate(reused);
         self.cached.truncate(reused);
-        let mut next = self.step(&prompt[reused..], &mut sampler, prompt).await?;
+        let mut next = step(&mut self.model, &prompt[reused..], &mut sampler, prompt).await?;
         self.cached.extend_from_slice(&prompt[reused..]);
         let ttft = start.elapsed().as_secs_f64();
 
@@ -169,10 +169,8 @@ impl Engine {
             if ids.len() == req.max_tokens || self.cached.len() + 1 >= context {
                 break FinishReason::Length;
             }
-            let seen: Vec<u32> = self.cached.iter().chain([&next]).copied().collect();
-            let token = next;
-            next = self.step(&[token], &mut sampler, &seen).await?;
-            self.cached.push(token);
+            self.cached.push(next);
+            next = step(&mut self.model, &[next], &mut sampler, &self.cached).await?;
         };
         if finish == FinishReason::Length || !stops.stopped {
             let tail = decoder.finish().unwrap_or_default();
@@ -199,16 +197,6 @@ impl Engine {
         })
     }
 
-    /// Runs `tokens` and picks the next one (on the GPU when greedy).
-    async fn step(&mut self, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
-        if sampler.options().is_greedy() {
-            self.model.forward_greedy(tokens).await
-        } else {
-            let logits = self.model.forward_logits(tokens).await?;
-            Ok(sampler.sample(&logits, seen))
-        }
-    }
-
     /// Runs `tokens` after the cached ones and returns the last one's logits;
     /// the tokens join the cache, so a later `generate` whose prompt extends
     /// them computes only what is new.
@@ -222,6 +210,17 @@ impl Engine {
     pub fn reset(&mut self) {
         self.cached.clear();
         self.model.truncate(0);
+    }
+}
+
+/// Runs `tokens` and picks the next one (on the GPU when greedy); `seen` is
+/// every token so far, for the repetition penalty.
+async fn step(model: &mut GpuModel, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
+    if sampler.options().is_greedy() {
+        model.forward_greedy(tokens).await
+    } else {
+        let logits = model.forward_logits(tokens).await?;
+        Ok(sampler.sample(&logits, seen))
     }
 }
 
