@@ -28,6 +28,13 @@ impl Default for ModelOptions {
     }
 }
 
+/// The head that gives every position's logits, with its buffers.
+struct AllLogits {
+    logits: wgpu::Buffer,  // max_batch × vocab f32
+    staging: wgpu::Buffer, // its mappable copy
+    head: Vec<Dispatch>,
+}
+
 /// The transformer on the GPU with its KV cache.
 pub struct GpuModel {
     pub config: ModelConfig,
@@ -39,6 +46,9 @@ pub struct GpuModel {
     ids: wgpu::Buffer,   // max_batch u32
     logits: wgpu::Buffer, // vocab f32, the last token's
     next_id: wgpu::Buffer, // 1 u32, argmax of logits
+    /// Mappable copies of `logits` and `next_id`, made once.
+    logits_staging: wgpu::Buffer,
+    next_id_staging: wgpu::Buffer,
     layers: Vec<Dispatch>,
     head: Vec<Dispatch>,
     /// What the all-positions head needs; its logits buffer (max_batch ×
@@ -47,7 +57,7 @@ pub struct GpuModel {
     h: wgpu::Buffer,
     out_norm: wgpu::Buffer,
     output: GpuMatrix,
-    all_logits: Option<(wgpu::Buffer, Vec<Dispatch>)>,
+    all_logits: Option<AllLogits>,
     gpu_bytes: u64,
     weight_bytes: u64,
     /// Positions held in the KV cache.
@@ -147,6 +157,8 @@ impl GpuModel {
             ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
             ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
+        let logits_staging = gpu::staging::<f32>(ctx, "logits.staging", c.vocab_size);
+        gpu_bytes.set(gpu_bytes.get() + logits_staging.size());
         ctx.take_error()?;
         Ok(GpuModel {
             config,
@@ -156,6 +168,8 @@ impl GpuModel {
             step_last,
             ids,
             logits,
+            logits_staging,
+            next_id_staging: gpu::staging::<u32>(ctx, "next_id.staging", 1),
             next_id,
             layers,
             head,
@@ -192,13 +206,15 @@ impl GpuModel {
 
     /// Runs `tokens` after the cached positions and returns the last token's logits.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        self.forward(tokens, &self.logits.clone(), self.config.vocab_size).await
+        let (src, staging) = (self.logits.clone(), self.logits_staging.clone());
+        self.forward(tokens, &src, &staging, self.config.vocab_size).await
     }
 
     /// Runs `tokens` after the cached positions and returns the id of the
     /// most likely next token (only 4 bytes are read back).
     pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
-        let id = self.forward::<u32>(tokens, &self.next_id.clone(), 1).await?[0];
+        let (src, staging) = (self.next_id.clone(), self.next_id_staging.clone());
+        let id = self.forward::<u32>(tokens, &src, &staging, 1).await?[0];
         if id as usize >= self.config.vocab_size {
             return Err(HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into()));
         }
@@ -217,21 +233,23 @@ impl GpuModel {
                 ops::rms_norm(&self.ctx, &self.step, &self.x, &self.out_norm, &self.h, c.dim, c.rms_eps),
                 ops::matmul(&self.ctx, &self.step, &self.output, &self.h, &logits, false),
             ];
-            self.all_logits = Some((logits, head));
+            let staging = gpu::staging::<f32>(&self.ctx, "all_logits.staging", self.options.max_batch * vocab);
+            self.gpu_bytes += logits.size() + staging.size();
+            self.all_logits = Some(AllLogits { logits, staging, head });
         }
         let mut out = Vec::with_capacity(tokens.len() * vocab);
         for chunk in tokens.chunks(self.options.max_batch) {
             let mut encoder = self.record(chunk);
-            let (logits, head) = self.all_logits.as_ref().expect("made above");
-            program::encode(&mut encoder, head, chunk.len() as u32);
-            out.extend(gpu::submit_and_read::<f32>(&self.ctx, encoder, logits, chunk.len() * vocab).await?);
+            let all = self.all_logits.as_ref().expect("made above");
+            program::encode(&mut encoder, &all.head, chunk.len() as u32);
+            out.extend(gpu::submit_and_read_via::<f32>(&self.ctx, encoder, &all.logits, &all.staging, chunk.len() * vocab).await?);
         }
         Ok(out)
     }
 
     /// Runs `tokens` (in chunks of max_batch), then the last-token head, and
-    /// reads back `len` values of `result`.
-    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    /// reads back `len` values of `result` through `staging`.
+    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         self.validate(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
         let (last, rest) = chunks.split_last().expect("validate() refuses an empty input");
@@ -241,7 +259,7 @@ impl GpuModel {
         }
         let mut encoder = self.record(last);
         program::encode(&mut encoder, &self.head, 1);
-        gpu::submit_and_read(&self.ctx, encoder, result, len).await
+        gpu::submit_and_read_via(&self.ctx, encoder, result, staging, len).await
     }
 
     /// Writes the step uniforms and ids for one chunk, records the layer

@@ -47,12 +47,34 @@ fn non_empty(bytes: &[u8]) -> &[u8] {
     }
 }
 
+/// A buffer the CPU can map to read results, `len` values of `T`.
+pub fn staging<T>(ctx: &GpuContext, label: &str, len: usize) -> wgpu::Buffer {
+    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (len.max(1) * std::mem::size_of::<T>()) as u64,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
 /// Submits `encoder` after copying the first `len` values of `src` into a
-/// staging buffer, and returns them once the GPU is done.
+/// new staging buffer, and returns them once the GPU is done.
 pub async fn submit_and_read<T: bytemuck::Pod>(
+    ctx: &GpuContext,
+    encoder: wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    len: usize,
+) -> Result<Vec<T>> {
+    submit_and_read_via(ctx, encoder, src, &staging::<T>(ctx, "read-back", len), len).await
+}
+
+/// As [`submit_and_read`], through a staging buffer made once by the caller
+/// (at least `len` values long), so a decode step allocates nothing.
+pub async fn submit_and_read_via<T: bytemuck::Pod>(
     ctx: &GpuContext,
     mut encoder: wgpu::CommandEncoder,
     src: &wgpu::Buffer,
+    staging: &wgpu::Buffer,
     len: usize,
 ) -> Result<Vec<T>> {
     let size = (len * std::mem::size_of::<T>()) as u64;
@@ -60,16 +82,10 @@ pub async fn submit_and_read<T: bytemuck::Pod>(
         ctx.queue.submit([encoder.finish()]);
         return Ok(Vec::new());
     }
-    let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read-back"),
-        size,
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+    encoder.copy_buffer_to_buffer(src, 0, staging, 0, size);
     ctx.queue.submit([encoder.finish()]);
 
-    let slice = staging.slice(..);
+    let slice = staging.slice(..size);
     let (tx, rx) = futures_channel::oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |result| {
         let _ = tx.send(result);
