@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{argmax, default_model_bytes, fixture, floats, ids};
+use common::{default_model_bytes, fixture, floats, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
+use hearth_llm::sampler::argmax;
 use hearth_llm::reference::{CpuKvCache, CpuModel};
 use hearth_llm::weights::GgufSource;
 
@@ -34,10 +35,10 @@ fn cpu_oracle_matches_exact_reference_logits_and_greedy_path() {
         // Greedy: every token equals the exact path (the oracle's error is far
         // below the smallest margin, 0.026, so no position is ambiguous).
         let want = ids(&case["generated_ids"]);
-        let mut next = argmax(last) as u32;
+        let mut next = argmax(last);
         for (step, &w) in want.iter().enumerate().take(16) {
             assert_eq!(next, w, "{id}: greedy token {step}");
-            next = argmax(&model.forward(&[next], &mut cache).unwrap()[0]) as u32;
+            next = argmax(&model.forward(&[next], &mut cache).unwrap()[0]);
         }
     }
 }

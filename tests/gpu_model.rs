@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::{argmax, default_model_bytes, fixture, floats, gpu, ids};
+use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
+use hearth_llm::sampler::argmax;
 use hearth_llm::model::{GpuModel, ModelOptions};
 use hearth_llm::weights::GgufSource;
 use pollster::block_on;
@@ -42,7 +43,7 @@ fn gpu_model_matches_exact_reference() {
         worst = worst.max(err);
 
         // Teacher-forced along the reference continuation.
-        let mut top1 = argmax(&last) as u32;
+        let mut top1 = argmax(&last);
         for (i, &want) in generated.iter().enumerate() {
             if margins[i] >= 0.1 {
                 assert_eq!(top1, want, "{id}: position {i} (reference margin {})", margins[i]);

@@ -102,9 +102,3 @@ pub async fn submit_and_read_via<T: bytemuck::Pod>(
     ctx.take_error()?; // what was read may come from commands the GPU rejected
     Ok(values)
 }
-
-/// Copies the first `len` values of `src` to the CPU.
-pub async fn read_buffer<T: bytemuck::Pod>(ctx: &GpuContext, src: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
-    let encoder = ctx.device.create_command_encoder(&Default::default());
-    submit_and_read(ctx, encoder, src, len).await
-}

@@ -485,11 +485,6 @@ async fn elementwise(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck
     Ok(checks)
 }
 
-/// Index of the largest value (the first one on ties).
-fn argmax_cpu(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
-}
-
 /// Greedy argmax of the first n logits: exact index, lowest index on ties
 /// (also across threads whose lanes order differently from the indices),
 /// values past n ignored.
@@ -517,7 +512,7 @@ async fn argmax(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                 logits[n..].fill(1e30); // past n: must not win
                 let (buf, out) = (storage_from(ctx, "logits", &logits), storage_zeroed(ctx, "out", 1)?);
                 let got: Vec<u32> = dispatch(ctx, &[ops::argmax(ctx, &buf, &out, n)], 1, &out, 1).await?;
-                let want = argmax_cpu(&logits[..n]);
+                let want = crate::sampler::argmax(&logits[..n]) as usize;
                 let planted = ties.iter().copied().min().unwrap_or(0);
                 let got = got.first().map_or(u32::MAX as usize, |&g| g as usize);
                 let max_error = (got as f64 - want as f64).abs();
