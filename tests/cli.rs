@@ -182,3 +182,36 @@ fn sampling_with_a_seed_is_reproducible() {
     assert_eq!(a, run("7"), "same seed, same tokens");
     assert_ne!(a, run("8"), "another seed, another sample");
 }
+
+#[test]
+fn convert_writes_a_package_that_generates_like_the_gguf() {
+    if default_model_bytes().is_none() {
+        return;
+    }
+    let dir = common::temp_dir("cli-convert");
+    let out_dir = dir.join("pkg");
+    let (ok, stdout, stderr) = hearth(&["convert", MODEL, out_dir.to_str().unwrap(), "--shard-size", "16MiB"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.to_lowercase().contains("smollm2") && stdout.contains("(q4_1)") && stdout.contains("shards"), "{stdout}");
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert!(manifest["shards"].as_array().unwrap().len() >= 5, "94 MB in 16 MiB shards");
+
+    let args = |model: &str| {
+        ["generate", "-m", model, "-p", "The three primary colors are", "--max-tokens", "8", "--json"].map(String::from)
+    };
+    let from_gguf = json(&args(MODEL).each_ref().map(String::as_str));
+    let package_path = out_dir.to_str().unwrap().to_string();
+    let from_package = json(&args(&package_path).each_ref().map(String::as_str));
+    assert_eq!(from_package["ids"], from_gguf["ids"]);
+    // The manifest's path works as well as the folder's.
+    let manifest_path = out_dir.join("manifest.json").to_str().unwrap().to_string();
+    assert_eq!(json(&args(&manifest_path).each_ref().map(String::as_str))["ids"], from_gguf["ids"]);
+
+    for (bad, message) in [("0", "at least 1 byte"), ("12 parsecs", "unit")] {
+        let (ok, _, stderr) = hearth(&["convert", MODEL, out_dir.to_str().unwrap(), "--shard-size", bad]);
+        assert!(!ok && stderr.contains(message), "{bad}: {stderr}");
+    }
+    let (ok, _, stderr) = hearth(&["convert", MODEL, out_dir.to_str().unwrap(), "--quant", "q5_k"]);
+    assert!(!ok && stderr.contains("q5_k"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,7 +12,8 @@ use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
 use hearth_llm::sampler::argmax;
 use hearth_llm::model::{GpuModel, ModelOptions};
-use hearth_llm::weights::GgufSource;
+use hearth_llm::gpu::weights::GpuWeights;
+use hearth_llm::weights::{model_tensor_names, GgufSource};
 use pollster::block_on;
 
 #[test]
@@ -23,7 +24,8 @@ fn gpu_model_matches_exact_reference() {
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let src = GgufSource { gguf: &gguf, bytes: &bytes };
     let options = ModelOptions { context: 256, max_batch: 16 }; // 16: prompts span several chunks
-    let mut model = GpuModel::load(&ctx, config, &src, options).expect("load");
+    let weights = GpuWeights::upload_all(&ctx, &src, &model_tensor_names(&config)).expect("upload");
+    let mut model = GpuModel::load(&ctx, config, &weights, options).expect("load");
     eprintln!("adapter {}; GPU memory {:.1} MiB, weights {:.1} MiB", ctx.report.name,
         model.gpu_bytes() as f64 / 1048576.0, model.weight_bytes() as f64 / 1048576.0);
 

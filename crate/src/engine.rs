@@ -13,7 +13,11 @@ use crate::gpu::GpuContext;
 use crate::model::{GpuModel, ModelOptions};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
-use crate::weights::GgufSource;
+use crate::gpu::weights::GpuWeights;
+use crate::package::Package;
+use crate::weights::{model_tensor_names, GgufSource};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -56,6 +60,8 @@ pub enum FinishReason {
     Stop,
     /// The token budget or the context ran out.
     Length,
+    /// Stopped by `Engine::interrupt_handle` (the caller aborted).
+    Abort,
 }
 
 /// Wall-clock figures of one generation.
@@ -90,9 +96,31 @@ pub struct Engine {
     pub template: Option<ChatTemplate>,
     /// The tokens whose keys and values the model's cache holds.
     cached: Vec<u32>,
+    /// Set from outside (another task, a JS call) to end the running generation.
+    interrupt: Arc<AtomicBool>,
 }
 
 impl Engine {
+    /// An engine over weights already on the GPU.
+    pub fn new(
+        ctx: &GpuContext,
+        config: ModelConfig,
+        weights: &GpuWeights,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        options: ModelOptions,
+    ) -> Result<Self> {
+        if tokenizer.vocab_size() > config.vocab_size {
+            return Err(HearthError::Model(format!(
+                "the tokenizer has {} tokens, the model only {}",
+                tokenizer.vocab_size(),
+                config.vocab_size
+            )));
+        }
+        let model = GpuModel::load(ctx, config, weights, options)?;
+        Ok(Engine { model, tokenizer, template, cached: Vec::new(), interrupt: Arc::default() })
+    }
+
     /// Loads a GGUF file held in memory onto `ctx`'s GPU.
     pub fn from_gguf(ctx: &GpuContext, bytes: &[u8], options: ModelOptions) -> Result<Self> {
         let gguf = GgufFile::parse(bytes, Some(bytes.len() as u64))?;
@@ -103,8 +131,22 @@ impl Engine {
             Err(HearthError::NoChatTemplate) => None,
             Err(e) => return Err(e),
         };
-        let model = GpuModel::load(ctx, config, &GgufSource { gguf: &gguf, bytes }, options)?;
-        Ok(Engine { model, tokenizer, template, cached: Vec::new() })
+        let weights = GpuWeights::upload_all(ctx, &GgufSource { gguf: &gguf, bytes }, &model_tensor_names(&config))?;
+        Self::new(ctx, config, &weights, tokenizer, template, options)
+    }
+
+    /// Loads a web model package (already read and verified) onto `ctx`'s GPU.
+    pub fn from_package(ctx: &GpuContext, package: &Package, options: ModelOptions) -> Result<Self> {
+        let config = package.manifest.config.clone();
+        let weights = GpuWeights::upload_all(ctx, package, &model_tensor_names(&config))?;
+        Self::new(ctx, config, &weights, package.tokenizer()?, package.chat_template()?, options)
+    }
+
+    /// A flag that, once set, makes the running (or next step of a)
+    /// generation end with [`FinishReason::Abort`]. `generate` clears it when
+    /// it starts, so setting it while idle does nothing.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt)
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -141,6 +183,7 @@ impl Engine {
             return Err(HearthError::ContextFull { needed: prompt.len() + 1, context });
         }
         let mut sampler = Sampler::new(req.sampler.clone())?;
+        self.interrupt.store(false, Ordering::Relaxed);
         let start = Instant::now();
 
         // Reuse the cached prefix; at least one token must run to give logits.
@@ -169,10 +212,13 @@ impl Engine {
             if ids.len() == req.max_tokens || self.cached.len() + 1 >= context {
                 break FinishReason::Length;
             }
+            if self.interrupt.swap(false, Ordering::Relaxed) {
+                break FinishReason::Abort;
+            }
             self.cached.push(next);
             next = step(&mut self.model, &[next], &mut sampler, &self.cached).await?;
         };
-        if finish == FinishReason::Length || !stops.stopped {
+        if finish != FinishReason::Stop || !stops.stopped {
             let tail = decoder.finish().unwrap_or_default();
             let (ready, _) = stops.push(&tail);
             on_text(&ready);

@@ -47,6 +47,32 @@ pub enum HearthError {
     /// The chat template failed to compile or to render.
     #[error("chat template: {0}")]
     ChatTemplate(String),
+    /// A web model package (manifest, shard) is malformed or inconsistent.
+    #[error("model package: {0}")]
+    Package(String),
+    /// A file's bytes do not match the size or sha256 its manifest lists.
+    #[error("integrity check failed for {file}: {message}")]
+    Integrity { file: String, message: String },
+}
+
+impl HearthError {
+    /// A stable machine-readable name of the error's kind (the `code` of the
+    /// errors the wasm bindings throw).
+    pub fn code(&self) -> &'static str {
+        match self {
+            HearthError::NoAdapter(_) => "no_adapter",
+            HearthError::DeviceRequest(_) => "device",
+            HearthError::Gpu(_) | HearthError::ReadBack(_) => "gpu",
+            HearthError::Gguf(_) | HearthError::Model(_) => "model",
+            HearthError::ContextFull { .. } => "context_full",
+            HearthError::Io { .. } => "io",
+            HearthError::InvalidArgument(_) => "invalid_argument",
+            HearthError::Tokenizer(_) | HearthError::UnsupportedTokenizer(_) => "tokenizer",
+            HearthError::NoChatTemplate | HearthError::ChatTemplate(_) => "chat_template",
+            HearthError::Package(_) => "package",
+            HearthError::Integrity { .. } => "integrity",
+        }
+    }
 }
 
 /// Shorthand used across the crate.

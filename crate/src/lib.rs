@@ -6,12 +6,15 @@
 
 pub mod chat;
 pub mod config;
+pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod formats;
 pub mod gpu;
 pub mod model;
+pub mod package;
 pub mod quant;
+pub mod quantize;
 pub mod reference;
 pub mod sampler;
 pub mod scoring;

@@ -9,9 +9,8 @@
 use crate::config::{ModelConfig, RopeScaling};
 use crate::error::{HearthError, Result};
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Step};
-use crate::gpu::weights::GpuMatrix;
-use crate::quant::dequantize;
-use crate::weights::{layer_tensor, TensorSource};
+use crate::gpu::weights::{GpuMatrix, GpuWeights};
+use crate::weights::layer_tensor;
 
 /// Sizes chosen by the caller at load.
 #[derive(Debug, Clone, Copy)]
@@ -65,14 +64,15 @@ pub struct GpuModel {
 }
 
 impl GpuModel {
-    pub fn load(ctx: &GpuContext, config: ModelConfig, src: &dyn TensorSource, options: ModelOptions) -> Result<Self> {
+    /// Builds the model over `weights` (every tensor of
+    /// `weights::model_tensor_names(&config)`, uploaded).
+    pub fn load(ctx: &GpuContext, config: ModelConfig, weights: &GpuWeights, options: ModelOptions) -> Result<Self> {
         let c = &config;
         let context = options.context.min(c.context_length);
         let max_batch = options.max_batch.clamp(1, context);
         let options = ModelOptions { context, max_batch };
         // Running totals of what is allocated, for the memory report.
         let gpu_bytes = std::cell::Cell::new(0u64);
-        let weight_bytes = std::cell::Cell::new(0u64);
         let scratch = |label: &str, len: usize| -> Result<wgpu::Buffer> {
             let b = gpu::storage_zeroed(ctx, label, len)?;
             gpu_bytes.set(gpu_bytes.get() + b.size());
@@ -96,39 +96,15 @@ impl GpuModel {
         let step = gpu::uniform_from(ctx, "step", &Step::default());
         let step_last = gpu::uniform_from(ctx, "step_last", &Step::default());
 
-        let matrix = |name: &str| -> Result<GpuMatrix> {
-            let m = GpuMatrix::upload(ctx, name, &src.tensor(name)?)?;
-            weight_bytes.set(weight_bytes.get() + m.size_bytes());
-            Ok(m)
-        };
-        let vector = |name: &str, len: usize| -> Result<wgpu::Buffer> {
-            let t = src.tensor(name)?;
-            if t.elements() != len {
-                return Err(HearthError::Model(format!("{name} has {} values, expected {len}", t.elements())));
-            }
-            Ok(gpu::storage_from(ctx, name, &dequantize(t.ty, t.bytes, len)?))
-        };
-        let check = |m: &GpuMatrix, name: &str, rows: usize, cols: usize| -> Result<()> {
-            if (m.rows, m.cols) != (rows, cols) {
-                return Err(HearthError::Model(format!("{name} is {}×{}, expected {rows}×{cols}", m.rows, m.cols)));
-            }
-            Ok(())
-        };
-
-        let embed = matrix("token_embd.weight")?;
-        check(&embed, "token_embd.weight", c.vocab_size, d)?;
+        let embed = weights.matrix("token_embd.weight", c.vocab_size, d)?;
         let mut layers = vec![ops::embed(ctx, &step, &embed, &ids, &x)];
         for l in 0..c.n_layers {
             let name = |n: &str| layer_tensor(l, n);
-            let w = |n: &str, rows, cols| -> Result<GpuMatrix> {
-                let m = matrix(&name(n))?;
-                check(&m, &name(n), rows, cols)?;
-                Ok(m)
-            };
+            let w = |n: &str, rows, cols| weights.matrix(&name(n), rows, cols);
             let (wq, wk, wv, wo) = (w("attn_q", qd, d)?, w("attn_k", kvd, d)?, w("attn_v", kvd, d)?, w("attn_output", d, qd)?);
             let (wg, wu, wd) = (w("ffn_gate", f, d)?, w("ffn_up", f, d)?, w("ffn_down", d, f)?);
-            let attn_norm = vector(&name("attn_norm"), d)?;
-            let ffn_norm = vector(&name("ffn_norm"), d)?;
+            let attn_norm = weights.vector(&name("attn_norm"), d)?;
+            let ffn_norm = weights.vector(&name("ffn_norm"), d)?;
             let k_cache = scratch("k_cache", context * kvd)?;
             let v_cache = scratch("v_cache", context * kvd)?;
             layers.extend([
@@ -149,9 +125,8 @@ impl GpuModel {
                 ops::add(ctx, &step, &x, &o, d),
             ]);
         }
-        let out_norm = vector("output_norm.weight", d)?;
-        let output = if c.tied_embeddings { embed } else { matrix("output.weight")? };
-        check(&output, "output.weight", c.vocab_size, d)?;
+        let out_norm = weights.vector("output_norm.weight", d)?;
+        let output = if c.tied_embeddings { embed } else { weights.matrix("output.weight", c.vocab_size, d)? };
         let head = vec![
             ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
             ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
@@ -178,8 +153,8 @@ impl GpuModel {
             out_norm,
             output,
             all_logits: None,
-            gpu_bytes: gpu_bytes.get() + weight_bytes.get(),
-            weight_bytes: weight_bytes.get(),
+            gpu_bytes: gpu_bytes.get() + weights.size_bytes(),
+            weight_bytes: weights.size_bytes(),
             pos: 0,
         })
     }

@@ -21,13 +21,26 @@ pub struct SamplerOptions {
     pub min_p: f32,
     /// Divides positive (multiplies negative) logits of tokens already seen (1 = off).
     pub repetition_penalty: f32,
+    /// Subtracted once from the logit of every token already seen (OpenAI's; 0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit per time it was seen (OpenAI's; 0 = off).
+    pub frequency_penalty: f32,
     /// Seed of the random generator.
     pub seed: u64,
 }
 
 impl Default for SamplerOptions {
     fn default() -> Self {
-        SamplerOptions { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, seed: 0 }
+        SamplerOptions {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: 0,
+        }
     }
 }
 
@@ -47,13 +60,21 @@ impl SamplerOptions {
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return bad(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
         }
+        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+            if !(-2.0..=2.0).contains(&v) {
+                return bad(format!("{name} must be in [-2, 2], got {v}"));
+            }
+        }
         Ok(())
     }
 
     /// True when the choice needs no logits on the CPU: the most likely token
     /// wins (the GPU's argmax is enough).
     pub fn is_greedy(&self) -> bool {
-        (self.temperature == 0.0 || self.top_k == 1) && self.repetition_penalty == 1.0
+        (self.temperature == 0.0 || self.top_k == 1)
+            && self.repetition_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0
     }
 }
 
@@ -85,6 +106,17 @@ impl Sampler {
                 if let Some(l) = logits.get_mut(t as usize).filter(|_| !penalised[t as usize]) {
                     *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
                     penalised[t as usize] = true;
+                }
+            }
+        }
+        if o.presence_penalty != 0.0 || o.frequency_penalty != 0.0 {
+            let mut counts = std::collections::HashMap::<u32, u32>::new();
+            for &t in seen {
+                *counts.entry(t).or_default() += 1;
+            }
+            for (t, n) in counts {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l -= o.presence_penalty + o.frequency_penalty * n as f32;
                 }
             }
         }
@@ -185,6 +217,22 @@ mod tests {
     }
 
     #[test]
+    fn presence_and_frequency_penalties_follow_openai() {
+        let greedy = |o: SamplerOptions, logits: &[f32], seen: &[u32]| Sampler::new(o).unwrap().sample(logits, seen);
+        // presence: once per seen token, however often.
+        let presence = SamplerOptions { presence_penalty: 0.6, ..opts(0.0) };
+        assert_eq!(greedy(presence.clone(), &[2.0, 1.5], &[0, 0, 0]), 1); // 2.0 - 0.6 = 1.4
+        assert_eq!(greedy(presence, &[2.0, 1.5], &[1]), 0); // 1.5 - 0.6
+        // frequency: per occurrence.
+        let frequency = SamplerOptions { frequency_penalty: 0.2, ..opts(0.0) };
+        assert_eq!(greedy(frequency.clone(), &[2.0, 1.5], &[0, 0]), 0); // 2.0 - 0.4 = 1.6
+        assert_eq!(greedy(frequency, &[2.0, 1.5], &[0, 0, 0]), 1); // 2.0 - 0.6 = 1.4
+        // Negative values promote.
+        assert_eq!(greedy(SamplerOptions { presence_penalty: -1.0, ..opts(0.0) }, &[2.0, 1.5], &[1]), 1);
+        assert!(!SamplerOptions { frequency_penalty: 0.1, ..opts(0.0) }.is_greedy());
+    }
+
+    #[test]
     fn invalid_settings_are_refused() {
         for o in [
             SamplerOptions { temperature: -0.1, ..opts(1.0) },
@@ -193,6 +241,8 @@ mod tests {
             SamplerOptions { min_p: -1.0, ..opts(1.0) },
             SamplerOptions { repetition_penalty: 0.0, ..opts(1.0) },
             SamplerOptions { temperature: f32::NAN, ..opts(1.0) },
+            SamplerOptions { presence_penalty: 2.5, ..opts(1.0) },
+            SamplerOptions { frequency_penalty: f32::NAN, ..opts(1.0) },
         ] {
             assert!(Sampler::new(o).is_err());
         }

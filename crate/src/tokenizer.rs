@@ -44,7 +44,7 @@ const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|
 
 /// Token texts that end a turn, in the order an end-of-turn token is looked
 /// for when the metadata names none.
-const END_OF_TURN_TEXTS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<end_of_utterance>"];
+pub(crate) const END_OF_TURN_TEXTS: &[&str] = &["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<end_of_utterance>"];
 
 /// Token texts that end generation besides the end-of-turn ones (llama.cpp's
 /// end-of-generation list).

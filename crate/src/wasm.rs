@@ -2,10 +2,17 @@
 //! Every export returns a `Result`, so a failure becomes a thrown JS `Error`
 //! with the engine's message, never a panic across the boundary.
 
-use crate::chat::Message;
+use crate::chat::{ChatTemplate, Message};
 use crate::engine::{Engine, GenerateRequest};
+use crate::formats::manifest::Manifest;
+use crate::formats::shard;
+use crate::gpu::weights::GpuWeights;
 use crate::gpu::{self, GpuContext};
 use crate::model::ModelOptions;
+use crate::tokenizer::Tokenizer;
+use crate::weights::model_tensor_names;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use crate::{reference, HearthError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -19,10 +26,20 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// An `Error` named `HearthError` with a `code` property (`HearthError::code`),
+/// so JS can tell an integrity failure from a full context without parsing text.
 impl From<HearthError> for JsValue {
     fn from(e: HearthError) -> Self {
-        js_sys::Error::new(&e.to_string()).into()
+        coded_error(&e.to_string(), e.code())
     }
+}
+
+fn coded_error(message: &str, code: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    error.set_name("HearthError");
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&error, &JsValue::from_str("code"), &JsValue::from_str(code));
+    error.into()
 }
 
 /// A WebGPU device with the engine's kernels compiled.
@@ -85,13 +102,13 @@ pub fn rms_norm_reference(x: Vec<f32>, w: Vec<f32>, eps: f32) -> Result<Vec<f32>
 /// into a clear error instead of a panic.
 type Shared = Rc<RefCell<Engine>>;
 
-/// An `Error` with `message`.
+/// An `Error` with `message` (code `internal`: a failure outside the engine's own checks).
 fn js_error(message: impl std::fmt::Display) -> JsValue {
-    js_sys::Error::new(&message.to_string()).into()
+    coded_error(&message.to_string(), "internal")
 }
 
 fn busy() -> JsValue {
-    js_error("the engine is busy: a generate() or forwardLogits() call is still running; await it first")
+    coded_error("the engine is busy: a generate() or forwardLogits() call is still running; await it first", "busy")
 }
 
 /// A plain JS value as JSON text (None for undefined / null).
@@ -145,7 +162,7 @@ fn parse_request(value: &JsValue) -> Result<GenerateRequest, JsValue> {
     if !unknown.is_empty() {
         let fields = known.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")).unwrap_or_default();
         return Err(HearthError::InvalidArgument(format!(
-            "unknown request field(s) {} (the fields are {fields}; sampler: temperature, top_k, top_p, min_p, repetition_penalty, seed)",
+            "unknown request field(s) {} (the fields are {fields}; sampler: temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty, frequency_penalty, seed)",
             unknown.join(", ")
         ))
         .into());
@@ -183,6 +200,92 @@ impl LoadOptions {
 pub struct WasmEngine {
     inner: Shared,
     ctx: GpuContext,
+    /// `Engine::interrupt_handle`, reachable while a generation holds the engine.
+    interrupt: Arc<AtomicBool>,
+}
+
+impl WasmEngine {
+    fn new(engine: Engine, ctx: GpuContext) -> Self {
+        let interrupt = engine.interrupt_handle();
+        WasmEngine { inner: Rc::new(RefCell::new(engine)), ctx, interrupt }
+    }
+}
+
+fn load_options(options: &JsValue) -> Result<ModelOptions, JsValue> {
+    Ok(match json_of("options", options)? {
+        Some(json) => parse_json::<LoadOptions>("options", &json)?,
+        None => LoadOptions::default(),
+    }
+    .model_options()?)
+}
+
+/// Loads a web model package shard by shard: `ModelLoader.create(manifest,
+/// tokenizer)`, then `addShard(file, bytes)` for each shard as it arrives
+/// (verified by the caller), then `finish()`. Each shard's tensors go to the
+/// GPU at once, so wasm memory holds one shard at a time, never the model.
+#[wasm_bindgen]
+pub struct ModelLoader {
+    ctx: GpuContext,
+    manifest: Manifest,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    options: ModelOptions,
+    weights: GpuWeights,
+    /// The tensors the model reads; others in the package are skipped.
+    needed: Vec<String>,
+}
+
+#[wasm_bindgen]
+impl ModelLoader {
+    /// Opens a WebGPU device, checks `manifest` (the text of manifest.json)
+    /// and builds the tokenizer from `tokenizer` (the text of tokenizer.json)
+    /// and the chat template, before any weight is fetched.
+    pub async fn create(
+        manifest: String,
+        tokenizer: String,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number} | undefined")] options: JsValue,
+    ) -> Result<ModelLoader, JsValue> {
+        let options = load_options(&options)?;
+        let manifest = Manifest::parse(&manifest)?;
+        let needed = model_tensor_names(&manifest.config);
+        if let Some(name) = needed.iter().find(|n| manifest.tensor(n).is_none()) {
+            return Err(HearthError::Package(format!("the manifest lists no tensor {name}")).into());
+        }
+        let tokenizer = Tokenizer::from_json(&tokenizer, manifest.tokenizer.special)?;
+        let template = manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
+        let ctx = GpuContext::new().await?;
+        Ok(ModelLoader { ctx, manifest, tokenizer, template, options, weights: GpuWeights::default(), needed })
+    }
+
+    /// Uploads the tensors of shard `file` (its bytes, already checked
+    /// against the manifest's sha256) to the GPU.
+    #[wasm_bindgen(js_name = addShard)]
+    pub fn add_shard(&mut self, file: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        for (entry, tensor) in shard::read(&self.manifest, file, bytes)? {
+            if self.needed.contains(&entry.name) {
+                self.weights.add(&self.ctx, &entry.name, &tensor)?;
+            }
+        }
+        self.ctx.take_error()?;
+        Ok(())
+    }
+
+    /// Names of the tensors not uploaded yet.
+    #[wasm_bindgen(js_name = missingTensors)]
+    pub fn missing_tensors(&self) -> Vec<String> {
+        self.needed.iter().filter(|n| !self.weights.contains(n)).cloned().collect()
+    }
+
+    /// The engine, once every tensor is on the GPU.
+    pub fn finish(self) -> Result<WasmEngine, JsValue> {
+        let missing = self.missing_tensors();
+        if !missing.is_empty() {
+            return Err(HearthError::Package(format!("{} tensors never arrived, e.g. {}", missing.len(), missing[0])).into());
+        }
+        let config = self.manifest.config.clone();
+        let engine = Engine::new(&self.ctx, config, &self.weights, self.tokenizer, self.template, self.options)?;
+        Ok(WasmEngine::new(engine, self.ctx))
+    }
 }
 
 #[wasm_bindgen(js_class = Engine)]
@@ -203,15 +306,11 @@ impl WasmEngine {
         } else {
             return Err(HearthError::InvalidArgument("the model must be a Uint8Array or an ArrayBuffer of a GGUF file".into()).into());
         };
-        let options = match json_of("options", &options)? {
-            Some(json) => parse_json::<LoadOptions>("options", &json)?,
-            None => LoadOptions::default(),
-        }
-        .model_options()?;
+        let options = load_options(&options)?;
         let ctx = GpuContext::new().await?;
         let engine = Engine::from_gguf(&ctx, &bytes, options)?;
         drop(bytes);
-        Ok(WasmEngine { inner: Rc::new(RefCell::new(engine)), ctx })
+        Ok(WasmEngine::new(engine, ctx))
     }
 
     fn engine(&self) -> Result<std::cell::Ref<'_, Engine>, JsValue> {
@@ -263,6 +362,13 @@ impl WasmEngine {
         })
     }
 
+    /// Makes a running `generate()` end at its next token, with
+    /// `finish_reason: 'abort'` (what it produced so far stays in the KV
+    /// cache, so a follow-up that extends it is cheap). Does nothing when idle.
+    pub fn interrupt(&self) {
+        self.interrupt.store(true, Ordering::Relaxed);
+    }
+
     /// Forgets the cached conversation (the KV cache starts over).
     pub fn reset(&self) -> Result<(), JsValue> {
         self.inner.try_borrow_mut().map_err(|_| busy())?.reset();
@@ -270,19 +376,20 @@ impl WasmEngine {
     }
 
     /// Generates after `promptIds`. `request`: `{max_tokens, sampler:
-    /// {temperature, top_k, top_p, min_p, repetition_penalty, seed}, stop,
+    /// {temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+    /// frequency_penalty, seed}, stop,
     /// ignore_eos}` (every field optional). `onText(piece)` gets each piece of
     /// text as soon as it is final; the pieces concatenate to the result's
     /// `text`. Resolves to `{prompt_ids, ids, text, finish_reason,
     /// reused_tokens, timings}`. A prompt that extends the previous one only
     /// computes its new tokens. If `onText` throws, generation still runs to
     /// its end and the promise rejects with what it threw.
-    #[wasm_bindgen(unchecked_return_type = "Promise<{prompt_ids: number[], ids: number[], text: string, finish_reason: 'stop' | 'length', reused_tokens: number, timings: {ttft_ms: number, prefill_tokens: number, prefill_tok_s: number, decode_tokens: number, decode_tok_s: number}}>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<{prompt_ids: number[], ids: number[], text: string, finish_reason: 'stop' | 'length' | 'abort', reused_tokens: number, timings: {ttft_ms: number, prefill_tokens: number, prefill_tok_s: number, decode_tokens: number, decode_tok_s: number}}>")]
     #[allow(clippy::await_holding_refcell_ref)] // held on purpose: a second call meanwhile is refused as busy
     pub fn generate(
         &self,
         #[wasm_bindgen(js_name = promptIds)] prompt_ids: Vec<u32>,
-        #[wasm_bindgen(unchecked_param_type = "{max_tokens?: number, sampler?: {temperature?: number, top_k?: number, top_p?: number, min_p?: number, repetition_penalty?: number, seed?: number}, stop?: string[], ignore_eos?: boolean} | undefined")]
+        #[wasm_bindgen(unchecked_param_type = "{max_tokens?: number, sampler?: {temperature?: number, top_k?: number, top_p?: number, min_p?: number, repetition_penalty?: number, presence_penalty?: number, frequency_penalty?: number, seed?: number}, stop?: string[], ignore_eos?: boolean} | undefined")]
         request: JsValue,
         #[wasm_bindgen(js_name = onText, unchecked_param_type = "((piece: string) => void) | null | undefined")] on_text: Option<js_sys::Function>,
     ) -> js_sys::Promise {

@@ -54,3 +54,19 @@ impl TensorSource for GgufSource<'_> {
 pub fn layer_tensor(layer: usize, name: &str) -> String {
     format!("blk.{layer}.{name}.weight")
 }
+
+/// Every tensor a Llama-family model of `config` reads, by GGUF name, in
+/// file order (embedding, blocks, head).
+pub fn model_tensor_names(config: &crate::config::ModelConfig) -> Vec<String> {
+    const BLOCK: [&str; 9] =
+        ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"];
+    let mut names = vec!["token_embd.weight".to_string()];
+    for l in 0..config.n_layers {
+        names.extend(BLOCK.iter().map(|n| layer_tensor(l, n)));
+    }
+    names.push("output_norm.weight".into());
+    if !config.tied_embeddings {
+        names.push("output.weight".into());
+    }
+    names
+}

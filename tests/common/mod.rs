@@ -54,3 +54,11 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 pub fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number") as f32).collect()
 }
+
+/// A fresh, empty folder under the system temp dir, unique to this test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hearth-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

@@ -2,6 +2,10 @@
 
 use clap::{Args, Parser, Subcommand};
 use hearth_llm::chat::Message;
+use hearth_llm::convert::gguf::GgufInput;
+use hearth_llm::convert::hf::HfInput;
+use hearth_llm::convert::{ConvertInput, Quant};
+use hearth_llm::package::{self, Package, WriteOptions, MANIFEST_FILE};
 use hearth_llm::engine::{Engine, GenerateRequest};
 use hearth_llm::gpu::GpuContext;
 use hearth_llm::model::ModelOptions;
@@ -9,7 +13,7 @@ use hearth_llm::sampler::SamplerOptions;
 use hearth_llm::{HearthError, Result};
 use pollster::block_on;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -31,6 +35,47 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Teacher-forced scoring: per position, the next token's log-probability and the top candidates.
     Score(ScoreArgs),
+    /// Convert a GGUF file or a Hugging Face model folder into a web model package.
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// A GGUF file, or a Hugging Face folder (config.json, tokenizer.json, *.safetensors).
+    input: PathBuf,
+    /// The package folder to write (manifest.json, tokenizer.json, shards).
+    out_dir: PathBuf,
+    /// Quantize float weight matrices: q4_0, q4_1, q8_0 or f16. GGUF tensors
+    /// that are already quantized are always copied bit-exact. Default: keep
+    /// GGUF tensors as they are; q8_0 for a Hugging Face folder.
+    #[arg(long)]
+    quant: Option<Quant>,
+    /// Largest shard, e.g. 32MiB, 500KB, 1000000.
+    #[arg(long, default_value = "32MiB", value_parser = parse_size)]
+    shard_size: u64,
+}
+
+/// A byte count with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a size like 32MiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" => 1024.0,
+        "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit {other:?} (B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    let bytes = (number * scale).round();
+    if bytes < 1.0 || !bytes.is_finite() {
+        return Err(format!("{text:?}: the size must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
 }
 
 #[derive(Args)]
@@ -85,7 +130,7 @@ struct ScoreArgs {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// Model file (GGUF).
+    /// A GGUF file, or a web model package folder (from `hearth convert`).
     #[arg(long, short)]
     model: PathBuf,
     /// Positions the KV cache holds.
@@ -120,6 +165,10 @@ struct GenerateArgs {
     min_p: f32,
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Stop before this text (repeatable).
@@ -140,6 +189,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => chat(args),
         Command::Perplexity(args) => perplexity(args),
         Command::Score(args) => score(args),
+        Command::Convert(args) => convert(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,10 +210,55 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| HearthError::Io { path: path.display().to_string(), message: e.to_string() })
 }
 
+/// The package folder `path` names (the folder itself or its manifest.json), if any.
+fn package_dir(path: &Path) -> Option<&Path> {
+    if Package::is_package(path) {
+        Some(path)
+    } else if path.file_name().is_some_and(|n| n == MANIFEST_FILE) {
+        path.parent()
+    } else {
+        None
+    }
+}
+
 fn load(args: &ModelArgs) -> Result<Engine> {
+    let options = ModelOptions { context: args.ctx, ..Default::default() };
+    if let Some(dir) = package_dir(&args.model) {
+        let package = Package::open(dir)?;
+        return Engine::from_package(&GpuContext::new_blocking()?, &package, options);
+    }
     let bytes = read_file(&args.model)?;
-    let ctx = GpuContext::new_blocking()?;
-    Engine::from_gguf(&ctx, &bytes, ModelOptions { context: args.ctx, ..Default::default() })
+    Engine::from_gguf(&GpuContext::new_blocking()?, &bytes, options)
+}
+
+fn convert(args: ConvertArgs) -> Result<()> {
+    let input: Box<dyn ConvertInput> = if args.input.is_dir() {
+        Box::new(HfInput::open(&args.input)?)
+    } else {
+        Box::new(GgufInput::open(&args.input)?)
+    };
+    let quant = args.quant.or(args.input.is_dir().then_some(Quant::Q8_0));
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("convert {bar:40} {pos}/{len} tensors {msg}").expect("valid template"),
+    );
+    let options = WriteOptions { quant, shard_size: args.shard_size };
+    let manifest = package::write(input.as_ref(), &args.out_dir, &options, &mut |done, total, name| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(name.to_string());
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{}: {} ({}), {} tensors in {} shards, {:.1} MiB",
+        args.out_dir.display(),
+        manifest.name,
+        manifest.quantization,
+        manifest.tensors.len(),
+        manifest.shards.len(),
+        manifest.total_bytes as f64 / (1 << 20) as f64
+    );
+    Ok(())
 }
 
 fn generate(args: GenerateArgs) -> Result<()> {
@@ -175,6 +270,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
             top_p: args.top_p,
             min_p: args.min_p,
             repetition_penalty: args.repetition_penalty,
+            presence_penalty: args.presence_penalty,
+            frequency_penalty: args.frequency_penalty,
             seed: args.seed,
         },
         stop: args.stop,

@@ -100,3 +100,84 @@ pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::resu
     }
     Ok((words, scale_base as u32))
 }
+
+/// One uploaded tensor: a matrix in its quantized form, or a vector (norm
+/// weights) widened to f32.
+enum GpuTensor {
+    Matrix(GpuMatrix),
+    Vector { buffer: wgpu::Buffer, len: usize },
+}
+
+/// A model's weights on the GPU, uploaded one tensor at a time in any order
+/// (a web package's shards arrive as they download) and then taken by the
+/// model at load. Only one tensor's repacked bytes are on the CPU at a time.
+#[derive(Default)]
+pub struct GpuWeights {
+    tensors: std::collections::HashMap<String, GpuTensor>,
+    bytes: u64,
+}
+
+impl GpuWeights {
+    /// Uploads every tensor in `names` from `src`.
+    pub fn upload_all(ctx: &GpuContext, src: &dyn crate::weights::TensorSource, names: &[String]) -> Result<Self> {
+        let mut weights = GpuWeights::default();
+        for name in names {
+            weights.add(ctx, name, &src.tensor(name)?)?;
+        }
+        Ok(weights)
+    }
+
+    /// Uploads one tensor: a matrix (two dimensions) as stored, a vector as f32.
+    pub fn add(&mut self, ctx: &GpuContext, name: &str, t: &RawTensor<'_>) -> Result<()> {
+        let tensor = match t.shape.len() {
+            2 => GpuTensor::Matrix(GpuMatrix::upload(ctx, name, t)?),
+            1 => {
+                let values = crate::quant::dequantize(t.ty, t.bytes, t.elements())
+                    .map_err(|e| HearthError::Model(format!("{name}: {e}")))?;
+                GpuTensor::Vector { buffer: super::storage_from(ctx, name, &values), len: values.len() }
+            }
+            _ => return Err(HearthError::Model(format!("{name}: shape {:?} is neither a matrix nor a vector", t.shape))),
+        };
+        let size = match &tensor {
+            GpuTensor::Matrix(m) => m.size_bytes(),
+            GpuTensor::Vector { buffer, .. } => buffer.size(),
+        };
+        if let Some(old) = self.tensors.insert(name.to_string(), tensor) {
+            self.bytes -= match old {
+                GpuTensor::Matrix(m) => m.size_bytes(),
+                GpuTensor::Vector { buffer, .. } => buffer.size(),
+            };
+        }
+        self.bytes += size;
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// GPU bytes of the weights uploaded so far.
+    pub fn size_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The `rows × cols` matrix `name`.
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<GpuMatrix> {
+        match self.tensors.get(name) {
+            Some(GpuTensor::Matrix(m)) if (m.rows, m.cols) == (rows, cols) => Ok(m.clone()),
+            Some(GpuTensor::Matrix(m)) => Err(HearthError::Model(format!("{name} is {}×{}, expected {rows}×{cols}", m.rows, m.cols))),
+            Some(GpuTensor::Vector { .. }) => Err(HearthError::Model(format!("{name} is a vector, expected a {rows}×{cols} matrix"))),
+            None => Err(HearthError::Model(format!("tensor {name} is missing"))),
+        }
+    }
+
+    /// The vector `name` of `len` values.
+    pub fn vector(&self, name: &str, len: usize) -> Result<wgpu::Buffer> {
+        match self.tensors.get(name) {
+            Some(GpuTensor::Vector { buffer, len: n }) if *n == len => Ok(buffer.clone()),
+            Some(GpuTensor::Vector { len: n, .. }) => Err(HearthError::Model(format!("{name} has {n} values, expected {len}"))),
+            Some(GpuTensor::Matrix(_)) => Err(HearthError::Model(format!("{name} is a matrix, expected a vector of {len}"))),
+            None => Err(HearthError::Model(format!("tensor {name} is missing"))),
+        }
+    }
+}
