@@ -36,7 +36,7 @@ fi
 wasm-bindgen --version
 
 phase "setup: npm packages"
-for dir in tests/browser; do
+for dir in web tests/browser; do
   if [ ! -f "$dir/node_modules/.installed" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.installed" ]; then
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed)
   fi

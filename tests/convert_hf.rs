@@ -25,7 +25,7 @@ fn convert_and_compare(name: &str, dtype: Dtype, sharded: bool, quant: Option<Qu
     write_random_hf_model(&hf, dtype, sharded, 7).expect("write HF model");
     let input = HfInput::open(&hf).expect("open HF folder");
     let out = dir.join("package");
-    let manifest = package::write(&input, &out, &WriteOptions { quant, shard_size: 64 << 10 }, &mut |_, _, _| {}).expect("convert");
+    let manifest = package::write(&input, &out, &WriteOptions { quant, shard_size: 64 << 10, ..Default::default() }, &mut |_, _, _| {}).expect("convert");
     assert!(manifest.shards.len() > 1, "64 KiB shards split the model");
     let package = Package::open(&out).expect("open package");
 

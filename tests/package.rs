@@ -64,7 +64,8 @@ fn small_shards_and_requantization() {
     let input = GgufInput::from_bytes(bytes, "default").expect("gguf input");
     let dir = temp_dir("small-shards");
     // 8 MiB shards: the 17.7 MB embedding gets a shard of its own.
-    let manifest = convert(&input, &dir, WriteOptions { quant: Some(Quant::Q8_0), shard_size: 8 << 20 });
+    let manifest = convert(&input, &dir, WriteOptions { quant: Some(Quant::Q8_0), shard_size: 8 << 20, name: Some("renamed".into()) });
+    assert_eq!(manifest.name, "renamed");
     let embd = manifest.tensor("token_embd.weight").unwrap();
     assert!(manifest.tensors.iter().filter(|t| t.shard == embd.shard).count() == 1);
     // Already-quantized tensors are copied, never re-quantized; norms stay f32.

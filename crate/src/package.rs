@@ -34,11 +34,13 @@ pub struct WriteOptions {
     /// are always copied bit-exact.
     pub quant: Option<Quant>,
     pub shard_size: u64,
+    /// The package's display name instead of the input's.
+    pub name: Option<String>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions { quant: None, shard_size: DEFAULT_SHARD_SIZE }
+        WriteOptions { quant: None, shard_size: DEFAULT_SHARD_SIZE, name: None }
     }
 }
 
@@ -179,7 +181,7 @@ pub fn write(
     let manifest = Manifest {
         format: manifest::FORMAT.into(),
         format_version: manifest::FORMAT_VERSION,
-        name: meta.name.clone(),
+        name: options.name.clone().unwrap_or_else(|| meta.name.clone()),
         config: meta.config.clone(),
         quantization,
         tokenizer,

@@ -14,9 +14,10 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** URL prefix -> folder. The demo at `/`, the wasm build, the models. */
+/** URL prefix -> folder. The demo at `/`, the wasm build, the npm package build, the models. */
 export const DEFAULT_MOUNTS = {
   '/pkg/': path.join(ROOT, 'web/pkg'),
+  '/hearth/': path.join(ROOT, 'web/dist'),
   '/models/': path.join(ROOT, 'models'),
   '/': path.join(ROOT, 'web/demo'),
 };

@@ -53,6 +53,9 @@ struct ConvertArgs {
     /// Largest shard, e.g. 32MiB, 500KB, 1000000.
     #[arg(long, default_value = "32MiB", value_parser = parse_size)]
     shard_size: u64,
+    /// The model's display name (default: the GGUF's general.name, or the folder's name).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 /// A byte count with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
@@ -242,7 +245,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
     bar.set_style(
         indicatif::ProgressStyle::with_template("convert {bar:40} {pos}/{len} tensors {msg}").expect("valid template"),
     );
-    let options = WriteOptions { quant, shard_size: args.shard_size };
+    let options = WriteOptions { quant, shard_size: args.shard_size, name: args.name };
     let manifest = package::write(input.as_ref(), &args.out_dir, &options, &mut |done, total, name| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
