@@ -29,3 +29,6 @@ ls -l web/pkg/hearth_llm_bg.wasm | awk '{printf "web/pkg/hearth_llm_bg.wasm: %.1
 
 phase "build: npm package (web/dist)"
 web/tools/build-package.sh
+
+phase "build: demo site (web/site)"
+web/tools/build-site.sh

@@ -1,9 +1,9 @@
-// Foundation demo: loads the wasm engine, reports the WebGPU adapter and runs
+// Diagnostics page: loads the wasm engine, reports the WebGPU adapter and runs
 // the kernel self-check: every WGSL kernel on this GPU against the engine's
 // CPU reference (the checks tests/gpu_kernels.rs runs natively).
-import init, { Gpu } from './pkg/hearth_llm.js';
+import init, { Gpu } from './hearth/wasm/hearth_llm.js';
 
-const MODEL_URL = './models/SmolLM2-135M-Instruct.Q4_1.gguf';
+const MODEL_URL = './models/SmolLM2-135M-Instruct-q4_1/manifest.json';
 
 function show(id, text, state) {
   const el = document.getElementById(id);
@@ -13,10 +13,11 @@ function show(id, text, state) {
 
 async function checkModel() {
   try {
-    const res = await fetch(MODEL_URL, { method: 'HEAD' });
+    const res = await fetch(MODEL_URL);
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const mib = Number(res.headers.get('Content-Length')) / 2 ** 20;
-    show('model', `SmolLM2-135M-Instruct Q4_1 GGUF, ${mib.toFixed(1)} MiB, served at ${MODEL_URL}`, 'ok');
+    const manifest = await res.json();
+    const mib = manifest.total_bytes / 2 ** 20;
+    show('model', `${manifest.name} (${manifest.quantization}), ${manifest.shards.length} shards, ${mib.toFixed(1)} MiB, served at ${MODEL_URL}`, 'ok');
   } catch (e) {
     show('model', `not available (${e.message}): run scripts/serve.sh, which fetches it`, 'error');
   }

@@ -4,7 +4,7 @@
 // cross-origin isolated and may use SharedArrayBuffer), supports HTTP Range
 // requests, and never serves a path outside its mounted folders.
 //
-// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1]
+// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site]
 // API: startServer({ port, host, mounts }) -> { url, close() }
 
 import http from 'node:http';
@@ -125,6 +125,9 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
     const i = process.argv.indexOf(name);
     return i >= 0 ? process.argv[i + 1] : fallback;
   };
-  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1') });
+  // --root DIR serves one folder (the built site, web/site) instead of the mounts.
+  const root = arg('--root');
+  const mounts = root ? { '/': path.resolve(root) } : DEFAULT_MOUNTS;
+  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1'), mounts });
   console.log(`hearth demo: ${url}  (Ctrl+C to stop)`);
 }

@@ -1,0 +1,194 @@
+// The demo's entry point: tabs and theme, loading a model with a progress
+// bar (phase, bytes, speed, ETA), clear errors, the model panel, and the
+// service worker that keeps the page working offline.
+import { createEngine, listCachedModels, hasModelInCache, deleteModelFromCache } from './hearth/index.js';
+import { initChat, setEngine as setChatEngine } from './chat.js';
+import { initTextGeneration, setEngine as setTextEngine } from './textgen.js';
+import * as stats from './stats.js';
+import { bytes, duration, setText } from './format.js';
+
+const $ = (id) => document.getElementById(id);
+export const DEFAULT_MODEL = new URL('./models/SmolLM2-135M-Instruct-q4_1/', document.baseURI).href;
+
+let engine = null;
+let loading = null;
+
+// --- tabs (arrow keys move between them, as the ARIA pattern expects)
+const tabs = [...document.querySelectorAll('[role="tab"]')];
+function selectTab(tab) {
+  for (const t of tabs) {
+    const selected = t === tab;
+    t.setAttribute('aria-selected', String(selected));
+    t.tabIndex = selected ? 0 : -1;
+    $(t.getAttribute('aria-controls')).hidden = !selected;
+  }
+  tab.focus();
+  if (tab.id === 'tab-model') refreshModelPanel();
+}
+tabs.forEach((tab, i) => {
+  tab.addEventListener('click', () => selectTab(tab));
+  tab.addEventListener('keydown', (e) => {
+    const step = e.key === 'ArrowRight' ? 1 : e.key === 'ArrowLeft' ? -1 : 0;
+    if (step) selectTab(tabs[(i + step + tabs.length) % tabs.length]);
+  });
+});
+
+// --- theme: system by default, the toggle forces light or dark
+const savedTheme = localStorage.getItem('hearth-theme');
+if (savedTheme) document.documentElement.dataset.theme = savedTheme;
+$('theme').addEventListener('click', () => {
+  const dark = document.documentElement.dataset.theme
+    ? document.documentElement.dataset.theme === 'dark'
+    : matchMedia('(prefers-color-scheme: dark)').matches;
+  document.documentElement.dataset.theme = dark ? 'light' : 'dark';
+  localStorage.setItem('hearth-theme', document.documentElement.dataset.theme);
+});
+
+// --- errors a person can act on
+function explain(error) {
+  const code = error?.code;
+  const message = error?.message ?? String(error);
+  if (code === 'no_webgpu' || code === 'no_adapter' || !('gpu' in navigator)) {
+    return ['This browser cannot run the model: WebGPU is not available.',
+      'Use a recent Chrome, Edge or Opera on desktop or Android (Safari 26+ and Firefox 141+ on Windows also work), ' +
+      'or enable WebGPU in the browser\'s flags. On Linux, Chrome needs --enable-unsafe-webgpu. ' + `(${message})`];
+  }
+  if (/out of memory|OutOfMemory|allocation/i.test(message) || code === 'device') {
+    return ['The GPU ran out of memory loading the model.', `Close other tabs using the GPU, or pick a smaller model. (${message})`];
+  }
+  if (code === 'integrity') {
+    return ['A model file failed its integrity check.', `The damaged copy was removed from the cache; try again to download it afresh. (${message})`];
+  }
+  if (code === 'network' || code === 'not_found') {
+    return ['The model could not be downloaded.', `Check the connection or the model URL; files already downloaded stay cached. (${message})`];
+  }
+  return ['Something went wrong.', message];
+}
+
+function showError(error) {
+  const [title, detail] = explain(error);
+  setText('error-title', title);
+  setText('error-detail', detail);
+  $('error').hidden = false;
+}
+
+// --- loading with progress
+function progressReporter() {
+  const started = performance.now();
+  return (p) => {
+    const seconds = (performance.now() - started) / 1000;
+    const fetched = p.loadedBytes - p.cachedBytes;
+    const speed = fetched / Math.max(seconds, 1e-3);
+    const left = p.totalBytes - p.loadedBytes;
+    const phase = { manifest: 'Reading the model manifest', download: 'Downloading the model', upload: 'Moving weights to the GPU', ready: 'Ready' }[p.phase] ?? p.phase;
+    setText('load-phase', `${phase}${p.shardsTotal ? ` (${p.shardsDone}/${p.shardsTotal} shards)` : ''}`);
+    const parts = [`${bytes(p.loadedBytes)} of ${bytes(p.totalBytes)}`];
+    if (p.cachedBytes) parts.push(`${bytes(p.cachedBytes)} from cache`);
+    if (fetched > 0 && left > 0) parts.push(`${bytes(speed)}/s`, `${duration(left / speed)} left`);
+    setText('load-numbers', parts.join(' · '));
+    $('load-progress').value = p.totalBytes ? p.loadedBytes / p.totalBytes : 0;
+  };
+}
+
+async function loadModel(url) {
+  if (loading) return loading;
+  $('error').hidden = true;
+  $('loading').hidden = false;
+  setText('model-name', 'loading…');
+  setChatEngine(null);
+  setTextEngine(null);
+  const previous = engine;
+  engine = null;
+  loading = (async () => {
+    try {
+      await previous?.unload();
+      if (!('gpu' in navigator)) throw Object.assign(new Error('navigator.gpu is missing'), { code: 'no_webgpu' });
+      const t0 = performance.now();
+      engine = await createEngine({ model: url, onProgress: progressReporter() });
+      performance.measure('hearth:load', { start: t0 }); // read by the tests for the load-time figures
+      const adapter = stats.showAdapter(engine.info);
+      setText('model-name', `${engine.info.model} · ${engine.info.quantization}`);
+      const software = /swiftshader|llvmpipe|lavapipe|warp/i.test(adapter);
+      setText('backend', `WebGPU${software ? ' (software)' : ''}`);
+      $('model-url').value = url;
+      setChatEngine(engine);
+      setTextEngine(engine);
+      $('loading').hidden = true;
+      document.body.dataset.ready = 'true';
+    } catch (e) {
+      $('loading').hidden = true;
+      setText('model-name', 'no model loaded');
+      showError(e);
+    } finally {
+      loading = null;
+      refreshModelPanel();
+    }
+  })();
+  return loading;
+}
+
+// --- model panel
+async function refreshModelPanel() {
+  const info = $('model-info');
+  const facts = [];
+  if (engine) {
+    const i = engine.info;
+    facts.push(['Model', i.model], ['Quantization', i.quantization], ['Context', `${i.context} tokens`],
+      ['GPU memory', bytes(i.gpuBytes)], ['Cached', (await hasModelInCache(i.url)) ? 'yes: loads offline' : 'no'], ['URL', i.url]);
+  } else {
+    facts.push(['Model', 'none loaded']);
+  }
+  info.replaceChildren(...facts.flatMap(([k, v]) => [Object.assign(document.createElement('dt'), { textContent: k }), Object.assign(document.createElement('dd'), { textContent: v })]));
+  const list = $('cached');
+  const models = await listCachedModels().catch(() => []);
+  list.replaceChildren(...models.map((m) => {
+    const li = document.createElement('li');
+    const label = document.createElement('span');
+    label.textContent = `${m.name}: ${bytes(m.bytes)}${m.complete ? '' : ` (partial: ${m.cachedShards}/${m.shards} shards)`}`;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.textContent = 'Delete';
+    remove.setAttribute('aria-label', `Delete ${m.name} from the cache`);
+    remove.addEventListener('click', async () => {
+      await deleteModelFromCache(m.url);
+      refreshModelPanel();
+    });
+    li.append(label, remove);
+    return li;
+  }));
+  if (!models.length) list.append(Object.assign(document.createElement('li'), { textContent: 'none', className: 'muted' }));
+}
+
+$('model-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const url = $('model-url').value.trim();
+  if (url) loadModel(url);
+});
+$('error-retry').addEventListener('click', () => loadModel($('model-url').value.trim() || DEFAULT_MODEL));
+
+// --- offline: the service worker caches the app shell (the model files are
+// cached by hearth-llm itself, in the Cache API).
+// On the first visit the engine's worker is created only once the service
+// worker controls the page, so the worker's files are cached as they load.
+async function startServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  try {
+    await navigator.serviceWorker.register('./sw.js');
+    const registration = await navigator.serviceWorker.ready;
+    if (!navigator.serviceWorker.controller) {
+      await Promise.race([
+        new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true })),
+        new Promise((resolve) => setTimeout(resolve, 3000)),
+      ]);
+    }
+    const urls = [location.href, ...performance.getEntriesByType('resource').map((e) => e.name)];
+    registration.active?.postMessage({ type: 'cache-urls', urls });
+  } catch (e) {
+    console.warn('offline support unavailable: the service worker did not start:', e);
+  }
+}
+
+initChat();
+initTextGeneration();
+$('model-url').value = new URLSearchParams(location.search).get('model') ?? DEFAULT_MODEL;
+startServiceWorker().then(() => loadModel($('model-url').value));
