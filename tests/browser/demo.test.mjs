@@ -172,6 +172,14 @@ test('text generation with a fixed seed is reproducible', async (t) => {
   assert.equal(await run(7), first, 'the same seed gave another text');
   const others = [await run(8), await run(9)];
   assert.ok(others.some((o) => o !== first), `seeds 7, 8, 9 all gave ${JSON.stringify(first)}`);
+
+  // The model panel: facts about the loaded model; deleting it from the cache.
+  await page.click('#tab-model');
+  await page.waitForFunction(() => /Cached/.test(document.getElementById('model-info').textContent));
+  const facts = await page.locator('#model-info').textContent();
+  for (const want of ['SmolLM2-135M-Instruct', 'q4_1', '93.6 MiB', '2048 tokens', 'yes: loads offline']) assert.ok(facts.includes(want), `${want} not in ${facts}`);
+  await page.locator('#cached button').first().click();
+  await page.waitForFunction(() => document.getElementById('cached').textContent === 'none');
   await context.close();
 });
 
@@ -188,6 +196,18 @@ test('after one visit, the page and the model load offline and chat', async (t) 
   await setReplyLength(page, 2);
   const { final } = await chat(page, 'Hello!');
   assert.ok(final.length > 0);
+  await context.close();
+});
+
+test('without WebGPU the page says so and what to do', async (t) => {
+  if (!prerequisites(t)) return;
+  const context = await session.browser.newContext();
+  await context.addInitScript(() => { delete Object.getPrototypeOf(navigator).gpu; });
+  const page = await session.open('', context);
+  await page.locator('#error').waitFor({ state: 'visible', timeout: 30_000 });
+  assert.match(await page.locator('#error-title').textContent(), /WebGPU is not available/);
+  assert.match(await page.locator('#error-detail').textContent(), /Chrome|Edge/);
+  assert.ok(await page.locator('#chat-input').isDisabled());
   await context.close();
 });
 

@@ -128,19 +128,31 @@ async function loadModel(url) {
 }
 
 // --- model panel
+
+/** The package's size: its manifest's total, or what the cache holds when offline. */
+async function packageBytes(url, cachedModels) {
+  try {
+    const response = await fetch(new URL('manifest.json', url));
+    if (response.ok) return (await response.json()).total_bytes;
+  } catch {
+    // offline: fall through to the cache listing
+  }
+  return cachedModels.find((m) => m.url === url)?.bytes ?? NaN;
+}
 async function refreshModelPanel() {
   const info = $('model-info');
   const facts = [];
+  const models = await listCachedModels().catch(() => []);
   if (engine) {
     const i = engine.info;
-    facts.push(['Model', i.model], ['Quantization', i.quantization], ['Context', `${i.context} tokens`],
-      ['GPU memory', bytes(i.gpuBytes)], ['Cached', (await hasModelInCache(i.url)) ? 'yes: loads offline' : 'no'], ['URL', i.url]);
+    facts.push(['Model', i.model], ['Quantization', i.quantization], ['Download size', bytes(await packageBytes(i.url, models))],
+      ['Context', `${i.context} tokens`], ['GPU memory', bytes(i.gpuBytes)],
+      ['Cached', (await hasModelInCache(i.url)) ? 'yes: loads offline' : 'no'], ['URL', i.url]);
   } else {
     facts.push(['Model', 'none loaded']);
   }
   info.replaceChildren(...facts.flatMap(([k, v]) => [Object.assign(document.createElement('dt'), { textContent: k }), Object.assign(document.createElement('dd'), { textContent: v })]));
   const list = $('cached');
-  const models = await listCachedModels().catch(() => []);
   list.replaceChildren(...models.map((m) => {
     const li = document.createElement('li');
     const label = document.createElement('span');
