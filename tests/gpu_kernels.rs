@@ -95,6 +95,12 @@ fn argmax_lowest_index_wins() {
     all_pass(&ctx, Kernel::Argmax);
 }
 
+#[test]
+fn read_bandwidth_probe_reads_every_word() {
+    let Some(ctx) = gpu() else { return };
+    all_pass(&ctx, Kernel::ReadBandwidth);
+}
+
 /// `run_all` covers every kernel, and reports a failing comparison as a
 /// failed check rather than a panic (checked here on the shape of its output).
 #[test]

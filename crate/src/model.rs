@@ -159,6 +159,11 @@ impl GpuModel {
         })
     }
 
+    /// The GPU the model lives on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
     /// Positions held in the KV cache.
     pub fn position(&self) -> usize {
         self.pos

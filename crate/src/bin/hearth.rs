@@ -37,6 +37,27 @@ enum Command {
     Score(ScoreArgs),
     /// Convert a GGUF file or a Hugging Face model folder into a web model package.
     Convert(ConvertArgs),
+    /// Measure load time, time to first token, prefill and decode speed, GPU memory and the roofline fraction.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// A GGUF file or a package folder.
+    #[arg(long, short)]
+    model: PathBuf,
+    /// Prompt lengths to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,512")]
+    prompt_tokens: Vec<usize>,
+    /// Tokens generated after each prompt (greedy, end-of-generation ignored).
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    /// Timed runs per prompt length (after one warm-up); the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Print one JSON object per prompt length.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -193,6 +214,7 @@ fn main() -> ExitCode {
         Command::Perplexity(args) => perplexity(args),
         Command::Score(args) => score(args),
         Command::Convert(args) => convert(args),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -378,5 +400,39 @@ fn score(args: ScoreArgs) -> Result<()> {
     };
     let positions = block_on(hearth_llm::scoring::score(&mut engine.model, &ids, args.top))?;
     println!("{}", serde_json::json!({ "ids": ids, "positions": positions }));
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    let longest = args.prompt_tokens.iter().max().copied().unwrap_or(0);
+    if longest == 0 || args.gen_tokens < 2 || args.repeats == 0 {
+        return Err(HearthError::InvalidArgument("--prompt-tokens must be at least 1, --gen-tokens at least 2, --repeats at least 1".into()));
+    }
+    let start = std::time::Instant::now();
+    let mut engine = load(&ModelArgs { model: args.model.clone(), ctx: longest + args.gen_tokens })?;
+    let load_ms = start.elapsed().as_secs_f64() * 1e3;
+    let ctx = engine.model.context().clone();
+    let bandwidth = block_on(hearth_llm::bench::read_bandwidth(&ctx, 128 << 20, 5))?;
+    let weight_bytes = engine.model.weight_bytes();
+    if !args.json {
+        println!("adapter {} ({}); load {load_ms:.0} ms; GPU memory {:.1} MiB (weights {:.1} MiB); read bandwidth {:.2} GB/s",
+            ctx.report.name, ctx.report.backend, engine.model.gpu_bytes() as f64 / 1048576.0, weight_bytes as f64 / 1048576.0, bandwidth / 1e9);
+        println!("{:>7} {:>5} {:>9} {:>13} {:>12} {:>9}", "prompt", "gen", "ttft ms", "prefill tok/s", "decode tok/s", "roofline");
+    }
+    for &prompt_tokens in &args.prompt_tokens {
+        let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats))?;
+        let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
+        if args.json {
+            println!("{}", serde_json::json!({
+                "adapter": ctx.report.name, "backend": ctx.report.backend,
+                "prompt_tokens": f.prompt_tokens, "gen_tokens": f.gen_tokens, "load_ms": load_ms, "ttft_ms": f.ttft_ms,
+                "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.gpu_bytes(),
+                "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "roofline_fraction": roofline,
+                "repeats": args.repeats,
+            }));
+        } else {
+            println!("{:>7} {:>5} {:>9.0} {:>13.1} {:>12.1} {:>9.3}", f.prompt_tokens, f.gen_tokens, f.ttft_ms, f.prefill_tok_s, f.decode_tok_s, roofline);
+        }
+    }
     Ok(())
 }

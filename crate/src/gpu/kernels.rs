@@ -19,6 +19,8 @@ pub enum Kernel {
     Swiglu,
     Add,
     Argmax,
+    /// The benchmark's streaming-read probe (shaders/read_bandwidth.wgsl).
+    ReadBandwidth,
 }
 
 const STEP: &str = include_str!("../../../shaders/step.wgsl");
@@ -35,6 +37,7 @@ impl Kernel {
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
             Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Kernel::ReadBandwidth => include_str!("../../../shaders/read_bandwidth.wgsl"),
         }
     }
 

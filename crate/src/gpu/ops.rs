@@ -70,3 +70,11 @@ pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
     let s = shape(ctx, Kernel::Argmax, [n as u32, 0, 0, 0]);
     Dispatch::new(ctx, pipeline(ctx, Kernel::Argmax, None), &[&s, logits, out], Grid::Single)
 }
+
+/// Reads all of `data` (`words` u32s, a multiple of 4) with `threads` threads,
+/// one u32 each into `out` (the benchmark's bandwidth probe).
+pub fn read_bandwidth(ctx: &GpuContext, step: &Buf, data: &Buf, out: &Buf, words: usize, threads: u32) -> Dispatch {
+    let s = shape(ctx, Kernel::ReadBandwidth, [(words / 4) as u32, threads, 0, 0]);
+    let grid = Grid::Threads { per_token: threads };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::ReadBandwidth, None), &[&s, step, data, out], grid)
+}

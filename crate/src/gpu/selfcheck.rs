@@ -31,7 +31,7 @@ use std::future::Future;
 use web_time::Instant;
 
 /// Every kernel, in the order [`run_all`] checks them.
-pub const KERNELS: [Kernel; 8] = [
+pub const KERNELS: [Kernel; 9] = [
     Kernel::Embed,
     Kernel::RmsNorm,
     Kernel::Matmul,
@@ -40,6 +40,7 @@ pub const KERNELS: [Kernel; 8] = [
     Kernel::Swiglu,
     Kernel::Add,
     Kernel::Argmax,
+    Kernel::ReadBandwidth,
 ];
 
 /// Every weight type the GPU decodes (embed and matmul are checked on each).
@@ -77,6 +78,7 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::Swiglu => "swiglu",
         Kernel::Add => "add",
         Kernel::Argmax => "argmax",
+        Kernel::ReadBandwidth => "read_bandwidth",
     }
 }
 
@@ -100,7 +102,34 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
         Kernel::Add => elementwise(ctx, Kernel::Add).await,
         Kernel::Argmax => argmax(ctx).await,
+        Kernel::ReadBandwidth => read_bandwidth(ctx).await,
     }
+}
+
+/// The benchmark's read probe: thread t folds vec4s t, t + threads, ... by XOR.
+async fn read_bandwidth(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (vec4s, threads): fewer threads than data, more, and counts off the workgroup size.
+    for (vec4s, threads) in [(1000usize, 7u32), (1000, 64), (257, 300), (4096, 130)] {
+        checks.push(
+            check(ctx, Kernel::ReadBandwidth, format!("vec4s {vec4s} threads {threads}"), async {
+                let data: Vec<u32> = (0..vec4s as u32 * 4).map(|i| i.wrapping_mul(2_654_435_761) ^ (i >> 3)).collect();
+                let step = uniform_from(ctx, "step", &Step { tokens: 1, ..Default::default() });
+                let (buf, out) = (storage_from(ctx, "data", &data), storage_zeroed(ctx, "out", threads as usize)?);
+                let d = ops::read_bandwidth(ctx, &step, &buf, &out, data.len(), threads);
+                let got: Vec<u32> = dispatch(ctx, &[d], 1, &out, threads as usize).await?;
+                let want: Vec<u32> = (0..threads as usize)
+                    .map(|t| (t..vec4s).step_by(threads as usize).flat_map(|v| &data[4 * v..4 * v + 4]).fold(0, |a, &w| a ^ w))
+                    .collect();
+                Ok(match got.iter().zip(&want).position(|(g, w)| g != w) {
+                    Some(t) => Outcome { max_error: 1.0, tolerance: 0.0, passed: false, detail: format!("thread {t}: got {:#x}, want {:#x}", got[t], want[t]) },
+                    None => Outcome { max_error: 0.0, tolerance: 0.0, passed: true, detail: format!("{threads} folds, exact") },
+                })
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
 }
 
 /// A comparison's verdict, before it is named and timed.

@@ -1,0 +1,112 @@
+//! Benchmarks: the generation speed of a loaded engine (time to first
+//! token, prefill and decode tokens/s, medians over repeats after a warm-up),
+//! and the device's streaming-read bandwidth, which bounds a memory-bound
+//! decode step: the roofline fraction = weight bytes read per token × decode
+//! tokens/s ÷ bandwidth.
+
+use crate::engine::{Engine, GenerateRequest};
+use crate::error::{HearthError, Result};
+use crate::gpu::{self, ops, program, GpuContext, Step};
+use serde::Serialize;
+use web_time::Instant;
+
+/// English prose the benchmark prompts are cut from (any text would do; a
+/// fixed one keeps runs comparable).
+const PROMPT_TEXT: &str = "The history of the lighthouse is a history of people trying to make the sea a little \
+less dangerous. Long before electric lamps, keepers climbed narrow stairs every evening to trim wicks, polish \
+lenses and wind the clockwork that turned the light. Ships counted the seconds between flashes to tell one coast \
+from another, and a keeper who let the light fail could cost a crew their lives. ";
+
+/// One prompt length's figures (medians of the timed runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationFigures {
+    pub prompt_tokens: usize,
+    pub gen_tokens: usize,
+    pub ttft_ms: f64,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+/// `n` prompt token ids cut from [`PROMPT_TEXT`] repeated (BOS first when the model wants one).
+pub fn prompt_ids(engine: &Engine, n: usize) -> Result<Vec<u32>> {
+    let unit = engine.tokenizer.encode(PROMPT_TEXT, false)?;
+    let mut ids: Vec<u32> = if engine.tokenizer.add_bos() { engine.tokenizer.bos_id().into_iter().collect() } else { Vec::new() };
+    while ids.len() < n {
+        ids.extend_from_slice(&unit);
+    }
+    ids.truncate(n);
+    Ok(ids)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Greedy generation of `gen_tokens` after a `prompt_tokens` prompt, from an
+/// empty KV cache each time: one warm-up run, then `repeats` timed runs.
+pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: usize, repeats: usize) -> Result<GenerationFigures> {
+    if prompt_tokens == 0 || gen_tokens < 2 || repeats == 0 {
+        return Err(HearthError::InvalidArgument("the benchmark needs a prompt, at least 2 generated tokens and 1 repeat".into()));
+    }
+    let context = engine.model.options.context;
+    if prompt_tokens + gen_tokens > context {
+        return Err(HearthError::ContextFull { needed: prompt_tokens + gen_tokens, context });
+    }
+    let prompt = prompt_ids(engine, prompt_tokens)?;
+    let request = GenerateRequest { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
+    let (mut ttft, mut prefill, mut decode) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..=repeats {
+        engine.reset();
+        let g = engine.generate(&prompt, &request, &mut |_| {}).await?;
+        if run > 0 {
+            ttft.push(g.timings.ttft_ms);
+            prefill.push(g.timings.prefill_tok_s);
+            decode.push(g.timings.decode_tok_s);
+        }
+    }
+    engine.reset();
+    Ok(GenerationFigures { prompt_tokens, gen_tokens, ttft_ms: median(ttft), prefill_tok_s: median(prefill), decode_tok_s: median(decode) })
+}
+
+/// The device's streaming-read bandwidth in bytes per second: a trivial
+/// kernel reads a `bytes`-byte buffer (capped at what one binding allows),
+/// median of `repeats` timed runs after one whose result is checked against
+/// the CPU.
+pub async fn read_bandwidth(ctx: &GpuContext, bytes: usize, repeats: usize) -> Result<f64> {
+    let bytes = bytes.min(ctx.report.max_storage_buffer_binding_size as usize) & !15;
+    let words = bytes / 4;
+    if words == 0 || repeats == 0 {
+        return Err(HearthError::InvalidArgument("the bandwidth probe needs a buffer and at least one repeat".into()));
+    }
+    let pattern = |i: usize| (i as u32).wrapping_mul(2_654_435_761) ^ 0x9e37_79b9;
+    let data: Vec<u32> = (0..words).map(pattern).collect();
+    let vec4s = words / 4;
+    let threads = (vec4s / 64).clamp(1, 1 << 18) as u32;
+    let step = gpu::uniform_from(ctx, "bandwidth.step", &Step { tokens: 1, ..Default::default() });
+    let buffer = gpu::storage_from(ctx, "bandwidth.data", &data);
+    let out = gpu::storage_zeroed(ctx, "bandwidth.out", threads as usize)?;
+    let staging = gpu::staging::<u32>(ctx, "bandwidth.staging", threads as usize);
+    let dispatch = ops::read_bandwidth(ctx, &step, &buffer, &out, words, threads);
+
+    let mut seconds = Vec::new();
+    for run in 0..=repeats {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        program::encode(&mut encoder, std::slice::from_ref(&dispatch), 1);
+        let start = Instant::now();
+        let got: Vec<u32> = gpu::submit_and_read_via(ctx, encoder, &out, &staging, threads as usize).await?;
+        seconds.push(start.elapsed().as_secs_f64());
+        if run == 0 {
+            // What each thread should have folded: vec4s t, t + threads, ...
+            let want = (0..threads as usize).map(|t| {
+                (t..vec4s).step_by(threads as usize).fold(0u32, |acc, v| acc ^ (0..4).fold(0, |a, k| a ^ data[4 * v + k]))
+            });
+            if let Some(t) = want.zip(&got).position(|(w, &g)| w != g) {
+                return Err(HearthError::Gpu(format!("the bandwidth probe read wrong data (thread {t})")));
+            }
+        }
+    }
+    seconds.remove(0); // the checked run also compiled the pipeline
+    Ok((words * 4) as f64 / median(seconds))
+}
