@@ -73,6 +73,17 @@ impl Gpu {
         })
     }
 
+    /// The device's streaming-read bandwidth in bytes per second: a trivial
+    /// kernel reads a `bytes`-byte buffer (median of `repeats` runs after a
+    /// checked one); the benchmark's roofline denominator.
+    #[wasm_bindgen(js_name = readBandwidth, unchecked_return_type = "Promise<number>")]
+    pub fn read_bandwidth(&self, bytes: usize, repeats: usize) -> js_sys::Promise {
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            Ok(JsValue::from_f64(crate::bench::read_bandwidth(&ctx, bytes, repeats).await?))
+        })
+    }
+
     /// Runs every kernel against the CPU reference on seeded inputs (the
     /// checks of `tests/gpu_kernels.rs`) and resolves to one entry per check.
     /// A mismatch is an entry with `passed: false` and the first failing index
@@ -427,6 +438,12 @@ impl WasmEngine {
     #[wasm_bindgen(js_name = contextSize)]
     pub fn context_size(&self) -> Result<usize, JsValue> {
         Ok(self.engine()?.model.options.context)
+    }
+
+    /// GPU bytes of the weights alone (what a decode step reads per token).
+    #[wasm_bindgen(js_name = weightBytes)]
+    pub fn weight_bytes(&self) -> Result<f64, JsValue> {
+        Ok(self.engine()?.model.weight_bytes() as f64)
     }
 
     /// GPU memory the model holds (weights, KV cache, activations), in bytes.

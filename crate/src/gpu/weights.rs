@@ -10,7 +10,6 @@ use super::GpuContext;
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
 use crate::weights::RawTensor;
-use wgpu::util::DeviceExt;
 
 /// A `rows × cols` weight matrix in GPU memory (cloning shares the buffer).
 #[derive(Clone)]
@@ -38,11 +37,15 @@ impl GpuMatrix {
                 ctx.report.max_storage_buffer_binding_size
             )));
         }
-        let buffer = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        // write_buffer rather than create_buffer_init: on WebGPU the latter
+        // keeps a second copy of the bytes in wasm memory while mapped.
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::STORAGE,
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
         });
+        ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
         Ok(GpuMatrix { buffer, ty: t.ty, rows, cols, scale_base })
     }
 

@@ -1,0 +1,138 @@
+// The browser benchmark: hearth in headless Chromium (WebGPU; SwiftShader on
+// machines without a GPU), driven by Playwright.
+//   node bench/browser.mjs [--prompt-tokens 128,512] [--gen-tokens 128] [--repeats 1]
+// Prints one JSON object per prompt length with the native benchmark's keys
+// (adapter, prompt_tokens, gen_tokens, load_ms, ttft_ms, prefill_tok_s,
+// decode_tok_s, gpu_bytes, weight_bytes, read_bandwidth_gb_s,
+// roofline_fraction) plus cold_load_ms / warm_load_ms (the default model
+// package through hearth-llm: empty cache, then from the Cache API),
+// wasm_heap_bytes (wasm memory after the load: its peak, as wasm memory never
+// shrinks) and the engine's wasm + JS size, raw and gzipped.
+// Speed runs use the wasm engine directly (exact prompt lengths, greedy,
+// end-of-generation ignored): one warm-up, then the median of --repeats runs.
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+import { startSession } from '../tests/browser/harness.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PACKAGE_URL = '/models/SmolLM2-135M-Instruct-q4_1/';
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : fallback;
+};
+const promptLengths = arg('--prompt-tokens', '128,512').split(',').map(Number);
+const genTokens = Number(arg('--gen-tokens', 128));
+const repeats = Number(arg('--repeats', 1));
+const text = fs.readFileSync(path.join(ROOT, '..', 'shared', 'fixtures', 'ppl_text.txt'), 'utf8');
+
+/** The engine's files a page downloads (wasm + JS of web/dist), raw and gzipped. */
+function engineSize() {
+  const dist = path.join(ROOT, 'web/dist');
+  const files = [...fs.readdirSync(dist).filter((f) => f.endsWith('.js')).map((f) => path.join(dist, f)),
+    ...['hearth_llm.js', 'hearth_llm_bg.wasm'].map((f) => path.join(dist, 'wasm', f))];
+  let raw = 0;
+  let gz = 0;
+  for (const f of files) {
+    const bytes = fs.readFileSync(f);
+    raw += bytes.length;
+    gz += zlib.gzipSync(bytes, { level: 9 }).length;
+  }
+  return { engine_bytes: raw, engine_gzip_bytes: gz };
+}
+
+/** Loads the default package through hearth-llm in the page (in-thread, so the page sees the wasm memory). */
+async function packageLoad(page) {
+  await page.waitForFunction(() => window.hearthReady !== undefined);
+  return page.evaluate(async (model) => {
+    if (window.hearthReady !== true) throw new Error(window.hearthReady);
+    const start = performance.now();
+    const engine = await window.hearth.createEngine({ model, worker: false });
+    const ms = performance.now() - start;
+    const { default: init } = await import('/hearth/wasm/hearth_llm.js');
+    const heap = (await init()).memory.buffer.byteLength; // the instance the package loaded
+    await engine.unload();
+    return { ms, heap };
+  }, PACKAGE_URL);
+}
+
+const WLLAMA = path.join(ROOT, '.cache/peers/wllama/node_modules/@wllama/wllama/esm');
+const session = await startSession({ '/bench/': path.join(ROOT, 'bench/pages'), '/peers/wllama/': WLLAMA });
+
+/** The peer, wllama, on the same GGUF with `threads` CPU threads; one row per prompt (prompt_n from its own tokenizer). */
+async function wllama(prompts, threads) {
+  const page = await session.open('bench/wllama.html');
+  await page.waitForFunction(() => window.wllamaReady, null, { timeout: 60_000 });
+  const out = await page.evaluate((args) => window.runWllama(args), {
+    model: '/models/SmolLM2-135M-Instruct.Q4_1.gguf', threads, context: Math.max(...promptLengths) + genTokens + 64,
+    prompts, genTokens, repeats,
+  });
+  await page.close();
+  return out;
+}
+try {
+  const context = await session.browser.newContext();
+  const cold = await packageLoad(await session.open('test/package.html', context));
+  const warm = await packageLoad(await session.open('test/package.html', context));
+  await context.close();
+
+  const longest = Math.max(...promptLengths);
+  const page = await session.open(`test/engine.html?context=${longest + genTokens + 8}`);
+  await page.waitForFunction(() => window.engineState, null, { timeout: 120_000 });
+  const state = await page.evaluate(() => window.engineState);
+  if (!state.ok) throw new Error(state.message);
+  const bandwidth = await page.evaluate(async () => (await window.hearth.Gpu.create()).readBandwidth(64 << 20, 5));
+  const weightBytes = await page.evaluate(() => window.engine.weightBytes());
+  const sizes = engineSize();
+  const promptTexts = [];
+  for (const promptTokens of promptLengths) {
+    const runs = await page.evaluate(async ({ text, promptTokens, genTokens, repeats }) => {
+      const ids = Array.from(window.engine.encode(text, false)).slice(0, promptTokens);
+      if (ids.length < promptTokens) throw new Error(`the text gives only ${ids.length} tokens`);
+      window.lastPromptText = window.engine.decode(ids);
+      const results = [];
+      for (let run = 0; run <= repeats; run++) {
+        window.engine.reset();
+        // The warm-up (run 0) is short: it only compiles the pipelines.
+        const g = run === 0
+          ? await window.engine.generate(ids.slice(0, 8), { max_tokens: 4, ignore_eos: true })
+          : await window.engine.generate(ids, { max_tokens: genTokens, ignore_eos: true });
+        if (run > 0) results.push(g.timings);
+      }
+      return results;
+    }, { text, promptTokens, genTokens, repeats });
+    const median = (key) => {
+      const v = runs.map((r) => r[key]).sort((a, b) => a - b);
+      return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    };
+    const decode = median('decode_tok_s');
+    promptTexts.push(await page.evaluate(() => window.lastPromptText));
+    console.log(JSON.stringify({
+      adapter: state.browserAdapter, backend: 'WebGPU (Chromium)', prompt_tokens: promptTokens, gen_tokens: genTokens,
+      load_ms: state.loadMs, ttft_ms: median('ttft_ms'), prefill_tok_s: median('prefill_tok_s'), decode_tok_s: decode,
+      gpu_bytes: state.gpuBytes, weight_bytes: weightBytes, read_bandwidth_gb_s: bandwidth / 1e9,
+      roofline_fraction: (weightBytes * decode) / bandwidth, repeats,
+      cold_load_ms: cold.ms, warm_load_ms: warm.ms, wasm_heap_bytes: Math.max(cold.heap, warm.heap), ...sizes,
+    }));
+  }
+  if (!fs.existsSync(WLLAMA)) {
+    console.error(`no wllama at ${WLLAMA}: bench/run.sh installs it`);
+  } else {
+    const threads = Number(arg('--threads', 2));
+    const w = await wllama(promptTexts, threads);
+    w.rows.forEach((runs, i) => {
+      const med = (key) => {
+        const v = runs.map((r) => r[key]).sort((a, b) => a - b);
+        return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+      };
+      console.log(JSON.stringify({
+        system: 'wllama', adapter: `wasm CPU, ${threads} threads${w.multiThread ? '' : ' (single-thread build!)'}`,
+        prompt_tokens: runs[0].prompt_n, gen_tokens: runs[0].predicted_n, load_ms: w.loadMs,
+        ttft_ms: med('prompt_ms'), prefill_tok_s: med('prompt_per_second'), decode_tok_s: med('predicted_per_second'), repeats,
+      }));
+    });
+  }
+} finally {
+  await session.close();
+}
