@@ -85,6 +85,15 @@ fn cli_converts_a_hf_folder_to_q8_0_by_default() {
     assert_eq!(package.manifest.quantization, "q8_0");
     assert_eq!(package.manifest.tensor("blk.0.attn_q.weight").unwrap().dtype, "Q8_0");
     assert_eq!(package.manifest.tensor("blk.0.attn_norm.weight").unwrap().dtype, "F32");
+    // Converting a folder into itself would overwrite what it reads.
+    let hf = dir.join("hf");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["convert", hf.to_str().unwrap(), hf.to_str().unwrap()])
+        .output()
+        .expect("hearth runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("is the input folder"), "{stderr}");
+    assert!(HfInput::open(&hf).is_ok(), "the input folder was left intact");
     // A folder that is not a model is refused with the file it lacks.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["convert", dir.to_str().unwrap(), dir.join("pkg2").to_str().unwrap()])

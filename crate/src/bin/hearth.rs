@@ -257,6 +257,15 @@ fn load(args: &ModelArgs) -> Result<Engine> {
 }
 
 fn convert(args: ConvertArgs) -> Result<()> {
+    // Writing a package replaces model-*.safetensors and tokenizer.json in
+    // OUT_DIR: never let that be the Hugging Face folder being read.
+    let same = |a: &Path, b: &Path| matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b);
+    if args.input.is_dir() && same(&args.input, &args.out_dir) {
+        return Err(HearthError::InvalidArgument(format!(
+            "{} is the input folder: write the package to another folder",
+            args.out_dir.display()
+        )));
+    }
     let input: Box<dyn ConvertInput> = if args.input.is_dir() {
         Box::new(HfInput::open(&args.input)?)
     } else {
