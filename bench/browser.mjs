@@ -27,6 +27,12 @@ const genTokens = Number(arg('--gen-tokens', 128));
 const repeats = Number(arg('--repeats', 1));
 const text = fs.readFileSync(path.join(ROOT, '..', 'shared', 'fixtures', 'ppl_text.txt'), 'utf8');
 
+/** The median of `key` over `runs`. */
+function median(runs, key) {
+  const v = runs.map((r) => r[key]).sort((a, b) => a - b);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
 /** The engine's files a page downloads (wasm + JS of web/dist), raw and gzipped. */
 function engineSize() {
   const dist = path.join(ROOT, 'web/dist');
@@ -102,15 +108,11 @@ try {
       }
       return results;
     }, { text, promptTokens, genTokens, repeats });
-    const median = (key) => {
-      const v = runs.map((r) => r[key]).sort((a, b) => a - b);
-      return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-    };
-    const decode = median('decode_tok_s');
+    const decode = median(runs, 'decode_tok_s');
     promptTexts.push(await page.evaluate(() => window.lastPromptText));
     console.log(JSON.stringify({
       adapter: state.browserAdapter, backend: 'WebGPU (Chromium)', prompt_tokens: promptTokens, gen_tokens: genTokens,
-      load_ms: state.loadMs, ttft_ms: median('ttft_ms'), prefill_tok_s: median('prefill_tok_s'), decode_tok_s: decode,
+      load_ms: state.loadMs, ttft_ms: median(runs, 'ttft_ms'), prefill_tok_s: median(runs, 'prefill_tok_s'), decode_tok_s: decode,
       gpu_bytes: state.gpuBytes, weight_bytes: weightBytes, read_bandwidth_gb_s: bandwidth / 1e9,
       roofline_fraction: (weightBytes * decode) / bandwidth, repeats,
       cold_load_ms: cold.ms, warm_load_ms: warm.ms, wasm_heap_bytes: Math.max(cold.heap, warm.heap), ...sizes,
@@ -122,10 +124,7 @@ try {
     const threads = Number(arg('--threads', 2));
     const w = await wllama(promptTexts, threads);
     w.rows.forEach((runs, i) => {
-      const med = (key) => {
-        const v = runs.map((r) => r[key]).sort((a, b) => a - b);
-        return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
-      };
+      const med = (key) => median(runs, key);
       console.log(JSON.stringify({
         system: 'wllama', adapter: `wasm CPU, ${threads} threads${w.multiThread ? '' : ' (single-thread build!)'}`,
         prompt_tokens: runs[0].prompt_n, gen_tokens: runs[0].predicted_n, load_ms: w.loadMs,
