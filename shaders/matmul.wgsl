@@ -9,7 +9,7 @@
 //   2 weights  rows × cols, quantized (see quant.wgsl)
 //   3 x        tokens × cols f32, read as vec4
 //   4 out      (pos0 + tokens) × rows f32 when out_at_pos = 1 (the KV cache), else tokens × rows
-// Dispatch: ceil(rows / WG) workgroups, 2D-folded (gpu::grid_2d).
+// Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
     rows: u32,
@@ -19,6 +19,11 @@ struct Shape {
 }
 
 override WG: u32 = 64u;
+// Rows per thread: thread t computes rows t, t + stride, ... (stride =
+// ceil(rows / RPT)), so neighbouring threads still read neighbouring words;
+// with one token, the rows share every load of x (CPU-based adapters, where
+// those broadcast loads cost as much as the weights, use 4; GPUs use 1).
+override RPT: u32 = 1u;
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -95,6 +100,48 @@ fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32>
     return qx;
 }
 
+// block_dot for four rows `r` at once (one token): each load of x serves all four.
+fn block_dot_rows4(r: vec4<u32>, k: u32, x0: u32) -> vec4<f32> {
+    let rows = shape.rows;
+    let b = vec4<u32>(k * rows) + r; // scale indices
+    var qx = vec4<f32>(0.0);
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
+        var sx = vec4<f32>(0.0);
+        for (var w = 0u; w < 4u; w++) {
+            let lo = x[x0 + w];
+            let hi = x[x0 + 4u + w];
+            sx += lo + hi;
+            for (var j = 0u; j < 4u; j++) {
+                let word = qword(r[j], k, w, rows);
+                qx[j] += dot(nibbles_lo(word), lo) + dot(nibbles_hi(word), hi);
+            }
+        }
+        let sum_x = dot(sx, vec4<f32>(1.0));
+        var out = vec4<f32>(0.0);
+        for (var j = 0u; j < 4u; j++) {
+            if (QTYPE == T_Q4_1) {
+                let dm = weights[shape.scale_base + b[j]];
+                out[j] = f16_to_f32(dm & 0xffffu) * qx[j] + f16_to_f32(dm >> 16u) * sum_x;
+            } else {
+                out[j] = packed_half(shape.scale_base, b[j]) * (qx[j] - 8.0 * sum_x);
+            }
+        }
+        return out;
+    }
+    for (var w = 0u; w < 8u; w++) {
+        let xv = x[x0 + w];
+        for (var j = 0u; j < 4u; j++) {
+            qx[j] += dot(block_vec4(r[j], k, w, rows), xv);
+        }
+    }
+    if (QTYPE == T_Q8_0) {
+        for (var j = 0u; j < 4u; j++) {
+            qx[j] *= packed_half(shape.scale_base, b[j]);
+        }
+    }
+    return qx;
+}
+
 // Values 4w .. 4w+3 of block k of `row`, for the 8-bit and float types.
 fn block_vec4(row: u32, k: u32, w: u32, rows: u32) -> vec4<f32> {
     if (QTYPE == T_Q8_0) {
@@ -112,14 +159,37 @@ fn block_vec4(row: u32, k: u32, w: u32, rows: u32) -> vec4<f32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let row = (wg.y * groups.x + wg.x) * WG + lid;
-    if (row >= shape.rows) {
+    let thread = (wg.y * groups.x + wg.x) * WG + lid;
+    let stride = (shape.rows + RPT - 1u) / RPT;
+    if (thread >= stride) {
         return;
     }
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
     let out_row0 = select(0u, step.pos0, shape.out_at_pos == 1u);
-    // Four tokens per pass over the row, then the remainder one by one.
+    if (RPT == 4u && step.tokens == 1u) {
+        // Rows past the end read the last row (in bounds) and are not written.
+        let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
+        var acc = vec4<f32>(0.0);
+        for (var k = 0u; k < blocks; k++) {
+            acc += block_dot_rows4(r, k, 8u * k);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let row = thread + j * stride;
+            if (row < shape.rows) {
+                out[out_row0 * shape.rows + row] = acc[j];
+            }
+        }
+        return;
+    }
+    for (var row = thread; row < shape.rows; row += stride) {
+        matmul_row(row, blocks, row_vec4s, out_row0);
+    }
+}
+
+// One output row for every token: four tokens per pass over the row, then
+// the remainder one by one.
+fn matmul_row(row: u32, blocks: u32, row_vec4s: u32, out_row0: u32) {
     let full = step.tokens / 4u * 4u;
     for (var t = 0u; t < full; t += 4u) {
         let x0 = t * row_vec4s;

@@ -60,13 +60,18 @@ fn embed_all_weight_types() {
 #[test]
 fn matmul_all_weight_types() {
     let Some(ctx) = gpu() else { return };
-    let checks = all_pass(&ctx, Kernel::Matmul);
-    for ty in selfcheck::WEIGHT_TYPES {
-        let of_type = |mode: &str| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")) && c.case.contains(mode));
-        assert!(of_type("out_at_pos None") && of_type("out_at_pos Some"), "matmul: {ty} lacks a mode");
+    // Both variants on this adapter: one row per thread (GPUs) and four
+    // (CPU-based adapters), whichever the adapter picks by default.
+    for rows_per_thread in [1, 4] {
+        let ctx = ctx.with_matmul_rows_per_thread(rows_per_thread);
+        let checks = all_pass(&ctx, Kernel::Matmul);
+        for ty in selfcheck::WEIGHT_TYPES {
+            let of_type = |mode: &str| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")) && c.case.contains(mode));
+            assert!(of_type("out_at_pos None") && of_type("out_at_pos Some"), "matmul: {ty} lacks a mode");
+        }
+        let worst = checks.iter().map(|c| c.max_error).fold(0f64, f64::max);
+        eprintln!("matmul, {rows_per_thread} rows per thread: worst {worst:.2e}");
     }
-    let worst = checks.iter().map(|c| c.max_error).fold(0f64, f64::max);
-    eprintln!("matmul: worst {worst:.2e}");
 }
 
 #[test]

@@ -72,9 +72,15 @@ impl GpuContext {
             .await
             .map_err(|e| HearthError::DeviceRequest(e.to_string()))?;
 
+        // wgpu's WebGPU backend leaves the adapter's names empty: ask the browser.
+        #[cfg(target_arch = "wasm32")]
+        let (info, browser_vendor) = with_browser_names(info).await;
+        #[cfg(not(target_arch = "wasm32"))]
+        let browser_vendor = String::new();
+        let vendor = Some(vendor_name(&info)).filter(|v| !v.is_empty()).unwrap_or(browser_vendor);
         let report = AdapterReport {
             name: info.name.clone(),
-            vendor: vendor_name(&info),
+            vendor,
             device_type: format!("{:?}", info.device_type),
             backend: format!("{:?}", info.backend),
             driver: info.driver.clone(),
@@ -91,7 +97,8 @@ impl GpuContext {
             log::error!("GPU error: {e}");
             slot.lock().expect("error slot").get_or_insert_with(|| e.to_string());
         }));
-        Ok(Self { device, queue, report: Arc::new(report), pipelines: Arc::new(Pipelines::default()), uncaptured })
+        let pipelines = Arc::new(Pipelines::new(matmul_rows_per_thread(&report)));
+        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured })
     }
 
     /// The GPU error raised since the last call, if any, as a typed error.
@@ -101,6 +108,12 @@ impl GpuContext {
             Some(message) => Err(HearthError::Gpu(message)),
             None => Ok(()),
         }
+    }
+
+    /// The same device with matmuls compiled for `n` rows per thread (1 or
+    /// 4), so tests can check both variants on any adapter.
+    pub fn with_matmul_rows_per_thread(&self, n: u32) -> Self {
+        GpuContext { pipelines: Arc::new(Pipelines::new(n)), ..self.clone() }
     }
 
     /// Blocking constructor for native callers (CLI, tests, benchmarks).
@@ -128,4 +141,42 @@ fn vendor_name(info: &wgpu::AdapterInfo) -> String {
 fn looks_like_software(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     ["llvmpipe", "lavapipe", "swiftshader", "warp", "software"].iter().any(|s| name.contains(s))
+}
+
+/// Matmul rows per thread for this adapter (see `Pipelines`); the
+/// environment variable HEARTH_MATMUL_RPT (1 or 4) overrides it natively.
+fn matmul_rows_per_thread(report: &AdapterReport) -> u32 {
+    match std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
+        Some(n @ (1 | 4)) => n,
+        _ if report.is_software => 4,
+        _ => 1,
+    }
+}
+
+/// `info` with the name the browser gives (`GPUAdapter.info`: architecture,
+/// description, device), and the browser's vendor name, so software adapters
+/// such as SwiftShader are recognised in the browser too. Any failure keeps
+/// `info` as it is.
+#[cfg(target_arch = "wasm32")]
+async fn with_browser_names(mut info: wgpu::AdapterInfo) -> (wgpu::AdapterInfo, String) {
+    use js_sys::Reflect;
+    use wasm_bindgen::JsValue;
+    let get = |v: &JsValue, k: &str| Reflect::get(v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    let gpu = get(&get(&js_sys::global(), "navigator"), "gpu");
+    let Ok(request) = Reflect::get(&gpu, &JsValue::from_str("requestAdapter")).and_then(|f| js_sys::Function::from(f).call0(&gpu)) else {
+        return (info, String::new());
+    };
+    let Ok(adapter) = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(request)).await else {
+        return (info, String::new());
+    };
+    let browser = get(&adapter, "info");
+    let text = |k: &str| get(&browser, k).as_string().unwrap_or_default();
+    let names: Vec<String> = ["architecture", "description", "device"].iter().map(|k| text(k)).filter(|s| !s.is_empty()).collect();
+    if info.name.is_empty() && !names.is_empty() {
+        info.name = names.join(" ");
+    }
+    if get(&browser, "isFallbackAdapter").as_bool() == Some(true) {
+        info.device_type = wgpu::DeviceType::Cpu;
+    }
+    (info, text("vendor"))
 }

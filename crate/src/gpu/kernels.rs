@@ -56,9 +56,20 @@ impl Kernel {
 #[derive(Default)]
 pub struct Pipelines {
     cache: Mutex<HashMap<(Kernel, Option<TensorType>), Arc<wgpu::ComputePipeline>>>,
+    /// Output rows per matmul thread (shaders/matmul.wgsl `RPT`): 1 on GPUs,
+    /// 4 on CPU-based adapters, where rows sharing the loads of x pays off.
+    matmul_rows_per_thread: u32,
 }
 
 impl Pipelines {
+    pub fn new(matmul_rows_per_thread: u32) -> Self {
+        Pipelines { cache: Mutex::default(), matmul_rows_per_thread }
+    }
+
+    pub fn matmul_rows_per_thread(&self) -> u32 {
+        self.matmul_rows_per_thread.max(1)
+    }
+
     /// The pipeline for `kernel` (reading weights of type `weights`, if it
     /// reads any), compiled on first use.
     pub fn get(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>) -> Arc<wgpu::ComputePipeline> {
@@ -72,8 +83,11 @@ impl Pipelines {
                     label: Some(&label),
                     source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
                 });
-                let constants: Vec<(&str, f64)> =
+                let mut constants: Vec<(&str, f64)> =
                     weights.map(|t| vec![("QTYPE", t.ggml_id() as f64)]).unwrap_or_default();
+                if kernel == Kernel::Matmul {
+                    constants.push(("RPT", self.matmul_rows_per_thread() as f64));
+                }
                 Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&label),
                     layout: None,

@@ -355,9 +355,20 @@ async fn embed(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 /// and every other row (random sentinels) must keep its bits.
 async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (rows, cols, tokens, out_at_pos): 7 = one pass of four tokens plus three one by one.
-    let cases: [(usize, usize, usize, Option<usize>); 6] =
-        [(1, 32, 1, None), (33, 96, 3, None), (97, 576, 7, None), (65, 160, 7, Some(5)), (33, 96, 4, Some(0)), (1, 64, 9, Some(2))];
+    // (rows, cols, tokens, out_at_pos): 7 = one pass of four tokens plus three
+    // one by one; single tokens with row counts that do not split in four
+    // (the rows-per-thread decode path).
+    let cases: [(usize, usize, usize, Option<usize>); 9] = [
+        (1, 32, 1, None),
+        (33, 96, 3, None),
+        (97, 576, 7, None),
+        (65, 160, 7, Some(5)),
+        (33, 96, 4, Some(0)),
+        (1, 64, 9, Some(2)),
+        (33, 96, 1, None),
+        (130, 64, 1, Some(3)),
+        (97, 576, 1, None),
+    ];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(rows, cols, tokens, at_pos)) in cases.iter().enumerate() {
             let case = format!("{ty} {rows}x{cols} tokens {tokens} out_at_pos {at_pos:?}");
