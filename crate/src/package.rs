@@ -259,10 +259,6 @@ impl Package {
         Tokenizer::from_json(&self.tokenizer_json, self.manifest.tokenizer.special)
     }
 
-    pub fn tokenizer_json(&self) -> &str {
-        &self.tokenizer_json
-    }
-
     pub fn chat_template(&self) -> Result<Option<ChatTemplate>> {
         self.manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()
     }
