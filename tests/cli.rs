@@ -38,17 +38,26 @@ fn unambiguous_prefix(case: &Value, n: usize) -> Vec<u32> {
 
 #[test]
 fn generate_chat_and_raw_follow_the_exact_greedy_path() {
+    follow_the_exact_greedy_path("gpu");
+}
+
+#[test]
+fn generate_on_the_cpu_backend_follows_the_exact_greedy_path() {
+    follow_the_exact_greedy_path("cpu");
+}
+
+fn follow_the_exact_greedy_path(backend: &str) {
     if default_model_bytes().is_none() {
         return;
     }
     let chat = case("chat_capital");
-    let out = json(&["generate", "-m", MODEL, "--chat", "-p", "What is the capital of France?", "--max-tokens", "12", "--ignore-eos", "--json"]);
+    let out = json(&["generate", "-m", MODEL, "--backend", backend, "--chat", "-p", "What is the capital of France?", "--max-tokens", "12", "--ignore-eos", "--json"]);
     assert_eq!(ids(&out["prompt_ids"]), ids(&chat["prompt_ids"]), "chat prompt tokens");
     let want = unambiguous_prefix(&chat, 12);
     assert_eq!(ids(&out["ids"])[..want.len()], want[..]);
 
     let raw = case("raw_story");
-    let out = json(&["generate", "-m", MODEL, "-p", raw["text"].as_str().unwrap(), "--max-tokens", "12", "--ignore-eos", "--json"]);
+    let out = json(&["generate", "-m", MODEL, "--backend", backend, "-p", raw["text"].as_str().unwrap(), "--max-tokens", "12", "--ignore-eos", "--json"]);
     assert_eq!(ids(&out["prompt_ids"]), ids(&raw["prompt_ids"]));
     let want = unambiguous_prefix(&raw, 12);
     assert_eq!(ids(&out["ids"])[..want.len()], want[..]);
@@ -110,12 +119,15 @@ fn perplexity_matches_the_cpu_oracle_on_short_chunks() {
     let prefix = tokenizer.decode(&tokens[..chunk * chunks]).unwrap();
     let file = std::env::temp_dir().join(format!("hearth-ppl-{}.txt", std::process::id()));
     std::fs::write(&file, &prefix).unwrap();
-    let out = json(&["perplexity", "-m", MODEL, "-f", file.to_str().unwrap(), "--chunk", &chunk.to_string(), "--json"]);
+    // The GPU computes in f32; the CPU backend's 16-bit activations cost a little more.
+    for (backend, tolerance) in [("gpu", 1e-3), ("cpu", 3e-3)] {
+        let out = json(&["perplexity", "-m", MODEL, "--backend", backend, "-f", file.to_str().unwrap(), "--chunk", &chunk.to_string(), "--json"]);
+        assert_eq!(out["scored"].as_u64().unwrap() as usize, scored);
+        let got = out["ppl"].as_f64().unwrap();
+        eprintln!("perplexity: {backend} {got:.5}, oracle {want:.5}");
+        assert!((got / want - 1.0).abs() < tolerance, "{backend} {got} vs oracle {want}");
+    }
     std::fs::remove_file(&file).ok();
-    assert_eq!(out["scored"].as_u64().unwrap() as usize, scored);
-    let got = out["ppl"].as_f64().unwrap();
-    eprintln!("perplexity: gpu {got:.5}, cpu oracle {want:.5}");
-    assert!((got / want - 1.0).abs() < 1e-3, "gpu {got} vs oracle {want}");
 }
 
 #[test]

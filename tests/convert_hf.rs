@@ -10,7 +10,7 @@ use hearth_llm::chat::Message;
 use hearth_llm::convert::hf::{write_random_hf_model, HfInput};
 use hearth_llm::convert::Quant;
 use hearth_llm::engine::{Engine, GenerateRequest};
-use hearth_llm::model::ModelOptions;
+use hearth_llm::model::{Backend, ModelOptions};
 use hearth_llm::package::{self, Package, WriteOptions};
 use hearth_llm::reference::{CpuKvCache, CpuModel};
 use pollster::block_on;
@@ -31,7 +31,7 @@ fn convert_and_compare(name: &str, dtype: Dtype, sharded: bool, quant: Option<Qu
 
     let oracle = CpuModel::load(package.manifest.config.clone(), &package).expect("oracle");
     let Some(ctx) = gpu() else { return (0.0, package) };
-    let mut engine = Engine::from_package(&ctx, &package, ModelOptions { context: 64, max_batch: 8 }).expect("engine");
+    let mut engine = Engine::from_package(&Backend::Gpu(ctx), &package, ModelOptions { context: 64, max_batch: 8 }).expect("engine");
     let text = engine.render_chat(&[Message::new("user", "hello world, how are you?")]).expect("chat template");
     let prompt = engine.encode_prompt(&text).expect("encode");
     assert!(prompt.len() > 8, "the prompt spans several batches");

@@ -10,7 +10,7 @@ use hearth_llm::convert::gguf::GgufInput;
 use hearth_llm::convert::{ConvertInput, Quant};
 use hearth_llm::engine::{Engine, GenerateRequest};
 use hearth_llm::formats::manifest::Manifest;
-use hearth_llm::model::ModelOptions;
+use hearth_llm::model::{Backend, ModelOptions};
 use hearth_llm::package::{self, Package, WriteOptions};
 use hearth_llm::weights::TensorSource;
 use hearth_llm::HearthError;
@@ -52,8 +52,8 @@ fn converted_gguf_is_bit_exact_and_generates_the_same_ids() {
         let prompt = engine.encode_prompt(&text).unwrap();
         block_on(engine.generate(&prompt, &request, &mut |_| {})).unwrap().ids
     };
-    let from_gguf = run(Engine::from_gguf(&ctx, &bytes, options).unwrap());
-    let from_package = run(Engine::from_package(&ctx, &package, options).unwrap());
+    let from_gguf = run(Engine::from_gguf(&Backend::Gpu(ctx.clone()), &bytes, options).unwrap());
+    let from_package = run(Engine::from_package(&Backend::Gpu(ctx.clone()), &package, options).unwrap());
     assert!(!from_gguf.is_empty());
     assert_eq!(from_package, from_gguf);
 }

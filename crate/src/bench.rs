@@ -50,7 +50,7 @@ pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: u
     if prompt_tokens == 0 || gen_tokens < 2 || repeats == 0 {
         return Err(HearthError::InvalidArgument("the benchmark needs a prompt, at least 2 generated tokens and 1 repeat".into()));
     }
-    let context = engine.model.options.context;
+    let context = engine.model.options().context;
     if prompt_tokens + gen_tokens > context {
         return Err(HearthError::ContextFull { needed: prompt_tokens + gen_tokens, context });
     }
@@ -109,4 +109,23 @@ pub async fn read_bandwidth(ctx: &GpuContext, bytes: usize, repeats: usize) -> R
     }
     seconds.remove(0); // the checked run also compiled the pipeline
     Ok((words * 4) as f64 / median(seconds))
+}
+
+/// The CPU's streaming-read bandwidth in bytes per second over the thread
+/// pool: every thread XORs its share of a `bytes`-byte buffer (8 bytes at a
+/// time, the compiler vectorises it); median of `repeats` timed runs after a
+/// warm-up that also faults the pages in.
+pub fn cpu_read_bandwidth(bytes: usize, repeats: usize) -> f64 {
+    use rayon::prelude::*;
+    let data: Vec<u64> = (0..bytes / 8).map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+    let chunk = data.len().div_ceil(rayon::current_num_threads() * 8).max(1);
+    let mut seconds = Vec::new();
+    for _ in 0..=repeats.max(1) {
+        let start = Instant::now();
+        let folded = data.par_chunks(chunk).map(|c| c.iter().fold(0u64, |a, &v| a ^ v)).reduce(|| 0, |a, b| a ^ b);
+        std::hint::black_box(folded);
+        seconds.push(start.elapsed().as_secs_f64());
+    }
+    seconds.remove(0);
+    (data.len() * 8) as f64 / median(seconds)
 }

@@ -9,11 +9,9 @@ use crate::chat::{ChatTemplate, Message};
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::GgufFile;
-use crate::gpu::GpuContext;
-use crate::model::{GpuModel, ModelOptions};
+use crate::model::{Backend, Model, ModelOptions, Weights};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
-use crate::gpu::weights::GpuWeights;
 use crate::package::Package;
 use crate::weights::{model_tensor_names, GgufSource};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,7 +89,7 @@ pub struct Generation {
 
 /// A loaded model with its tokenizer and chat template.
 pub struct Engine {
-    pub model: GpuModel,
+    pub model: Model,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     /// The tokens whose keys and values the model's cache holds.
@@ -101,11 +99,10 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over weights already on the GPU.
+    /// An engine over weights already loaded for a backend.
     pub fn new(
-        ctx: &GpuContext,
         config: ModelConfig,
-        weights: &GpuWeights,
+        weights: &Weights,
         tokenizer: Tokenizer,
         template: Option<ChatTemplate>,
         options: ModelOptions,
@@ -117,12 +114,12 @@ impl Engine {
                 config.vocab_size
             )));
         }
-        let model = GpuModel::load(ctx, config, weights, options)?;
+        let model = Model::load(config, weights, options)?;
         Ok(Engine { model, tokenizer, template, cached: Vec::new(), interrupt: Arc::default() })
     }
 
-    /// Loads a GGUF file held in memory onto `ctx`'s GPU.
-    pub fn from_gguf(ctx: &GpuContext, bytes: &[u8], options: ModelOptions) -> Result<Self> {
+    /// Loads a GGUF file held in memory for `backend`.
+    pub fn from_gguf(backend: &Backend, bytes: &[u8], options: ModelOptions) -> Result<Self> {
         let gguf = GgufFile::parse(bytes, Some(bytes.len() as u64))?;
         let config = ModelConfig::from_gguf(&gguf)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
@@ -131,15 +128,15 @@ impl Engine {
             Err(HearthError::NoChatTemplate) => None,
             Err(e) => return Err(e),
         };
-        let weights = GpuWeights::upload_all(ctx, &GgufSource { gguf: &gguf, bytes }, &model_tensor_names(&config))?;
-        Self::new(ctx, config, &weights, tokenizer, template, options)
+        let weights = Weights::load_all(backend, &GgufSource { gguf: &gguf, bytes }, &model_tensor_names(&config))?;
+        Self::new(config, &weights, tokenizer, template, options)
     }
 
-    /// Loads a web model package (already read and verified) onto `ctx`'s GPU.
-    pub fn from_package(ctx: &GpuContext, package: &Package, options: ModelOptions) -> Result<Self> {
+    /// Loads a web model package (already read and verified) for `backend`.
+    pub fn from_package(backend: &Backend, package: &Package, options: ModelOptions) -> Result<Self> {
         let config = package.manifest.config.clone();
-        let weights = GpuWeights::upload_all(ctx, package, &model_tensor_names(&config))?;
-        Self::new(ctx, config, &weights, package.tokenizer()?, package.chat_template()?, options)
+        let weights = Weights::load_all(backend, package, &model_tensor_names(&config))?;
+        Self::new(config, &weights, package.tokenizer()?, package.chat_template()?, options)
     }
 
     /// A flag that, once set, makes the running (or next step of a)
@@ -150,7 +147,7 @@ impl Engine {
     }
 
     pub fn config(&self) -> &ModelConfig {
-        &self.model.config
+        self.model.config()
     }
 
     /// The prompt text of a conversation, ready for the assistant's turn.
@@ -178,7 +175,7 @@ impl Engine {
         if prompt.is_empty() {
             return Err(HearthError::InvalidArgument("the prompt is empty".into()));
         }
-        let context = self.model.options.context;
+        let context = self.model.options().context;
         if prompt.len() >= context {
             return Err(HearthError::ContextFull { needed: prompt.len() + 1, context });
         }
@@ -212,6 +209,7 @@ impl Engine {
             if ids.len() == req.max_tokens || self.cached.len() + 1 >= context {
                 break FinishReason::Length;
             }
+            self.model.pause().await;
             if self.interrupt.swap(false, Ordering::Relaxed) {
                 break FinishReason::Abort;
             }
@@ -261,7 +259,7 @@ impl Engine {
 
 /// Runs `tokens` and picks the next one (on the GPU when greedy); `seen` is
 /// every token so far, for the repetition penalty.
-async fn step(model: &mut GpuModel, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
+async fn step(model: &mut Model, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
     if sampler.options().is_greedy() {
         model.forward_greedy(tokens).await
     } else {

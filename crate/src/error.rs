@@ -53,6 +53,9 @@ pub enum HearthError {
     /// A file's bytes do not match the size or sha256 its manifest lists.
     #[error("integrity check failed for {file}: {message}")]
     Integrity { file: String, message: String },
+    /// Memory for the model could not be allocated.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
 }
 
 impl HearthError {
@@ -71,6 +74,7 @@ impl HearthError {
             HearthError::NoChatTemplate | HearthError::ChatTemplate(_) => "chat_template",
             HearthError::Package(_) => "package",
             HearthError::Integrity { .. } => "integrity",
+            HearthError::OutOfMemory(_) => "out_of_memory",
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod engine;
 pub mod error;
 pub mod formats;
 pub mod gpu;
+pub mod graph;
+pub mod cpu;
 pub mod model;
 pub mod package;
 pub mod quant;

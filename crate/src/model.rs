@@ -1,16 +1,15 @@
-//! The model on the GPU: weights uploaded in their quantized form, every
-//! buffer and dispatch made at load, one submit per forward.
-//!
-//! The layer program mirrors `reference::CpuModel::forward` line for line:
-//!   h = rms_norm(x) · q, k, v = h·Wq, h·Wk, h·Wv · rope(q, k) · x += attn(q, K, V)·Wo
-//!   h = rms_norm(x) · x += (silu(h·Wg) * h·Wu)·Wd
-//! Keys and values are written straight into the KV cache by their projections.
+//! The model behind either backend: the GPU (WGSL on WebGPU/wgpu) or the CPU
+//! (SIMD kernels over a thread pool). Both run `graph::layer_program`; this
+//! file only chooses and forwards.
 
 use crate::config::{ModelConfig, RopeScaling};
+use crate::cpu::{CpuModel, CpuWeights};
 use crate::error::{HearthError, Result};
-use crate::gpu::{self, ops, program, Dispatch, GpuContext, Step};
-use crate::gpu::weights::{GpuMatrix, GpuWeights};
-use crate::weights::layer_tensor;
+use crate::gpu::model::GpuModel;
+use crate::gpu::weights::GpuWeights;
+use crate::gpu::GpuContext;
+use crate::weights::{RawTensor, TensorSource};
+use serde::{Deserialize, Serialize};
 
 /// Sizes chosen by the caller at load.
 #[derive(Debug, Clone, Copy)]
@@ -27,256 +26,205 @@ impl Default for ModelOptions {
     }
 }
 
-/// The head that gives every position's logits, with its buffers.
-struct AllLogits {
-    logits: wgpu::Buffer,  // max_batch × vocab f32
-    staging: wgpu::Buffer, // its mappable copy
-    head: Vec<Dispatch>,
+/// Which backend runs the model, by name (CLI flag, JS option, reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// WGSL compute shaders on WebGPU (wgpu natively).
+    #[serde(rename = "webgpu", alias = "gpu")]
+    Gpu,
+    /// SIMD kernels on the CPU's threads.
+    Cpu,
 }
 
-/// The transformer on the GPU with its KV cache.
-pub struct GpuModel {
-    pub config: ModelConfig,
-    pub options: ModelOptions,
-    ctx: GpuContext,
-    /// The `Step` of the layer program and that of the head (last token only).
-    step: wgpu::Buffer,
-    step_last: wgpu::Buffer,
-    ids: wgpu::Buffer,   // max_batch u32
-    logits: wgpu::Buffer, // vocab f32, the last token's
-    next_id: wgpu::Buffer, // 1 u32, argmax of logits
-    /// Mappable copies of `logits` and `next_id`, made once.
-    logits_staging: wgpu::Buffer,
-    next_id_staging: wgpu::Buffer,
-    layers: Vec<Dispatch>,
-    head: Vec<Dispatch>,
-    /// What the all-positions head needs; its logits buffer (max_batch ×
-    /// vocab) is only allocated on first use (scoring, perplexity).
-    x: wgpu::Buffer,
-    h: wgpu::Buffer,
-    out_norm: wgpu::Buffer,
-    output: GpuMatrix,
-    all_logits: Option<AllLogits>,
-    gpu_bytes: u64,
-    weight_bytes: u64,
-    /// Positions held in the KV cache.
-    pos: usize,
-}
-
-impl GpuModel {
-    /// Builds the model over `weights` (every tensor of
-    /// `weights::model_tensor_names(&config)`, uploaded).
-    pub fn load(ctx: &GpuContext, config: ModelConfig, weights: &GpuWeights, options: ModelOptions) -> Result<Self> {
-        let c = &config;
-        let context = options.context.min(c.context_length);
-        let max_batch = options.max_batch.clamp(1, context);
-        let options = ModelOptions { context, max_batch };
-        // Running totals of what is allocated, for the memory report.
-        let gpu_bytes = std::cell::Cell::new(0u64);
-        let scratch = |label: &str, len: usize| -> Result<wgpu::Buffer> {
-            let b = gpu::storage_zeroed(ctx, label, len)?;
-            gpu_bytes.set(gpu_bytes.get() + b.size());
-            Ok(b)
-        };
-        let (d, qd, kvd, f) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
-        // Activations, max_batch rows each.
-        let x = scratch("x", max_batch * d)?; // residual stream
-        let h = scratch("h", max_batch * d)?; // normed input of a projection
-        let q = scratch("q", max_batch * qd)?;
-        let attn = scratch("attn", max_batch * qd)?;
-        let o = scratch("o", max_batch * d)?; // a block's output before the residual add
-        let gate = scratch("gate", max_batch * f)?;
-        let up = scratch("up", max_batch * f)?;
-        let h_last = scratch("h_last", d)?;
-        let logits = scratch("logits", c.vocab_size)?;
-        let next_id = scratch("next_id", 1)?;
-        let ids = scratch("ids", max_batch)?;
-        let rope_table = gpu::storage_from(ctx, "rope_table", &rope_table(c, context));
-        gpu_bytes.set(gpu_bytes.get() + rope_table.size());
-        let step = gpu::uniform_from(ctx, "step", &Step::default());
-        let step_last = gpu::uniform_from(ctx, "step_last", &Step::default());
-
-        let embed = weights.matrix("token_embd.weight", c.vocab_size, d)?;
-        let mut layers = vec![ops::embed(ctx, &step, &embed, &ids, &x)];
-        for l in 0..c.n_layers {
-            let name = |n: &str| layer_tensor(l, n);
-            let w = |n: &str, rows, cols| weights.matrix(&name(n), rows, cols);
-            let (wq, wk, wv, wo) = (w("attn_q", qd, d)?, w("attn_k", kvd, d)?, w("attn_v", kvd, d)?, w("attn_output", d, qd)?);
-            let (wg, wu, wd) = (w("ffn_gate", f, d)?, w("ffn_up", f, d)?, w("ffn_down", d, f)?);
-            let attn_norm = weights.vector(&name("attn_norm"), d)?;
-            let ffn_norm = weights.vector(&name("ffn_norm"), d)?;
-            let k_cache = scratch("k_cache", context * kvd)?;
-            let v_cache = scratch("v_cache", context * kvd)?;
-            layers.extend([
-                ops::rms_norm(ctx, &step, &x, &attn_norm, &h, d, c.rms_eps),
-                ops::matmul(ctx, &step, &wq, &h, &q, false),
-                ops::matmul(ctx, &step, &wk, &h, &k_cache, true),
-                ops::matmul(ctx, &step, &wv, &h, &v_cache, true),
-                ops::rope(ctx, &step, &rope_table, &q, c.n_heads, c.head_dim, c.rope_dim, false),
-                ops::rope(ctx, &step, &rope_table, &k_cache, c.n_kv_heads, c.head_dim, c.rope_dim, true),
-                ops::attention(ctx, &step, &q, &k_cache, &v_cache, &attn, c.n_heads, c.n_kv_heads, c.head_dim),
-                ops::matmul(ctx, &step, &wo, &attn, &o, false),
-                ops::add(ctx, &step, &x, &o, d),
-                ops::rms_norm(ctx, &step, &x, &ffn_norm, &h, d, c.rms_eps),
-                ops::matmul(ctx, &step, &wg, &h, &gate, false),
-                ops::matmul(ctx, &step, &wu, &h, &up, false),
-                ops::swiglu(ctx, &step, &gate, &up, f),
-                ops::matmul(ctx, &step, &wd, &gate, &o, false),
-                ops::add(ctx, &step, &x, &o, d),
-            ]);
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Gpu => "webgpu",
+            BackendKind::Cpu => "cpu",
         }
-        let out_norm = weights.vector("output_norm.weight", d)?;
-        let output = if c.tied_embeddings { embed } else { weights.matrix("output.weight", c.vocab_size, d)? };
-        let head = vec![
-            ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
-            ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
-            ops::argmax(ctx, &logits, &next_id, c.vocab_size),
-        ];
-        let logits_staging = gpu::staging::<f32>(ctx, "logits.staging", c.vocab_size);
-        gpu_bytes.set(gpu_bytes.get() + logits_staging.size());
-        ctx.take_error()?;
-        Ok(GpuModel {
-            config,
-            options,
-            ctx: ctx.clone(),
-            step,
-            step_last,
-            ids,
-            logits,
-            logits_staging,
-            next_id_staging: gpu::staging::<u32>(ctx, "next_id.staging", 1),
-            next_id,
-            layers,
-            head,
-            x,
-            h,
-            out_norm,
-            output,
-            all_logits: None,
-            gpu_bytes: gpu_bytes.get() + weights.size_bytes(),
-            weight_bytes: weights.size_bytes(),
-            pos: 0,
+    }
+}
+
+/// Where a model's weights go and its forward passes run.
+#[derive(Clone)]
+pub enum Backend {
+    Gpu(GpuContext),
+    Cpu,
+}
+
+impl Backend {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Backend::Gpu(_) => BackendKind::Gpu,
+            Backend::Cpu => BackendKind::Cpu,
+        }
+    }
+
+    /// A short description: the GPU adapter, or the CPU and its threads.
+    pub fn describe(&self) -> String {
+        match self {
+            Backend::Gpu(ctx) => ctx.report.name.clone(),
+            Backend::Cpu => format!("CPU, {} threads, {}", rayon::current_num_threads(), crate::cpu::simd::NAME),
+        }
+    }
+}
+
+/// A model's weights loaded for one backend, one tensor at a time in any
+/// order (a web package's shards arrive as they download).
+pub enum Weights {
+    Gpu(GpuContext, GpuWeights),
+    Cpu(CpuWeights),
+}
+
+impl Weights {
+    pub fn new(backend: &Backend) -> Self {
+        match backend {
+            Backend::Gpu(ctx) => Weights::Gpu(ctx.clone(), GpuWeights::default()),
+            Backend::Cpu => Weights::Cpu(CpuWeights::default()),
+        }
+    }
+
+    /// Loads every tensor in `names` from `src`.
+    pub fn load_all(backend: &Backend, src: &dyn TensorSource, names: &[String]) -> Result<Self> {
+        let mut weights = Weights::new(backend);
+        for name in names {
+            weights.add(name, &src.tensor(name)?)?;
+        }
+        Ok(weights)
+    }
+
+    pub fn add(&mut self, name: &str, t: &RawTensor<'_>) -> Result<()> {
+        match self {
+            Weights::Gpu(ctx, w) => {
+                w.add(ctx, name, t)?;
+                ctx.take_error()
+            }
+            Weights::Cpu(w) => w.add(name, t),
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Weights::Gpu(_, w) => w.contains(name),
+            Weights::Cpu(w) => w.contains(name),
+        }
+    }
+}
+
+/// The transformer with its KV cache, on one backend.
+pub enum Model {
+    Gpu(GpuModel),
+    Cpu(CpuModel),
+}
+
+/// Forwards a call to whichever backend holds the model.
+macro_rules! each {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Model::Gpu($m) => $e,
+            Model::Cpu($m) => $e,
+        }
+    };
+}
+
+impl Model {
+    pub fn load(config: ModelConfig, weights: &Weights, options: ModelOptions) -> Result<Self> {
+        Ok(match weights {
+            Weights::Gpu(ctx, w) => Model::Gpu(GpuModel::load(ctx, config, w, options)?),
+            Weights::Cpu(w) => Model::Cpu(CpuModel::load(config, w, options)?),
         })
     }
 
-    /// The GPU the model lives on.
-    pub fn context(&self) -> &GpuContext {
-        &self.ctx
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Model::Gpu(_) => BackendKind::Gpu,
+            Model::Cpu(_) => BackendKind::Cpu,
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        each!(self, m => &m.config)
+    }
+
+    pub fn options(&self) -> ModelOptions {
+        each!(self, m => m.options)
     }
 
     /// Positions held in the KV cache.
     pub fn position(&self) -> usize {
-        self.pos
+        each!(self, m => m.position())
     }
 
     /// Forgets every position after the first `n` (n = 0 starts over).
     pub fn truncate(&mut self, n: usize) {
-        self.pos = self.pos.min(n);
+        each!(self, m => m.truncate(n))
     }
 
-    /// GPU memory the model holds (weights, KV cache, activations), in bytes.
-    pub fn gpu_bytes(&self) -> u64 {
-        self.gpu_bytes
+    /// Memory the model holds (weights, KV cache, activations), in bytes: GPU
+    /// memory on the GPU backend, heap memory on the CPU backend.
+    pub fn memory_bytes(&self) -> u64 {
+        each!(self, m => m.memory_bytes())
     }
 
-    /// Bytes of weights on the GPU (read once per decoded token).
+    /// Bytes of weights (read once per decoded token).
     pub fn weight_bytes(&self) -> u64 {
-        self.weight_bytes
+        each!(self, m => m.weight_bytes())
     }
 
     /// Runs `tokens` after the cached positions and returns the last token's logits.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let (src, staging) = (self.logits.clone(), self.logits_staging.clone());
-        self.forward(tokens, &src, &staging, self.config.vocab_size).await
+        each!(self, m => m.forward_logits(tokens).await)
     }
 
-    /// Runs `tokens` after the cached positions and returns the id of the
-    /// most likely next token (only 4 bytes are read back).
+    /// Between tokens: lets the browser handle its events on the CPU backend
+    /// (the GPU backend already waits for the GPU there).
+    pub async fn pause(&self) {
+        if let Model::Cpu(_) = self {
+            crate::cpu::yield_to_event_loop().await;
+        }
+    }
+
+    /// Runs `tokens` after the cached positions and returns the most likely next token.
     pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
-        let (src, staging) = (self.next_id.clone(), self.next_id_staging.clone());
-        let id = self.forward::<u32>(tokens, &src, &staging, 1).await?[0];
-        if id as usize >= self.config.vocab_size {
-            return Err(HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into()));
-        }
-        Ok(id)
+        each!(self, m => m.forward_greedy(tokens).await)
     }
 
-    /// Runs `tokens` after the cached positions and returns the logits of
-    /// every one of them (`tokens.len() × vocab`, row-major): for scoring.
+    /// Runs `tokens` after the cached positions and returns every position's
+    /// logits (`tokens.len() × vocab`, row-major).
     pub async fn forward_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        self.validate(tokens)?;
-        let vocab = self.config.vocab_size;
-        if self.all_logits.is_none() {
-            let c = &self.config;
-            let logits = gpu::storage_zeroed(&self.ctx, "all_logits", self.options.max_batch * vocab)?;
-            let head = vec![
-                ops::rms_norm(&self.ctx, &self.step, &self.x, &self.out_norm, &self.h, c.dim, c.rms_eps),
-                ops::matmul(&self.ctx, &self.step, &self.output, &self.h, &logits, false),
-            ];
-            let staging = gpu::staging::<f32>(&self.ctx, "all_logits.staging", self.options.max_batch * vocab);
-            self.gpu_bytes += logits.size() + staging.size();
-            self.all_logits = Some(AllLogits { logits, staging, head });
-        }
-        let mut out = Vec::with_capacity(tokens.len() * vocab);
-        for chunk in tokens.chunks(self.options.max_batch) {
-            let mut encoder = self.record(chunk);
-            let all = self.all_logits.as_ref().expect("made above");
-            program::encode(&mut encoder, &all.head, chunk.len() as u32);
-            out.extend(gpu::submit_and_read_via::<f32>(&self.ctx, encoder, &all.logits, &all.staging, chunk.len() * vocab).await?);
-        }
-        Ok(out)
+        each!(self, m => m.forward_all_logits(tokens).await)
     }
+}
 
-    /// Runs `tokens` (in chunks of max_batch), then the last-token head, and
-    /// reads back `len` values of `result` through `staging`.
-    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
-        self.validate(tokens)?;
-        let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
-        let (last, rest) = chunks.split_last().expect("validate() refuses an empty input");
-        for chunk in rest {
-            let encoder = self.record(chunk);
-            self.ctx.queue.submit([encoder.finish()]);
-        }
-        let mut encoder = self.record(last);
-        program::encode(&mut encoder, &self.head, 1);
-        gpu::submit_and_read_via(&self.ctx, encoder, result, staging, len).await
+/// Refuses an empty input, ids outside the vocabulary and inputs that would
+/// overflow the KV cache after `pos` cached positions.
+pub fn validate_tokens(tokens: &[u32], pos: usize, config: &ModelConfig, options: &ModelOptions) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(HearthError::InvalidArgument("no tokens to process".into()));
     }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
+        return Err(HearthError::InvalidArgument(format!(
+            "token id {bad} is outside the vocabulary ({} tokens)",
+            config.vocab_size
+        )));
+    }
+    if pos + tokens.len() > options.context {
+        return Err(HearthError::ContextFull { needed: pos + tokens.len(), context: options.context });
+    }
+    Ok(())
+}
 
-    /// Writes the step uniforms and ids for one chunk, records the layer
-    /// program and advances the position.
-    fn record(&mut self, chunk: &[u32]) -> wgpu::CommandEncoder {
-        let n = chunk.len() as u32;
-        let pos0 = self.pos as u32;
-        let queue = &self.ctx.queue;
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
-        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
-        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        program::encode(&mut encoder, &self.layers, n);
-        self.pos += chunk.len();
-        encoder
-    }
-
-    fn validate(&self, tokens: &[u32]) -> Result<()> {
-        if tokens.is_empty() {
-            return Err(HearthError::InvalidArgument("no tokens to process".into()));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= self.config.vocab_size) {
-            return Err(HearthError::InvalidArgument(format!(
-                "token id {bad} is outside the vocabulary ({} tokens)",
-                self.config.vocab_size
-            )));
-        }
-        if self.pos + tokens.len() > self.options.context {
-            return Err(HearthError::ContextFull { needed: self.pos + tokens.len(), context: self.options.context });
-        }
-        Ok(())
-    }
+/// Clamps the caller's sizes to the model: context at most the model's, a
+/// batch of at least 1 and at most the context.
+pub fn clamp_options(config: &ModelConfig, options: ModelOptions) -> ModelOptions {
+    let context = options.context.min(config.context_length);
+    ModelOptions { context, max_batch: options.max_batch.clamp(1, context) }
 }
 
 /// cos/sin of every (position, pair) angle, computed in f64:
 /// angle = pos · scale · θ^(-2i / rope_dim).
-fn rope_table(c: &ModelConfig, context: usize) -> Vec<[f32; 2]> {
+pub fn rope_table(c: &ModelConfig, context: usize) -> Vec<[f32; 2]> {
     let pairs = c.rope_dim / 2;
     let scale = match c.rope_scaling {
         RopeScaling::None => 1.0,

@@ -2,7 +2,7 @@
 //! candidates, and perplexity with llama.cpp's `llama-perplexity` convention.
 
 use crate::error::{HearthError, Result};
-use crate::model::GpuModel;
+use crate::model::Model;
 use serde::Serialize;
 
 /// The prediction made after `ids[0..=i]`.
@@ -37,12 +37,12 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
 }
 
 /// Scores `ids` from an empty cache: one `Position` per token that has a successor.
-pub async fn score(model: &mut GpuModel, ids: &[u32], top: usize) -> Result<Vec<Position>> {
+pub async fn score(model: &mut Model, ids: &[u32], top: usize) -> Result<Vec<Position>> {
     if ids.len() < 2 {
         return Err(HearthError::InvalidArgument("scoring needs at least two tokens".into()));
     }
     model.truncate(0);
-    let vocab = model.config.vocab_size;
+    let vocab = model.config().vocab_size;
     let logits = model.forward_all_logits(&ids[..ids.len() - 1]).await?;
     Ok(logits
         .chunks_exact(vocab)
@@ -65,18 +65,18 @@ pub struct Perplexity {
 /// `ctx` tokens, each from an empty cache; within a chunk the logits at
 /// positions ctx/2 .. ctx-2 score the token after them. `on_chunk(done, total)`
 /// reports progress.
-pub async fn perplexity(model: &mut GpuModel, tokens: &[u32], ctx: usize, on_chunk: &mut dyn FnMut(usize, usize)) -> Result<Perplexity> {
-    if ctx < 4 || ctx > model.options.context {
+pub async fn perplexity(model: &mut Model, tokens: &[u32], ctx: usize, on_chunk: &mut dyn FnMut(usize, usize)) -> Result<Perplexity> {
+    if ctx < 4 || ctx > model.options().context {
         return Err(HearthError::InvalidArgument(format!(
             "ctx {ctx} must be at least 4 and at most the loaded context ({})",
-            model.options.context
+            model.options().context
         )));
     }
     let chunks = tokens.len() / ctx;
     if chunks == 0 {
         return Err(HearthError::InvalidArgument(format!("the text has {} tokens, fewer than ctx = {ctx}", tokens.len())));
     }
-    let vocab = model.config.vocab_size;
+    let vocab = model.config().vocab_size;
     let first = ctx / 2;
     let (mut nll, mut scored) = (0.0f64, 0usize);
     for (i, chunk) in tokens.chunks_exact(ctx).take(chunks).enumerate() {

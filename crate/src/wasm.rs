@@ -2,13 +2,18 @@
 //! Every export returns a `Result`, so a failure becomes a thrown JS `Error`
 //! with the engine's message, never a panic across the boundary.
 
+// The threaded build's `initThreadPool(n)`: starts the rayon pool's Web Workers.
+// (Unused in Rust: the import links the crate, whose #[wasm_bindgen] export it is.)
+#[cfg(feature = "threads")]
+#[allow(unused_imports)]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::{Engine, GenerateRequest};
 use crate::formats::manifest::Manifest;
 use crate::formats::shard;
-use crate::gpu::weights::GpuWeights;
 use crate::gpu::{self, GpuContext};
-use crate::model::ModelOptions;
+use crate::model::{Backend, BackendKind, ModelOptions, Weights};
 use crate::tokenizer::Tokenizer;
 use crate::weights::model_tensor_names;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -189,6 +194,8 @@ fn parse_request(value: &JsValue) -> Result<GenerateRequest, JsValue> {
 struct LoadOptions {
     context: Option<usize>,
     max_batch: Option<usize>,
+    /// 'webgpu' (default) or 'cpu'.
+    backend: Option<BackendKind>,
 }
 
 impl LoadOptions {
@@ -210,24 +217,30 @@ impl LoadOptions {
 #[wasm_bindgen(js_name = Engine)]
 pub struct WasmEngine {
     inner: Shared,
-    ctx: GpuContext,
+    backend: Backend,
     /// `Engine::interrupt_handle`, reachable while a generation holds the engine.
     interrupt: Arc<AtomicBool>,
 }
 
 impl WasmEngine {
-    fn new(engine: Engine, ctx: GpuContext) -> Self {
+    fn new(engine: Engine, backend: Backend) -> Self {
         let interrupt = engine.interrupt_handle();
-        WasmEngine { inner: Rc::new(RefCell::new(engine)), ctx, interrupt }
+        WasmEngine { inner: Rc::new(RefCell::new(engine)), backend, interrupt }
     }
 }
 
-fn load_options(options: &JsValue) -> Result<ModelOptions, JsValue> {
-    Ok(match json_of("options", options)? {
+/// The model sizes and the backend, opened (a WebGPU device for 'webgpu').
+async fn load_options(options: &JsValue) -> Result<(ModelOptions, Backend), JsValue> {
+    let options = match json_of("options", options)? {
         Some(json) => parse_json::<LoadOptions>("options", &json)?,
         None => LoadOptions::default(),
-    }
-    .model_options()?)
+    };
+    let model_options = options.model_options()?;
+    let backend = match options.backend.unwrap_or(BackendKind::Gpu) {
+        BackendKind::Gpu => Backend::Gpu(GpuContext::new().await?),
+        BackendKind::Cpu => Backend::Cpu,
+    };
+    Ok((model_options, backend))
 }
 
 /// Loads a web model package shard by shard: `ModelLoader.create(manifest,
@@ -236,12 +249,12 @@ fn load_options(options: &JsValue) -> Result<ModelOptions, JsValue> {
 /// GPU at once, so wasm memory holds one shard at a time, never the model.
 #[wasm_bindgen]
 pub struct ModelLoader {
-    ctx: GpuContext,
+    backend: Backend,
     manifest: Manifest,
     tokenizer: Tokenizer,
     template: Option<ChatTemplate>,
     options: ModelOptions,
-    weights: GpuWeights,
+    weights: Weights,
     /// The tensors the model reads; others in the package are skipped.
     needed: Vec<String>,
 }
@@ -254,9 +267,8 @@ impl ModelLoader {
     pub async fn create(
         manifest: String,
         tokenizer: String,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu'} | undefined")] options: JsValue,
     ) -> Result<ModelLoader, JsValue> {
-        let options = load_options(&options)?;
         let manifest = Manifest::parse(&manifest)?;
         let needed = model_tensor_names(&manifest.config);
         if let Some(name) = needed.iter().find(|n| manifest.tensor(n).is_none()) {
@@ -264,8 +276,9 @@ impl ModelLoader {
         }
         let tokenizer = Tokenizer::from_json(&tokenizer, manifest.tokenizer.special)?;
         let template = manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
-        let ctx = GpuContext::new().await?;
-        Ok(ModelLoader { ctx, manifest, tokenizer, template, options, weights: GpuWeights::default(), needed })
+        let (options, backend) = load_options(&options).await?;
+        let weights = Weights::new(&backend);
+        Ok(ModelLoader { backend, manifest, tokenizer, template, options, weights, needed })
     }
 
     /// Uploads the tensors of shard `file` (its bytes, already checked
@@ -274,10 +287,9 @@ impl ModelLoader {
     pub fn add_shard(&mut self, file: &str, bytes: &[u8]) -> Result<(), JsValue> {
         for (entry, tensor) in shard::read(&self.manifest, file, bytes)? {
             if self.needed.contains(&entry.name) {
-                self.weights.add(&self.ctx, &entry.name, &tensor)?;
+                self.weights.add(&entry.name, &tensor)?;
             }
         }
-        self.ctx.take_error()?;
         Ok(())
     }
 
@@ -294,8 +306,8 @@ impl ModelLoader {
             return Err(HearthError::Package(format!("{} tensors never arrived, e.g. {}", missing.len(), missing[0])).into());
         }
         let config = self.manifest.config.clone();
-        let engine = Engine::new(&self.ctx, config, &self.weights, self.tokenizer, self.template, self.options)?;
-        Ok(WasmEngine::new(engine, self.ctx))
+        let engine = Engine::new(config, &self.weights, self.tokenizer, self.template, self.options)?;
+        Ok(WasmEngine::new(engine, self.backend))
     }
 }
 
@@ -308,7 +320,7 @@ impl WasmEngine {
     /// context; tokens per forward pass, default 128).
     pub async fn load(
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] gguf: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu'} | undefined")] options: JsValue,
     ) -> Result<WasmEngine, JsValue> {
         let bytes = if let Some(a) = gguf.dyn_ref::<js_sys::Uint8Array>() {
             a.to_vec()
@@ -317,11 +329,10 @@ impl WasmEngine {
         } else {
             return Err(HearthError::InvalidArgument("the model must be a Uint8Array or an ArrayBuffer of a GGUF file".into()).into());
         };
-        let options = load_options(&options)?;
-        let ctx = GpuContext::new().await?;
-        let engine = Engine::from_gguf(&ctx, &bytes, options)?;
+        let (options, backend) = load_options(&options).await?;
+        let engine = Engine::from_gguf(&backend, &bytes, options)?;
         drop(bytes);
-        Ok(WasmEngine::new(engine, ctx))
+        Ok(WasmEngine::new(engine, backend))
     }
 
     fn engine(&self) -> Result<std::cell::Ref<'_, Engine>, JsValue> {
@@ -437,7 +448,7 @@ impl WasmEngine {
     /// Positions the KV cache holds (the context the model was loaded with).
     #[wasm_bindgen(js_name = contextSize)]
     pub fn context_size(&self) -> Result<usize, JsValue> {
-        Ok(self.engine()?.model.options.context)
+        Ok(self.engine()?.model.options().context)
     }
 
     /// GPU bytes of the weights alone (what a decode step reads per token).
@@ -446,15 +457,37 @@ impl WasmEngine {
         Ok(self.engine()?.model.weight_bytes() as f64)
     }
 
-    /// GPU memory the model holds (weights, KV cache, activations), in bytes.
+    /// Memory the model holds (weights, KV cache, activations), in bytes:
+    /// GPU memory on WebGPU, wasm memory on the CPU backend.
     #[wasm_bindgen(js_name = gpuBytes)]
     pub fn gpu_bytes(&self) -> Result<f64, JsValue> {
-        Ok(self.engine()?.model.gpu_bytes() as f64)
+        Ok(self.engine()?.model.memory_bytes() as f64)
     }
 
-    /// The WebGPU adapter the engine runs on.
+    /// The WebGPU adapter the engine runs on; on the CPU backend `{name,
+    /// backend: 'cpu', threads, simd}`.
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> Result<JsValue, JsValue> {
-        to_js(&*self.ctx.report)
+        match &self.backend {
+            Backend::Gpu(ctx) => to_js(&*ctx.report),
+            Backend::Cpu => to_js(&serde_json::json!({
+                "name": self.backend.describe(), "backend": "cpu",
+                "threads": rayon::current_num_threads(), "simd": crate::cpu::simd::NAME,
+            })),
+        }
+    }
+
+    /// Which backend runs the model: 'webgpu' or 'cpu'.
+    #[wasm_bindgen(unchecked_return_type = "'webgpu' | 'cpu'")]
+    pub fn backend(&self) -> String {
+        self.backend.kind().name().to_string()
+    }
+
+    /// Threads the CPU backend's pool uses (1 without the threaded build; 0 on WebGPU).
+    pub fn threads(&self) -> usize {
+        match self.backend {
+            Backend::Gpu(_) => 0,
+            Backend::Cpu => rayon::current_num_threads(),
+        }
     }
 }

@@ -8,7 +8,7 @@ use hearth_llm::convert::{ConvertInput, Quant};
 use hearth_llm::package::{self, Package, WriteOptions, MANIFEST_FILE};
 use hearth_llm::engine::{Engine, GenerateRequest};
 use hearth_llm::gpu::GpuContext;
-use hearth_llm::model::ModelOptions;
+use hearth_llm::model::{Backend, ModelOptions};
 use hearth_llm::sampler::SamplerOptions;
 use hearth_llm::{HearthError, Result};
 use pollster::block_on;
@@ -58,6 +58,42 @@ struct BenchArgs {
     /// Print one JSON object per prompt length.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+/// Which backend runs the model.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BackendChoice {
+    /// WGSL compute shaders through wgpu (Vulkan, Metal, DX12).
+    Gpu,
+    /// SIMD kernels on the CPU's threads.
+    Cpu,
+}
+
+#[derive(Args, Clone)]
+struct BackendArgs {
+    /// Where the model runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    backend: BackendChoice,
+    /// CPU threads for the cpu backend (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl BackendArgs {
+    fn open(&self) -> Result<Backend> {
+        match self.backend {
+            BackendChoice::Gpu => Ok(Backend::Gpu(GpuContext::new_blocking()?)),
+            BackendChoice::Cpu => {
+                if let Some(n) = self.threads {
+                    // Only the first call can size the global pool; later ones keep it.
+                    let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+                }
+                Ok(Backend::Cpu)
+            }
+        }
+    }
 }
 
 #[derive(Args)]
@@ -152,7 +188,7 @@ struct ScoreArgs {
     json: bool,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
     /// A GGUF file, or a web model package folder (from `hearth convert`).
     #[arg(long, short)]
@@ -160,6 +196,8 @@ struct ModelArgs {
     /// Positions the KV cache holds.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -250,10 +288,10 @@ fn load(args: &ModelArgs) -> Result<Engine> {
     let options = ModelOptions { context: args.ctx, ..Default::default() };
     if let Some(dir) = package_dir(&args.model) {
         let package = Package::open(dir)?;
-        return Engine::from_package(&GpuContext::new_blocking()?, &package, options);
+        return Engine::from_package(&args.backend.open()?, &package, options);
     }
     let bytes = read_file(&args.model)?;
-    Engine::from_gguf(&GpuContext::new_blocking()?, &bytes, options)
+    Engine::from_gguf(&args.backend.open()?, &bytes, options)
 }
 
 fn convert(args: ConvertArgs) -> Result<()> {
@@ -418,14 +456,22 @@ fn bench(args: BenchArgs) -> Result<()> {
         return Err(HearthError::InvalidArgument("--prompt-tokens must be at least 1, --gen-tokens at least 2, --repeats at least 1".into()));
     }
     let start = std::time::Instant::now();
-    let mut engine = load(&ModelArgs { model: args.model.clone(), ctx: longest + args.gen_tokens })?;
+    let backend = args.backend.open()?;
+    let mut engine = load(&ModelArgs { model: args.model.clone(), ctx: longest + args.gen_tokens, backend: args.backend.clone() })?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    let ctx = engine.model.context().clone();
-    let bandwidth = block_on(hearth_llm::bench::read_bandwidth(&ctx, 128 << 20, 5))?;
+    // The streaming-read bandwidth of the memory the weights live in.
+    let bandwidth = match &backend {
+        Backend::Gpu(ctx) => block_on(hearth_llm::bench::read_bandwidth(ctx, 128 << 20, 5))?,
+        Backend::Cpu => hearth_llm::bench::cpu_read_bandwidth(256 << 20, 5),
+    };
+    let (adapter, api) = match &backend {
+        Backend::Gpu(ctx) => (ctx.report.name.clone(), ctx.report.backend.clone()),
+        Backend::Cpu => (backend.describe(), "cpu".to_string()),
+    };
     let weight_bytes = engine.model.weight_bytes();
     if !args.json {
-        println!("adapter {} ({}); load {load_ms:.0} ms; GPU memory {:.1} MiB (weights {:.1} MiB); read bandwidth {:.2} GB/s",
-            ctx.report.name, ctx.report.backend, engine.model.gpu_bytes() as f64 / 1048576.0, weight_bytes as f64 / 1048576.0, bandwidth / 1e9);
+        println!("{adapter} ({api}); load {load_ms:.0} ms; model memory {:.1} MiB (weights {:.1} MiB); read bandwidth {:.2} GB/s",
+            engine.model.memory_bytes() as f64 / 1048576.0, weight_bytes as f64 / 1048576.0, bandwidth / 1e9);
         println!("{:>7} {:>5} {:>9} {:>13} {:>12} {:>9}", "prompt", "gen", "ttft ms", "prefill tok/s", "decode tok/s", "roofline");
     }
     for &prompt_tokens in &args.prompt_tokens {
@@ -433,10 +479,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
         if args.json {
             println!("{}", serde_json::json!({
-                "adapter": ctx.report.name, "backend": ctx.report.backend,
+                "adapter": adapter, "backend": api, "engine_backend": engine.model.kind().name(),
                 "prompt_tokens": f.prompt_tokens, "gen_tokens": f.gen_tokens, "load_ms": load_ms, "ttft_ms": f.ttft_ms,
-                "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.gpu_bytes(),
-                "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "roofline_fraction": roofline,
+                "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.memory_bytes(),
+                "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "read_gbs": bandwidth / 1e9,
+                "weight_bytes_per_token": weight_bytes, "roofline_fraction": roofline,
                 "repeats": args.repeats,
             }));
         } else {

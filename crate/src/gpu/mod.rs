@@ -5,6 +5,7 @@
 mod buffers;
 mod context;
 mod kernels;
+pub mod model;
 pub mod ops;
 pub mod program;
 pub mod selfcheck;

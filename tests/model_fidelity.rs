@@ -1,5 +1,5 @@
-//! The GPU model on the real default model against the exact float64
-//! reference in ../shared/fixtures, with the thresholds of the engine issue:
+//! Both backends (GPU, CPU) on the real default model against the exact
+//! float64 reference in ../shared/fixtures, with the thresholds of the engine issue:
 //! last-position logits within 0.05, and teacher-forced along the reference
 //! continuation, the same top-1 wherever the reference's top-1/top-2 margin
 //! is at least 0.1 (so free-running greedy output equals the reference up to
@@ -10,25 +10,32 @@ mod common;
 use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
+use hearth_llm::model::{Backend, Model, ModelOptions, Weights};
 use hearth_llm::sampler::argmax;
-use hearth_llm::model::{GpuModel, ModelOptions};
-use hearth_llm::gpu::weights::GpuWeights;
 use hearth_llm::weights::{model_tensor_names, GgufSource};
 use pollster::block_on;
 
 #[test]
 fn gpu_model_matches_exact_reference() {
     let Some(ctx) = gpu() else { return };
+    check_against_exact_reference(Backend::Gpu(ctx));
+}
+
+#[test]
+fn cpu_model_matches_exact_reference() {
+    check_against_exact_reference(Backend::Cpu);
+}
+
+fn check_against_exact_reference(backend: Backend) {
     let Some(bytes) = default_model_bytes() else { return };
     let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).expect("parse");
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let src = GgufSource { gguf: &gguf, bytes: &bytes };
     let options = ModelOptions { context: 256, max_batch: 16 }; // 16: prompts span several chunks
-    let weights = GpuWeights::upload_all(&ctx, &src, &model_tensor_names(&config)).expect("upload");
-    let mut model = GpuModel::load(&ctx, config, &weights, options).expect("load");
-    eprintln!("adapter {}; GPU memory {:.1} MiB, weights {:.1} MiB", ctx.report.name,
-        model.gpu_bytes() as f64 / 1048576.0, model.weight_bytes() as f64 / 1048576.0);
-
+    let weights = Weights::load_all(&backend, &src, &model_tensor_names(&config)).expect("load weights");
+    let mut model = Model::load(config, &weights, options).expect("load");
+    eprintln!("{}; memory {:.1} MiB, weights {:.1} MiB", backend.describe(),
+        model.memory_bytes() as f64 / 1048576.0, model.weight_bytes() as f64 / 1048576.0);
     let mut worst = 0f32;
     for case in fixture("smollm2_exact.json")["cases"].as_array().unwrap() {
         let id = case["id"].as_str().unwrap();

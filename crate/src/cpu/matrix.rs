@@ -1,0 +1,266 @@
+//! Weight matrices on the CPU and the matrix product `out = x · Wᵀ`.
+//!
+//! 4-bit and 8-bit matrices keep their ggml quantized values, repacked so the
+//! kernel streams them: the values of each 32-wide block contiguous, the f16
+//! scales widened once to f32 in arrays of their own. Q4_0 becomes Q4_1 with
+//! minimum -8·d (d·(q - 8) = d·q - 8·d). Other types are kept as f32.
+//!
+//! Activations are quantized per 32-wide block to 16-bit fixed point
+//! (`QuantRows`): a block's largest magnitude maps to 32767, so each value
+//! keeps about 15 bits (llama.cpp's CPU path keeps 8). Per block then:
+//!   Σ w·x ≈ d·s·Σ q·xq  (+ m·Σ x for Q4_1)
+//! with the integer sum done by i16 multiply-adds (see `simd`).
+
+use super::simd;
+use crate::error::{HearthError, Result};
+use crate::formats::gguf::TensorType;
+use crate::weights::RawTensor;
+use half::f16;
+use rayon::prelude::*;
+
+pub const BLOCK: usize = 32;
+
+/// A `rows × cols` weight matrix in the layout the CPU kernels read.
+pub struct CpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    data: Data,
+}
+
+enum Data {
+    /// 16 bytes of nibbles per block (ggml order), scale d and minimum m per block.
+    Q4 { quants: Vec<[u8; 16]>, d: Vec<f32>, m: Vec<f32> },
+    /// 32 signed values per block, scale d per block.
+    Q8 { quants: Vec<[i8; 32]>, d: Vec<f32> },
+    /// Plain values, row-major.
+    F32(Vec<f32>),
+}
+
+fn half_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+impl CpuMatrix {
+    /// Repacks a 2-D tensor as stored.
+    pub fn new(name: &str, t: &RawTensor<'_>) -> Result<Self> {
+        let [rows, cols] = t.shape[..] else {
+            return Err(HearthError::Model(format!("{name}: shape {:?} is not a matrix", t.shape)));
+        };
+        let bad = |e: String| HearthError::Model(format!("{name}: {e}"));
+        let block_bytes = t.ty.block_layout().map(|(_, b)| b as usize);
+        let expect = |per_block: usize| -> Result<()> {
+            if cols % BLOCK != 0 || t.bytes.len() != rows * cols / BLOCK * per_block {
+                return Err(bad(format!("{} bytes are not a {rows}×{cols} {} matrix", t.bytes.len(), t.ty)));
+            }
+            Ok(())
+        };
+        let data = match t.ty {
+            TensorType::Q4_0 | TensorType::Q4_1 => {
+                let per_block = block_bytes.expect("ggml block type");
+                expect(per_block)?;
+                let blocks = t.bytes.chunks_exact(per_block);
+                let n = blocks.len();
+                let (mut quants, mut d, mut m) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                for b in blocks {
+                    let scale = half_at(b, 0);
+                    let (min, qs) = if t.ty == TensorType::Q4_1 { (half_at(b, 2), &b[4..20]) } else { (-8.0 * scale, &b[2..18]) };
+                    quants.push(qs.try_into().expect("16 bytes"));
+                    d.push(scale);
+                    m.push(min);
+                }
+                Data::Q4 { quants, d, m }
+            }
+            TensorType::Q8_0 => {
+                expect(34)?;
+                let blocks = t.bytes.chunks_exact(34);
+                let d = blocks.clone().map(|b| half_at(b, 0)).collect();
+                let quants = blocks.map(|b| std::array::from_fn(|i| b[2 + i] as i8)).collect();
+                Data::Q8 { quants, d }
+            }
+            _ => Data::F32(crate::quant::dequantize(t.ty, t.bytes, rows * cols).map_err(|e| bad(e.to_string()))?),
+        };
+        Ok(CpuMatrix { rows, cols, data })
+    }
+
+    /// Bytes the matrix occupies.
+    pub fn size_bytes(&self) -> u64 {
+        (match &self.data {
+            Data::Q4 { quants, d, m } => quants.len() * 16 + (d.len() + m.len()) * 4,
+            Data::Q8 { quants, d } => quants.len() * 32 + d.len() * 4,
+            Data::F32(v) => v.len() * 4,
+        }) as u64
+    }
+
+    /// Row `r` as f32 (the embedding lookup).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        let nb = self.cols / BLOCK;
+        match &self.data {
+            Data::Q4 { quants, d, m } => {
+                for b in 0..nb {
+                    let i = r * nb + b;
+                    for (j, &q) in quants[i].iter().enumerate() {
+                        out[b * BLOCK + j] = d[i] * (q & 0x0f) as f32 + m[i];
+                        out[b * BLOCK + j + 16] = d[i] * (q >> 4) as f32 + m[i];
+                    }
+                }
+            }
+            Data::Q8 { quants, d } => {
+                for b in 0..nb {
+                    let i = r * nb + b;
+                    for (j, &q) in quants[i].iter().enumerate() {
+                        out[b * BLOCK + j] = d[i] * q as f32;
+                    }
+                }
+            }
+            Data::F32(v) => out.copy_from_slice(&v[r * self.cols..(r + 1) * self.cols]),
+        }
+    }
+
+    /// `out[t * rows + r] = x[t] · W[r]` for the `tokens` rows of `x` (each
+    /// `cols` wide, also given quantized in `xq`), computed by the thread
+    /// pool in bands of rows. `scratch` holds at least `rows × tokens` values.
+    pub fn matmul(&self, x: &[f32], xq: &QuantRows, tokens: usize, scratch: &mut [f32], out: &mut [f32]) {
+        let rows = self.rows;
+        // Bands of rows: enough for every thread to get several (the last
+        // ones finish unevenly), few enough to keep the per-task cost small.
+        let band = rows.div_ceil(rayon::current_num_threads() * 4).clamp(8, 256);
+        let scratch = &mut scratch[..rows * tokens];
+        scratch.par_chunks_mut(band * tokens).enumerate().for_each(|(i, chunk)| {
+            let first = i * band;
+            for (k, row_out) in chunk.chunks_exact_mut(tokens).enumerate() {
+                self.row_times(first + k, x, xq, row_out);
+            }
+        });
+        // scratch is [row][token]; the caller wants [token][row].
+        for t in 0..tokens {
+            for (r, o) in out[t * rows..(t + 1) * rows].iter_mut().enumerate() {
+                *o = scratch[r * tokens + t];
+            }
+        }
+    }
+
+    /// `out[t] = x[t] · W[r]` for every token t, four tokens at a time so a
+    /// block of weights is widened once for four dot products.
+    fn row_times(&self, r: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
+        let mut t = 0;
+        while t < out.len() {
+            let n = (out.len() - t).min(4);
+            match n {
+                4 => self.row_tile::<4>(r, t, x, xq, &mut out[t..t + 4]),
+                3 => self.row_tile::<3>(r, t, x, xq, &mut out[t..t + 3]),
+                2 => self.row_tile::<2>(r, t, x, xq, &mut out[t..t + 2]),
+                _ => self.row_tile::<1>(r, t, x, xq, &mut out[t..t + 1]),
+            }
+            t += n;
+        }
+    }
+
+    #[inline(always)]
+    fn row_tile<const N: usize>(&self, r: usize, t0: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
+        let nb = self.cols / BLOCK;
+        let blocks = r * nb..(r + 1) * nb;
+        let mut acc = [simd::zero(); N];
+        let mut min_acc = [0f32; N];
+        match &self.data {
+            Data::Q4 { quants, d, m } => {
+                for (b, ((qs, &d), &m)) in quants[blocks.clone()].iter().zip(&d[blocks.clone()]).zip(&m[blocks]).enumerate() {
+                    let w = simd::unpack_q4(qs);
+                    for j in 0..N {
+                        let (xb, s, sum) = xq.block(t0 + j, b);
+                        acc[j] = simd::add_scaled(acc[j], simd::dot(&w, xb), d * s);
+                        min_acc[j] += m * sum;
+                    }
+                }
+            }
+            Data::Q8 { quants, d } => {
+                for (b, (qs, &d)) in quants[blocks.clone()].iter().zip(&d[blocks]).enumerate() {
+                    let w = simd::unpack_q8(qs);
+                    for j in 0..N {
+                        let (xb, s, _) = xq.block(t0 + j, b);
+                        acc[j] = simd::add_scaled(acc[j], simd::dot(&w, xb), d * s);
+                    }
+                }
+            }
+            Data::F32(v) => {
+                let w = &v[r * self.cols..(r + 1) * self.cols];
+                for j in 0..N {
+                    let t = t0 + j;
+                    min_acc[j] = simd::dot_f32(w, &x[t * self.cols..(t + 1) * self.cols]);
+                }
+            }
+        }
+        for j in 0..N {
+            out[j] = simd::hsum(acc[j]) + min_acc[j];
+        }
+    }
+}
+
+/// Rows of activations in 16-bit fixed point per 32-wide block: values,
+/// each block's scale and each block's exact f32 sum (for Q4_1's minimum).
+#[derive(Default)]
+pub struct QuantRows {
+    q: Vec<[i16; BLOCK]>,
+    scale: Vec<f32>,
+    sum: Vec<f32>,
+    blocks_per_row: usize,
+}
+
+impl QuantRows {
+    /// Quantizes `tokens` rows of `cols` values from `x`, reusing the buffers.
+    pub fn quantize(&mut self, x: &[f32], tokens: usize, cols: usize) {
+        let nb = cols / BLOCK;
+        self.blocks_per_row = nb;
+        self.q.resize(tokens * nb, [0; BLOCK]);
+        self.scale.resize(tokens * nb, 0.0);
+        self.sum.resize(tokens * nb, 0.0);
+        for (i, block) in x[..tokens * cols].chunks_exact(BLOCK).enumerate() {
+            let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+            for (q, &v) in self.q[i].iter_mut().zip(block) {
+                *q = (v * inv).round() as i16;
+            }
+            self.scale[i] = amax / 32767.0;
+            self.sum[i] = block.iter().sum();
+        }
+    }
+
+    #[inline(always)]
+    fn block(&self, t: usize, b: usize) -> (&[i16; BLOCK], f32, f32) {
+        let i = t * self.blocks_per_row + b;
+        (&self.q[i], self.scale[i], self.sum[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantize;
+
+    /// Every storage type against the same product on dequantized weights in f64.
+    #[test]
+    fn matmul_matches_dequantized_product() {
+        let (rows, cols, tokens) = (37, 96, 6);
+        let values: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 211) as f32 / 105.0 - 1.0).collect();
+        let x: Vec<f32> = (0..tokens * cols).map(|i| ((i * 104729) % 173) as f32 / 50.0 - 1.7).collect();
+        for ty in [TensorType::Q4_0, TensorType::Q4_1, TensorType::Q8_0, TensorType::F16, TensorType::F32] {
+            let bytes = quantize::quantize(ty, &values).expect("quantize");
+            let t = RawTensor { ty, shape: vec![rows, cols], bytes: &bytes };
+            let m = CpuMatrix::new("w", &t).expect("repack");
+            let w = crate::quant::dequantize(ty, &bytes, rows * cols).unwrap();
+            let mut xq = QuantRows::default();
+            xq.quantize(&x, tokens, cols);
+            let (mut scratch, mut out) = (vec![0.0; rows * tokens], vec![0.0; rows * tokens]);
+            m.matmul(&x, &xq, tokens, &mut scratch, &mut out);
+            for t in 0..tokens {
+                for r in 0..rows {
+                    let want: f64 = (0..cols).map(|c| w[r * cols + c] as f64 * x[t * cols + c] as f64).sum();
+                    let got = out[t * rows + r] as f64;
+                    assert!((got - want).abs() < 2e-3, "{ty} t{t} r{r}: {got} vs {want}");
+                }
+            }
+            let mut row = vec![0.0; cols];
+            m.row_into(5, &mut row);
+            assert!(row.iter().zip(&w[5 * cols..6 * cols]).all(|(a, b)| (a - b).abs() < 1e-6), "{ty} row");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The model on the CPU: `graph::layer_program` with its weight names
+//! resolved at load, executed op by op over buffers made once.
+
+use super::matrix::{CpuMatrix, QuantRows};
+use super::ops::{self, Heads};
+use super::CpuWeights;
+use crate::config::ModelConfig;
+use crate::error::{HearthError, Result};
+use crate::graph::{self, Act, Op, Rows};
+use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
+use std::sync::Arc;
+
+/// An operation of the layer program with its weights in hand.
+enum Run {
+    Embed(Arc<CpuMatrix>),
+    RmsNorm { x: Act, gain: Arc<Vec<f32>>, out: Act },
+    Matmul { w: Arc<CpuMatrix>, x: Act, out: Rows },
+    Rope { x: Rows, heads: usize },
+    Attention { layer: usize, q: Act, out: Act },
+    Add { x: Act, y: Act },
+    Swiglu { gate: Act, up: Act },
+}
+
+/// Buffers the program reads and writes, allocated at load.
+struct Buffers {
+    acts: Vec<Vec<f32>>, // indexed by `slot(act)`, max_batch rows each
+    keys: Vec<Vec<f32>>, // per layer, context × kv_dim
+    values: Vec<Vec<f32>>,
+    xq: QuantRows,
+    scratch: Vec<f32>,
+}
+
+fn slot(a: Act) -> usize {
+    Act::ALL.iter().position(|&b| b == a).expect("every Act is in ALL")
+}
+
+/// The transformer on the CPU with its KV cache.
+pub struct CpuModel {
+    pub config: ModelConfig,
+    pub options: ModelOptions,
+    program: Vec<Run>,
+    out_norm: Arc<Vec<f32>>,
+    output: Arc<CpuMatrix>,
+    rope: Vec<[f32; 2]>,
+    buf: Buffers,
+    weight_bytes: u64,
+    pos: usize,
+}
+
+impl CpuModel {
+    pub fn load(config: ModelConfig, weights: &CpuWeights, options: ModelOptions) -> Result<Self> {
+        let c = &config;
+        let options = clamp_options(c, options);
+        let ModelOptions { context, max_batch } = options;
+        let mut program = Vec::new();
+        let mut widest = c.vocab_size;
+        for op in graph::layer_program(c) {
+            program.push(match op {
+                Op::Embed { table } => Run::Embed(weights.matrix(&table, c.vocab_size, c.dim)?),
+                Op::RmsNorm { x, gain, out } => Run::RmsNorm { x, gain: weights.vector(&gain, c.dim)?, out },
+                Op::Matmul { w, rows, cols, x, out } => {
+                    widest = widest.max(rows * max_batch);
+                    Run::Matmul { w: weights.matrix(&w, rows, cols)?, x, out }
+                }
+                Op::Rope { x, heads } => Run::Rope { x, heads },
+                Op::Attention { layer, q, out } => Run::Attention { layer, q, out },
+                Op::Add { x, y } => Run::Add { x, y },
+                Op::Swiglu { gate, up } => Run::Swiglu { gate, up },
+            });
+        }
+        let alloc = |n: usize| -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n)
+                .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's buffers", n * 4 >> 20)))?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        let mut acts = Vec::new();
+        for a in Act::ALL {
+            acts.push(alloc(max_batch * a.width(c))?);
+        }
+        let (mut keys, mut values) = (Vec::new(), Vec::new());
+        for _ in 0..c.n_layers {
+            keys.push(alloc(context * c.kv_dim())?);
+            values.push(alloc(context * c.kv_dim())?);
+        }
+        let buf = Buffers { acts, keys, values, xq: QuantRows::default(), scratch: alloc(widest)? };
+        Ok(CpuModel {
+            out_norm: weights.vector(graph::OUTPUT_NORM, c.dim)?,
+            output: weights.matrix(graph::output_matrix(c), c.vocab_size, c.dim)?,
+            rope: rope_table(c, context),
+            program,
+            buf,
+            weight_bytes: weights.size_bytes(),
+            pos: 0,
+            config,
+            options,
+        })
+    }
+
+    /// Positions held in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forgets every position after the first `n`.
+    pub fn truncate(&mut self, n: usize) {
+        self.pos = self.pos.min(n);
+    }
+
+    /// Heap memory the model holds: weights, KV cache, buffers.
+    pub fn memory_bytes(&self) -> u64 {
+        let b = &self.buf;
+        let floats: usize = b.acts.iter().chain(&b.keys).chain(&b.values).map(Vec::len).sum::<usize>() + b.scratch.len();
+        self.weight_bytes + floats as u64 * 4
+    }
+
+    /// Bytes of weights (read once per decoded token).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Runs `tokens` after the cached positions; returns the last token's logits.
+    pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        validate_tokens(tokens, self.pos, &self.config, &self.options)?;
+        let mut last = 0;
+        for chunk in tokens.chunks(self.options.max_batch) {
+            self.run_layers(chunk);
+            last = chunk.len() - 1;
+        }
+        let d = self.config.dim;
+        let x = &self.buf.acts[slot(Act::X)][last * d..(last + 1) * d];
+        let mut h = vec![0.0; d];
+        ops::rms_norm(x, &self.out_norm, self.config.rms_eps, &mut h);
+        Ok(self.head(&h, 1))
+    }
+
+    /// Runs `tokens` after the cached positions; returns the most likely next token.
+    pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        let logits = self.forward_logits(tokens).await?;
+        if logits.iter().any(|v| v.is_nan()) {
+            return Err(HearthError::Model("the logits hold NaN: the weights or activations are broken".into()));
+        }
+        Ok(crate::sampler::argmax(&logits))
+    }
+
+    /// Runs `tokens` after the cached positions; returns every position's logits.
+    pub async fn forward_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        validate_tokens(tokens, self.pos, &self.config, &self.options)?;
+        let d = self.config.dim;
+        let mut out = Vec::with_capacity(tokens.len() * self.config.vocab_size);
+        for chunk in tokens.chunks(self.options.max_batch) {
+            self.run_layers(chunk);
+            let n = chunk.len();
+            let mut h = vec![0.0; n * d];
+            ops::rms_norm(&self.buf.acts[slot(Act::X)][..n * d], &self.out_norm, self.config.rms_eps, &mut h);
+            out.extend(self.head(&h, n));
+        }
+        Ok(out)
+    }
+
+    /// Logits of `tokens` normed rows `h`.
+    fn head(&mut self, h: &[f32], tokens: usize) -> Vec<f32> {
+        let vocab = self.config.vocab_size;
+        let b = &mut self.buf;
+        if b.scratch.len() < tokens * vocab {
+            b.scratch.resize(tokens * vocab, 0.0);
+        }
+        b.xq.quantize(h, tokens, self.config.dim);
+        let mut logits = vec![0.0; tokens * vocab];
+        self.output.matmul(h, &b.xq, tokens, &mut b.scratch, &mut logits);
+        logits
+    }
+
+    /// The layer program over one chunk of at most max_batch tokens.
+    fn run_layers(&mut self, ids: &[u32]) {
+        let c = &self.config;
+        let (n, pos0) = (ids.len(), self.pos);
+        let b = &mut self.buf;
+        let kvd = c.kv_dim();
+        let heads = Heads { heads: c.n_heads, kv_heads: c.n_kv_heads, head_dim: c.head_dim };
+        for op in &self.program {
+            match op {
+                Run::Embed(table) => {
+                    let x = &mut b.acts[slot(Act::X)];
+                    for (t, &id) in ids.iter().enumerate() {
+                        table.row_into(id as usize, &mut x[t * c.dim..(t + 1) * c.dim]);
+                    }
+                }
+                Run::RmsNorm { x, gain, out } => {
+                    let mut o = std::mem::take(&mut b.acts[slot(*out)]);
+                    ops::rms_norm(&b.acts[slot(*x)][..n * c.dim], gain, c.rms_eps, &mut o[..n * c.dim]);
+                    b.acts[slot(*out)] = o;
+                }
+                Run::Matmul { w, x, out } => {
+                    let input = &b.acts[slot(*x)][..n * w.cols];
+                    b.xq.quantize(input, n, w.cols);
+                    let rows = w.rows;
+                    match out {
+                        Rows::Act(a) => {
+                            let mut o = std::mem::take(&mut b.acts[slot(*a)]);
+                            w.matmul(&b.acts[slot(*x)][..n * w.cols], &b.xq, n, &mut b.scratch, &mut o[..n * rows]);
+                            b.acts[slot(*a)] = o;
+                        }
+                        Rows::Keys(l) => w.matmul(input, &b.xq, n, &mut b.scratch, &mut b.keys[*l][pos0 * rows..(pos0 + n) * rows]),
+                        Rows::Values(l) => {
+                            w.matmul(input, &b.xq, n, &mut b.scratch, &mut b.values[*l][pos0 * rows..(pos0 + n) * rows])
+                        }
+                    }
+                }
+                Run::Rope { x, heads } => {
+                    let width = heads * c.head_dim;
+                    let rows = match x {
+                        Rows::Act(a) => &mut b.acts[slot(*a)][..n * width],
+                        Rows::Keys(l) => &mut b.keys[*l][pos0 * width..(pos0 + n) * width],
+                        Rows::Values(l) => &mut b.values[*l][pos0 * width..(pos0 + n) * width],
+                    };
+                    ops::rope(rows, pos0, *heads, c.head_dim, &self.rope, c.rope_dim / 2);
+                }
+                Run::Attention { layer, q, out } => {
+                    let mut o = std::mem::take(&mut b.acts[slot(*out)]);
+                    let positions = (pos0 + n) * kvd;
+                    let qd = c.q_dim();
+                    ops::attention(
+                        &b.acts[slot(*q)][..n * qd],
+                        &b.keys[*layer][..positions],
+                        &b.values[*layer][..positions],
+                        pos0,
+                        &heads,
+                        &mut o[..n * qd],
+                    );
+                    b.acts[slot(*out)] = o;
+                }
+                Run::Add { x, y } => {
+                    let w = x.width(c) * n;
+                    let mut o = std::mem::take(&mut b.acts[slot(*x)]);
+                    ops::add(&mut o[..w], &b.acts[slot(*y)][..w]);
+                    b.acts[slot(*x)] = o;
+                }
+                Run::Swiglu { gate, up } => {
+                    let w = gate.width(c) * n;
+                    let mut g = std::mem::take(&mut b.acts[slot(*gate)]);
+                    ops::swiglu(&mut g[..w], &b.acts[slot(*up)][..w]);
+                    b.acts[slot(*gate)] = g;
+                }
+            }
+        }
+        self.pos += n;
+    }
+}

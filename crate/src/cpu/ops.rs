@@ -1,0 +1,114 @@
+//! The non-matrix operations of the layer program on the CPU, with the same
+//! arithmetic as the WGSL kernels (f32 throughout).
+
+use super::simd;
+use rayon::prelude::*;
+
+/// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * gain, for each row of `gain.len()` values.
+pub fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
+    let cols = gain.len();
+    for (xr, or) in x.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        let mean = xr.iter().map(|v| v * v).sum::<f32>() / cols as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(gain) {
+            *o = v * scale * g;
+        }
+    }
+}
+
+/// Rotates the interleaved pairs of the first `pairs` pairs of every head of
+/// each row; row t is at position `pos0 + t` (`table`: cos/sin per position
+/// and pair, see `model::rope_table`).
+pub fn rope(rows: &mut [f32], pos0: usize, heads: usize, head_dim: usize, table: &[[f32; 2]], pairs: usize) {
+    for (t, row) in rows.chunks_exact_mut(heads * head_dim).enumerate() {
+        let angles = &table[(pos0 + t) * pairs..(pos0 + t + 1) * pairs];
+        for head in row.chunks_exact_mut(head_dim) {
+            for (pair, &[cos, sin]) in head.chunks_exact_mut(2).zip(angles) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * cos - b * sin;
+                pair[1] = a * sin + b * cos;
+            }
+        }
+    }
+}
+
+/// The shape of grouped-query attention.
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Causal attention: for each token t (at position pos0 + t) and head h,
+/// out = softmax(q · Kᵀ / √head_dim) · V over positions 0..=pos0 + t of the
+/// caches (rows of kv_heads × head_dim). One task per (token, head).
+pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &Heads, out: &mut [f32]) {
+    let Heads { heads, kv_heads, head_dim } = *shape;
+    let (group, kv_dim) = (heads / kv_heads, kv_heads * head_dim);
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, o)| {
+        let (t, h) = (i / heads, i % heads);
+        let qh = &q[i * head_dim..(i + 1) * head_dim];
+        let kv = (h / group) * head_dim;
+        let n = pos0 + t + 1;
+        scores.clear();
+        scores.extend((0..n).map(|s| simd::dot_f32(qh, &keys[s * kv_dim + kv..s * kv_dim + kv + head_dim]) * scale));
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut total = 0.0;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            total += *s;
+        }
+        o.fill(0.0);
+        for (s, &p) in scores.iter().enumerate() {
+            let v = &values[s * kv_dim + kv..s * kv_dim + kv + head_dim];
+            for (o, &v) in o.iter_mut().zip(v) {
+                *o += p * v;
+            }
+        }
+        let inv = 1.0 / total;
+        o.iter_mut().for_each(|o| *o *= inv);
+    });
+}
+
+/// gate = silu(gate) * up.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// x += y.
+pub fn add(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+
+    #[test]
+    fn attention_matches_the_oracle() {
+        let shape = Heads { heads: 4, kv_heads: 2, head_dim: 8 };
+        let (pos0, tokens, kv_dim) = (3, 2, 16);
+        let positions = pos0 + tokens;
+        let val = |i: usize, k: usize| ((i * k) % 29) as f32 / 14.0 - 1.0;
+        let q: Vec<f32> = (0..tokens * 32).map(|i| val(i, 7)).collect();
+        let keys: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 11)).collect();
+        let values: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 13)).collect();
+        let mut out = vec![0.0; tokens * 32];
+        attention(&q, &keys, &values, pos0, &shape, &mut out);
+        let rows = |v: &[f32]| -> Vec<Vec<f64>> { v.chunks(kv_dim).map(|r| r.iter().map(|&x| x as f64).collect()).collect() };
+        let (keys, values) = (rows(&keys), rows(&values));
+        for t in 0..tokens {
+            let qt: Vec<f64> = q[t * 32..(t + 1) * 32].iter().map(|&x| x as f64).collect();
+            let want = reference::attention(&qt, &keys, &values, pos0 + t, 4, 2, 8);
+            for (a, b) in out[t * 32..(t + 1) * 32].iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The few 128-bit SIMD operations the CPU kernels need, with one meaning on
+//! every target: wasm `simd128`, x86-64 SSE2 (part of the x86-64 baseline, so
+//! no runtime detection), and plain Rust elsewhere. The heart is the pairwise
+//! i16 multiply-add (`i32x4.dot_i16x8_s` in wasm, `pmaddwd` on x86): 4-bit or
+//! 8-bit weights widened to i16, times activations in 16-bit fixed point.
+//!
+//! A weight block is 32 values in ggml's order; `unpack_*` widen it to four
+//! `I16x8` of elements 0-7, 8-15, 16-23, 24-31.
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod imp {
+    use core::arch::wasm32::*;
+    pub const NAME: &str = "wasm simd128";
+    pub type I16x8 = v128;
+    pub type I32x4 = v128;
+    pub type F32x4 = v128;
+
+    #[inline(always)]
+    pub fn unpack_q4(qs: &[u8; 16]) -> [I16x8; 4] {
+        // SAFETY: `qs` is 16 readable bytes; v128_load has no alignment requirement.
+        let v = unsafe { v128_load(qs.as_ptr() as *const v128) };
+        let lo = v128_and(v, u8x16_splat(0x0f));
+        let hi = u8x16_shr(v, 4);
+        [u16x8_extend_low_u8x16(lo), u16x8_extend_high_u8x16(lo), u16x8_extend_low_u8x16(hi), u16x8_extend_high_u8x16(hi)]
+    }
+
+    #[inline(always)]
+    pub fn unpack_q8(qs: &[i8; 32]) -> [I16x8; 4] {
+        // SAFETY: `qs` is 32 readable bytes.
+        let (a, b) = unsafe { (v128_load(qs.as_ptr() as *const v128), v128_load(qs.as_ptr().add(16) as *const v128)) };
+        [i16x8_extend_low_i8x16(a), i16x8_extend_high_i8x16(a), i16x8_extend_low_i8x16(b), i16x8_extend_high_i8x16(b)]
+    }
+
+    #[inline(always)]
+    pub fn dot(w: &[I16x8; 4], x: &[i16; 32]) -> I32x4 {
+        let p = x.as_ptr() as *const v128;
+        // SAFETY: `x` is 64 readable bytes.
+        let (x0, x1, x2, x3) = unsafe { (v128_load(p), v128_load(p.add(1)), v128_load(p.add(2)), v128_load(p.add(3))) };
+        let a = i32x4_add(i32x4_dot_i16x8(w[0], x0), i32x4_dot_i16x8(w[1], x1));
+        let b = i32x4_add(i32x4_dot_i16x8(w[2], x2), i32x4_dot_i16x8(w[3], x3));
+        i32x4_add(a, b)
+    }
+
+    #[inline(always)]
+    pub fn zero() -> F32x4 {
+        f32x4_splat(0.0)
+    }
+
+    #[inline(always)]
+    pub fn add_scaled(acc: F32x4, v: I32x4, scale: f32) -> F32x4 {
+        f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(v), f32x4_splat(scale)))
+    }
+
+    #[inline(always)]
+    pub fn hsum(v: F32x4) -> f32 {
+        (f32x4_extract_lane::<0>(v) + f32x4_extract_lane::<1>(v)) + (f32x4_extract_lane::<2>(v) + f32x4_extract_lane::<3>(v))
+    }
+
+    #[inline(always)]
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = f32x4_splat(0.0);
+        let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        for (x, y) in ca.zip(cb) {
+            // SAFETY: each chunk is 4 readable f32.
+            let (x, y) = unsafe { (v128_load(x.as_ptr() as *const v128), v128_load(y.as_ptr() as *const v128)) };
+            acc = f32x4_add(acc, f32x4_mul(x, y));
+        }
+        hsum(acc) + tail
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use core::arch::x86_64::*;
+    pub const NAME: &str = "SSE2";
+    pub type I16x8 = __m128i;
+    pub type I32x4 = __m128i;
+    pub type F32x4 = __m128;
+
+    // SAFETY (whole module): SSE2 is part of the x86-64 baseline, and every
+    // load reads exactly the bytes of the array it is given (unaligned loads).
+
+    #[inline(always)]
+    pub fn unpack_q4(qs: &[u8; 16]) -> [I16x8; 4] {
+        unsafe {
+            let v = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let mask = _mm_set1_epi8(0x0f);
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+            let z = _mm_setzero_si128();
+            [_mm_unpacklo_epi8(lo, z), _mm_unpackhi_epi8(lo, z), _mm_unpacklo_epi8(hi, z), _mm_unpackhi_epi8(hi, z)]
+        }
+    }
+
+    #[inline(always)]
+    pub fn unpack_q8(qs: &[i8; 32]) -> [I16x8; 4] {
+        unsafe {
+            let a = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let b = _mm_loadu_si128(qs.as_ptr().add(16) as *const __m128i);
+            // Sign extension without SSE4.1: put each byte in a word's high half, shift down.
+            let widen_lo = |v| _mm_srai_epi16(_mm_unpacklo_epi8(v, v), 8);
+            let widen_hi = |v| _mm_srai_epi16(_mm_unpackhi_epi8(v, v), 8);
+            [widen_lo(a), widen_hi(a), widen_lo(b), widen_hi(b)]
+        }
+    }
+
+    #[inline(always)]
+    pub fn dot(w: &[I16x8; 4], x: &[i16; 32]) -> I32x4 {
+        unsafe {
+            let p = x.as_ptr() as *const __m128i;
+            let a = _mm_add_epi32(_mm_madd_epi16(w[0], _mm_loadu_si128(p)), _mm_madd_epi16(w[1], _mm_loadu_si128(p.add(1))));
+            let b = _mm_add_epi32(_mm_madd_epi16(w[2], _mm_loadu_si128(p.add(2))), _mm_madd_epi16(w[3], _mm_loadu_si128(p.add(3))));
+            _mm_add_epi32(a, b)
+        }
+    }
+
+    #[inline(always)]
+    pub fn zero() -> F32x4 {
+        unsafe { _mm_setzero_ps() }
+    }
+
+    #[inline(always)]
+    pub fn add_scaled(acc: F32x4, v: I32x4, scale: f32) -> F32x4 {
+        unsafe { _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(v), _mm_set1_ps(scale))) }
+    }
+
+    #[inline(always)]
+    pub fn hsum(v: F32x4) -> f32 {
+        let mut lanes = [0f32; 4];
+        unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), v) };
+        (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+    }
+
+    #[inline(always)]
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        let mut acc = zero();
+        for (x, y) in ca.zip(cb) {
+            acc = unsafe { _mm_add_ps(acc, _mm_mul_ps(_mm_loadu_ps(x.as_ptr()), _mm_loadu_ps(y.as_ptr()))) };
+        }
+        hsum(acc) + tail
+    }
+}
+
+#[cfg(not(any(all(target_arch = "wasm32", target_feature = "simd128"), target_arch = "x86_64")))]
+mod imp {
+    pub const NAME: &str = "scalar";
+    pub type I16x8 = [i16; 8];
+    pub type I32x4 = [i32; 4];
+    pub type F32x4 = [f32; 4];
+
+    fn eights(v: [i16; 32]) -> [I16x8; 4] {
+        std::array::from_fn(|k| std::array::from_fn(|i| v[8 * k + i]))
+    }
+
+    pub fn unpack_q4(qs: &[u8; 16]) -> [I16x8; 4] {
+        eights(std::array::from_fn(|i| if i < 16 { (qs[i] & 0x0f) as i16 } else { (qs[i - 16] >> 4) as i16 }))
+    }
+
+    pub fn unpack_q8(qs: &[i8; 32]) -> [I16x8; 4] {
+        eights(std::array::from_fn(|i| qs[i] as i16))
+    }
+
+    pub fn dot(w: &[I16x8; 4], x: &[i16; 32]) -> I32x4 {
+        let mut out = [0i32; 4];
+        for (k, wk) in w.iter().enumerate() {
+            for (i, &wi) in wk.iter().enumerate() {
+                out[i / 2] += wi as i32 * x[8 * k + i] as i32;
+            }
+        }
+        out
+    }
+
+    pub fn zero() -> F32x4 {
+        [0.0; 4]
+    }
+
+    pub fn add_scaled(acc: F32x4, v: I32x4, scale: f32) -> F32x4 {
+        std::array::from_fn(|i| acc[i] + v[i] as f32 * scale)
+    }
+
+    pub fn hsum(v: F32x4) -> f32 {
+        (v[0] + v[1]) + (v[2] + v[3])
+    }
+
+    pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+}
+
+pub use imp::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The four lanes' sum, through f32 (exact to f32's 24 bits per lane).
+    fn assert_lanes_sum(v: I32x4, want: i64) {
+        let got = hsum(add_scaled(zero(), v, 1.0)) as f64;
+        assert!((got - want as f64).abs() <= want.abs() as f64 * 1e-6, "{got} != {want}");
+    }
+
+    #[test]
+    fn q4_block_dot_matches_scalar() {
+        let qs: [u8; 16] = std::array::from_fn(|i| (i as u8 * 37 + 11) ^ 0x5a);
+        let x: [i16; 32] = std::array::from_fn(|i| (i as i16 - 16) * 1021);
+        let want: i64 = (0..32)
+            .map(|i| {
+                let q = if i < 16 { qs[i] & 0x0f } else { qs[i - 16] >> 4 };
+                q as i64 * x[i] as i64
+            })
+            .sum();
+        assert_lanes_sum(dot(&unpack_q4(&qs), &x), want);
+    }
+
+    #[test]
+    fn q8_block_dot_matches_scalar_with_extremes() {
+        let qs: [i8; 32] = std::array::from_fn(|i| if i % 3 == 0 { -128 } else { (i as i8).wrapping_mul(9) });
+        let x: [i16; 32] = std::array::from_fn(|i| if i % 2 == 0 { 32767 } else { -32767 });
+        let want: i64 = (0..32).map(|i| qs[i] as i64 * x[i] as i64).sum();
+        assert_lanes_sum(dot(&unpack_q8(&qs), &x), want);
+    }
+
+    #[test]
+    fn float_dot_handles_tails() {
+        let a: Vec<f32> = (0..11).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..11).map(|i| 3.0 - i as f32).collect();
+        let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot_f32(&a, &b) - want).abs() < 1e-4);
+    }
+}

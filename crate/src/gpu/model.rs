@@ -1,0 +1,246 @@
+//! The model on the GPU: weights uploaded in their quantized form, every
+//! buffer and dispatch made at load (one per operation of `graph::layer_program`),
+//! one submit per forward.
+
+use crate::config::ModelConfig;
+use crate::error::{HearthError, Result};
+use crate::graph::{self, Act, Op, Rows};
+use crate::gpu::{self, ops, program, Dispatch, GpuContext, Step};
+use crate::gpu::weights::{GpuMatrix, GpuWeights};
+use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
+use std::collections::HashMap;
+
+/// The head that gives every position's logits, with its buffers.
+struct AllLogits {
+    logits: wgpu::Buffer,  // max_batch × vocab f32
+    staging: wgpu::Buffer, // its mappable copy
+    head: Vec<Dispatch>,
+}
+
+/// The transformer on the GPU with its KV cache.
+pub struct GpuModel {
+    pub config: ModelConfig,
+    pub options: ModelOptions,
+    ctx: GpuContext,
+    /// The `Step` of the layer program and that of the head (last token only).
+    step: wgpu::Buffer,
+    step_last: wgpu::Buffer,
+    ids: wgpu::Buffer,   // max_batch u32
+    logits: wgpu::Buffer, // vocab f32, the last token's
+    next_id: wgpu::Buffer, // 1 u32, argmax of logits
+    /// Mappable copies of `logits` and `next_id`, made once.
+    logits_staging: wgpu::Buffer,
+    next_id_staging: wgpu::Buffer,
+    layers: Vec<Dispatch>,
+    head: Vec<Dispatch>,
+    /// What the all-positions head needs; its logits buffer (max_batch ×
+    /// vocab) is only allocated on first use (scoring, perplexity).
+    x: wgpu::Buffer,
+    h: wgpu::Buffer,
+    out_norm: wgpu::Buffer,
+    output: GpuMatrix,
+    all_logits: Option<AllLogits>,
+    gpu_bytes: u64,
+    weight_bytes: u64,
+    /// Positions held in the KV cache.
+    pos: usize,
+}
+
+impl GpuModel {
+    /// Builds the model over `weights` (every tensor of
+    /// `weights::model_tensor_names(&config)`, uploaded).
+    pub fn load(ctx: &GpuContext, config: ModelConfig, weights: &GpuWeights, options: ModelOptions) -> Result<Self> {
+        let c = &config;
+        let options = clamp_options(c, options);
+        let ModelOptions { context, max_batch } = options;
+        // Running totals of what is allocated, for the memory report.
+        let gpu_bytes = std::cell::Cell::new(0u64);
+        let scratch = |label: &str, len: usize| -> Result<wgpu::Buffer> {
+            let b = gpu::storage_zeroed(ctx, label, len)?;
+            gpu_bytes.set(gpu_bytes.get() + b.size());
+            Ok(b)
+        };
+        let d = c.dim;
+        let mut acts = HashMap::new();
+        for act in Act::ALL {
+            acts.insert(act, scratch(&format!("{act:?}"), max_batch * act.width(c))?);
+        }
+        let (x, h) = (acts[&Act::X].clone(), acts[&Act::H].clone());
+        let h_last = scratch("h_last", d)?;
+        let logits = scratch("logits", c.vocab_size)?;
+        let next_id = scratch("next_id", 1)?;
+        let ids = scratch("ids", max_batch)?;
+        let rope_table = gpu::storage_from(ctx, "rope_table", &rope_table(c, context));
+        gpu_bytes.set(gpu_bytes.get() + rope_table.size());
+        let step = gpu::uniform_from(ctx, "step", &Step::default());
+        let step_last = gpu::uniform_from(ctx, "step_last", &Step::default());
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for _ in 0..c.n_layers {
+            keys.push(scratch("k_cache", context * c.kv_dim())?);
+            values.push(scratch("v_cache", context * c.kv_dim())?);
+        }
+        // A `Rows` target as its buffer, and whether rows land at pos0 + t.
+        let rows = |r: Rows| match r {
+            Rows::Act(a) => (&acts[&a], false),
+            Rows::Keys(l) => (&keys[l], true),
+            Rows::Values(l) => (&values[l], true),
+        };
+        let mut layers = Vec::new();
+        for op in graph::layer_program(c) {
+            layers.push(match op {
+                Op::Embed { table } => ops::embed(ctx, &step, &weights.matrix(&table, c.vocab_size, d)?, &ids, &x),
+                Op::RmsNorm { x, gain, out } => {
+                    ops::rms_norm(ctx, &step, &acts[&x], &weights.vector(&gain, d)?, &acts[&out], d, c.rms_eps)
+                }
+                Op::Matmul { w, rows: r, cols, x, out } => {
+                    let (out, at_pos) = rows(out);
+                    ops::matmul(ctx, &step, &weights.matrix(&w, r, cols)?, &acts[&x], out, at_pos)
+                }
+                Op::Rope { x, heads } => {
+                    let (buf, at_pos) = rows(x);
+                    ops::rope(ctx, &step, &rope_table, buf, heads, c.head_dim, c.rope_dim, at_pos)
+                }
+                Op::Attention { layer, q, out } => ops::attention(
+                    ctx, &step, &acts[&q], &keys[layer], &values[layer], &acts[&out], c.n_heads, c.n_kv_heads, c.head_dim,
+                ),
+                Op::Add { x, y } => ops::add(ctx, &step, &acts[&x], &acts[&y], x.width(c)),
+                Op::Swiglu { gate, up } => ops::swiglu(ctx, &step, &acts[&gate], &acts[&up], gate.width(c)),
+            });
+        }
+        let out_norm = weights.vector(graph::OUTPUT_NORM, d)?;
+        let output = weights.matrix(graph::output_matrix(c), c.vocab_size, d)?;
+        let head = vec![
+            ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
+            ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
+            ops::argmax(ctx, &logits, &next_id, c.vocab_size),
+        ];
+        let logits_staging = gpu::staging::<f32>(ctx, "logits.staging", c.vocab_size);
+        gpu_bytes.set(gpu_bytes.get() + logits_staging.size());
+        ctx.take_error()?;
+        Ok(GpuModel {
+            config,
+            options,
+            ctx: ctx.clone(),
+            step,
+            step_last,
+            ids,
+            logits,
+            logits_staging,
+            next_id_staging: gpu::staging::<u32>(ctx, "next_id.staging", 1),
+            next_id,
+            layers,
+            head,
+            x,
+            h,
+            out_norm,
+            output,
+            all_logits: None,
+            gpu_bytes: gpu_bytes.get() + weights.size_bytes(),
+            weight_bytes: weights.size_bytes(),
+            pos: 0,
+        })
+    }
+
+    /// The GPU the model lives on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
+    /// Positions held in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forgets every position after the first `n` (n = 0 starts over).
+    pub fn truncate(&mut self, n: usize) {
+        self.pos = self.pos.min(n);
+    }
+
+    /// GPU memory the model holds (weights, KV cache, activations), in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.gpu_bytes
+    }
+
+    /// Bytes of weights on the GPU (read once per decoded token).
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Runs `tokens` after the cached positions and returns the last token's logits.
+    pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let (src, staging) = (self.logits.clone(), self.logits_staging.clone());
+        self.forward(tokens, &src, &staging, self.config.vocab_size).await
+    }
+
+    /// Runs `tokens` after the cached positions and returns the id of the
+    /// most likely next token (only 4 bytes are read back).
+    pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
+        let (src, staging) = (self.next_id.clone(), self.next_id_staging.clone());
+        let id = self.forward::<u32>(tokens, &src, &staging, 1).await?[0];
+        if id as usize >= self.config.vocab_size {
+            return Err(HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into()));
+        }
+        Ok(id)
+    }
+
+    /// Runs `tokens` after the cached positions and returns the logits of
+    /// every one of them (`tokens.len() × vocab`, row-major): for scoring.
+    pub async fn forward_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.validate(tokens)?;
+        let vocab = self.config.vocab_size;
+        if self.all_logits.is_none() {
+            let c = &self.config;
+            let logits = gpu::storage_zeroed(&self.ctx, "all_logits", self.options.max_batch * vocab)?;
+            let head = vec![
+                ops::rms_norm(&self.ctx, &self.step, &self.x, &self.out_norm, &self.h, c.dim, c.rms_eps),
+                ops::matmul(&self.ctx, &self.step, &self.output, &self.h, &logits, false),
+            ];
+            let staging = gpu::staging::<f32>(&self.ctx, "all_logits.staging", self.options.max_batch * vocab);
+            self.gpu_bytes += logits.size() + staging.size();
+            self.all_logits = Some(AllLogits { logits, staging, head });
+        }
+        let mut out = Vec::with_capacity(tokens.len() * vocab);
+        for chunk in tokens.chunks(self.options.max_batch) {
+            let mut encoder = self.record(chunk);
+            let all = self.all_logits.as_ref().expect("made above");
+            program::encode(&mut encoder, &all.head, chunk.len() as u32);
+            out.extend(gpu::submit_and_read_via::<f32>(&self.ctx, encoder, &all.logits, &all.staging, chunk.len() * vocab).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs `tokens` (in chunks of max_batch), then the last-token head, and
+    /// reads back `len` values of `result` through `staging`.
+    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+        self.validate(tokens)?;
+        let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
+        let (last, rest) = chunks.split_last().expect("validate() refuses an empty input");
+        for chunk in rest {
+            let encoder = self.record(chunk);
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        let mut encoder = self.record(last);
+        program::encode(&mut encoder, &self.head, 1);
+        gpu::submit_and_read_via(&self.ctx, encoder, result, staging, len).await
+    }
+
+    /// Writes the step uniforms and ids for one chunk, records the layer
+    /// program and advances the position.
+    fn record(&mut self, chunk: &[u32]) -> wgpu::CommandEncoder {
+        let n = chunk.len() as u32;
+        let pos0 = self.pos as u32;
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
+        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
+        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        program::encode(&mut encoder, &self.layers, n);
+        self.pos += chunk.len();
+        encoder
+    }
+
+    fn validate(&self, tokens: &[u32]) -> Result<()> {
+        validate_tokens(tokens, self.pos, &self.config, &self.options)
+    }
+}
