@@ -65,7 +65,7 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Gpu(ctx) => ctx.report.name.clone(),
-            Backend::Cpu => format!("CPU, {} threads, {}", rayon::current_num_threads(), crate::cpu::simd::NAME),
+            Backend::Cpu => format!("CPU, {} threads, {}", rayon::current_num_threads(), crate::cpu::simd::name()),
         }
     }
 }

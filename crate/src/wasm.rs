@@ -472,7 +472,7 @@ impl WasmEngine {
             Backend::Gpu(ctx) => to_js(&*ctx.report),
             Backend::Cpu => to_js(&serde_json::json!({
                 "name": self.backend.describe(), "backend": "cpu",
-                "threads": rayon::current_num_threads(), "simd": crate::cpu::simd::NAME,
+                "threads": rayon::current_num_threads(), "simd": crate::cpu::simd::name(),
             })),
         }
     }

@@ -6,6 +6,121 @@
 //!
 //! A weight block is 32 values in ggml's order; `unpack_*` widen it to four
 //! `I16x8` of elements 0-7, 8-15, 16-23, 24-31.
+//!
+//! The kernels are generic over `Isa`: `Base` (the 128-bit code here, always
+//! available) and, on x86-64 CPUs that have it, `Avx2` (256-bit, picked at
+//! run time by `has_avx2`).
+
+/// The operations of one block product, for one instruction set.
+pub trait Isa {
+    /// A block of 32 weights widened to i16.
+    type Block: Copy;
+    /// A vector of f32 partial sums.
+    type Acc: Copy;
+    fn unpack_q4(qs: &[u8; 16]) -> Self::Block;
+    fn unpack_q8(qs: &[i8; 32]) -> Self::Block;
+    /// acc + scale · (w · x), the integer dot product exact.
+    fn add_dot(acc: Self::Acc, w: &Self::Block, x: &[i16; 32], scale: f32) -> Self::Acc;
+    fn zero() -> Self::Acc;
+    fn hsum(acc: Self::Acc) -> f32;
+}
+
+/// The 128-bit code of this target (wasm simd128, SSE2 or scalar).
+pub struct Base;
+
+impl Isa for Base {
+    type Block = [imp::I16x8; 4];
+    type Acc = imp::F32x4;
+    #[inline(always)]
+    fn unpack_q4(qs: &[u8; 16]) -> Self::Block {
+        imp::unpack_q4(qs)
+    }
+    #[inline(always)]
+    fn unpack_q8(qs: &[i8; 32]) -> Self::Block {
+        imp::unpack_q8(qs)
+    }
+    #[inline(always)]
+    fn add_dot(acc: Self::Acc, w: &Self::Block, x: &[i16; 32], scale: f32) -> Self::Acc {
+        imp::add_scaled(acc, imp::dot(w, x), scale)
+    }
+    #[inline(always)]
+    fn zero() -> Self::Acc {
+        imp::zero()
+    }
+    #[inline(always)]
+    fn hsum(acc: Self::Acc) -> f32 {
+        imp::hsum(acc)
+    }
+}
+
+/// Whether this CPU runs the `Avx2` kernels (checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx2() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
+
+/// The name of the instruction set the kernels use on this machine.
+pub fn name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        return "AVX2";
+    }
+    NAME
+}
+
+/// 256-bit x86 kernels. Only valid inside functions compiled with
+/// `#[target_feature(enable = "avx2,fma")]` after `has_avx2()` said yes: the
+/// methods are inlined there, where the intrinsics are allowed.
+#[cfg(target_arch = "x86_64")]
+pub struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    type Block = [core::arch::x86_64::__m256i; 2];
+    type Acc = core::arch::x86_64::__m256;
+    // SAFETY (every method): reached only through `has_avx2()`; loads read
+    // exactly the arrays they are given.
+    #[inline(always)]
+    fn unpack_q4(qs: &[u8; 16]) -> Self::Block {
+        use core::arch::x86_64::*;
+        unsafe {
+            let v = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let mask = _mm_set1_epi8(0x0f);
+            let lo = _mm_and_si128(v, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+            [_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi)]
+        }
+    }
+    #[inline(always)]
+    fn unpack_q8(qs: &[i8; 32]) -> Self::Block {
+        use core::arch::x86_64::*;
+        unsafe {
+            let a = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let b = _mm_loadu_si128(qs.as_ptr().add(16) as *const __m128i);
+            [_mm256_cvtepi8_epi16(a), _mm256_cvtepi8_epi16(b)]
+        }
+    }
+    #[inline(always)]
+    fn add_dot(acc: Self::Acc, w: &Self::Block, x: &[i16; 32], scale: f32) -> Self::Acc {
+        use core::arch::x86_64::*;
+        unsafe {
+            let p = x.as_ptr() as *const __m256i;
+            let sum = _mm256_add_epi32(_mm256_madd_epi16(w[0], _mm256_loadu_si256(p)), _mm256_madd_epi16(w[1], _mm256_loadu_si256(p.add(1))));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(scale), acc)
+        }
+    }
+    #[inline(always)]
+    fn zero() -> Self::Acc {
+        unsafe { core::arch::x86_64::_mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    fn hsum(acc: Self::Acc) -> f32 {
+        let mut lanes = [0f32; 8];
+        unsafe { core::arch::x86_64::_mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        lanes.iter().sum()
+    }
+}
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod imp {
