@@ -41,8 +41,10 @@ function llamaCpp(rows) {
 const browserRows = lines('browser.jsonl');
 const systems = [
   ['hearth native (wgpu)', ours(lines('hearth-native.jsonl'))],
+  ['hearth native (CPU)', ours(lines('hearth-native-cpu.jsonl'))],
   ['llama.cpp native (CPU)', llamaCpp(lines('llama-cpp.jsonl'))],
-  ['hearth in Chromium (WebGPU)', ours(browserRows.filter((r) => !r.system))],
+  ['hearth in Chromium (WebGPU)', ours(browserRows.filter((r) => !r.system && r.engine_backend !== 'cpu'))],
+  ['hearth in Chromium (wasm CPU)', ours(browserRows.filter((r) => !r.system && r.engine_backend === 'cpu'))],
   ['wllama in Chromium (wasm)', ours(browserRows.filter((r) => r.system === 'wllama'))],
 ].filter(([, s]) => s);
 const lengths = [...new Set(systems.flatMap(([, s]) => Object.keys(s.prefill).map(Number)))].sort((a, b) => a - b);
@@ -54,11 +56,14 @@ const table = [header, header.map(() => '---')];
 for (const [name, s] of systems) {
   table.push([name, s.adapter, ...lengths.map((n) => fmt(s.prefill[n])), fmt(s.decode), s.roofline ? s.roofline.toFixed(3) : '–']);
 }
-const pairs = [['hearth native (wgpu)', 'llama.cpp native (CPU)'], ['hearth in Chromium (WebGPU)', 'wllama in Chromium (wasm)']];
+const pairs = [
+  ['hearth native (wgpu)', 'llama.cpp native (CPU)'], ['hearth native (CPU)', 'llama.cpp native (CPU)'],
+  ['hearth in Chromium (WebGPU)', 'wllama in Chromium (wasm)'], ['hearth in Chromium (wasm CPU)', 'wllama in Chromium (wasm)'],
+];
 const get = (name) => systems.find(([n]) => n === name)?.[1];
 for (const [a, b] of pairs) {
   if (!get(a) || !get(b)) continue;
-  table.push([`ratio ${a.split(' ')[0]} / ${b.split(' ')[0]}`, `${a.split('(')[1]?.replace(')', '') ?? ''} vs ${b.split('(')[1]?.replace(')', '') ?? ''}`,
+  table.push([`ratio ${a.split(' ').slice(0, 2).join(' ')} ${a.split('(')[1]?.replace(')', '')} / ${b.split(' ')[0]}`, `${a.split('(')[1]?.replace(')', '') ?? ''} vs ${b.split('(')[1]?.replace(')', '') ?? ''}`,
     ...lengths.map((n) => ratio(get(a).prefill[n], get(b).prefill[n])), ratio(get(a).decode, get(b).decode), '']);
 }
 const browser = get('hearth in Chromium (WebGPU)')?.row;

@@ -20,6 +20,9 @@ LLAMA_BENCH="$(bench/llama-cpp.sh)"
 phase "bench: hearth native"
 target/release/hearth bench -m "$GGUF" --prompt-tokens 128,512 --gen-tokens 128 --repeats 3 --json | tee "$OUT/hearth-native.jsonl"
 
+phase "bench: hearth native, CPU backend, 2 threads"
+target/release/hearth bench -m "$GGUF" --backend cpu --threads 2 --prompt-tokens 128,512 --gen-tokens 128 --repeats 3 --json | tee "$OUT/hearth-native-cpu.jsonl"
+
 phase "bench: llama.cpp native, 2 threads"
 "$LLAMA_BENCH" -m "$GGUF" -t 2 -p 128,512 -n 128 -r 3 -o jsonl | tee "$OUT/llama-cpp.jsonl"
 

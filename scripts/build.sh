@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the native CLI (target/release/hearth) and the wasm engine with its
-# JS bindings (web/pkg/). Assumes scripts/setup.sh has run.
+# JS bindings: web/pkg/ (single-threaded) and web/pkg-threads/ (wasm threads,
+# for cross-origin-isolated pages). Assumes scripts/setup.sh has run.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -26,6 +27,20 @@ wasm_cargo build --profile wasm-release --lib --target wasm32-unknown-unknown
 wasm-bindgen --target web --remove-name-section --out-dir web/pkg \
   target/wasm32-unknown-unknown/wasm-release/hearth_llm.wasm
 ls -l web/pkg/hearth_llm_bg.wasm | awk '{printf "web/pkg/hearth_llm_bg.wasm: %.1f KiB\n", $5/1024}'
+
+# The threaded build: the CPU backend on several cores, for cross-origin-isolated pages.
+phase "build: wasm engine (threads)"
+wasm_threads_cargo build --profile wasm-release --lib --target wasm32-unknown-unknown
+rm -rf web/pkg-threads
+wasm-bindgen --target web --remove-name-section --out-dir web/pkg-threads \
+  target/wasm-threads/wasm32-unknown-unknown/wasm-release/hearth_llm.wasm
+# wasm-bindgen-rayon's worker script imports the bindings as '../../..' (the
+# package folder, which a bundler resolves to its entry point); name the file,
+# so that it also loads without a bundler (a browser cannot import a folder).
+helper=$(find web/pkg-threads/snippets -name workerHelpers.js)
+grep -q "import('../../..')" "$helper" || { echo "build: $helper no longer imports '../../..': update this fix" >&2; exit 1; }
+sed -i "s|import('../../..')|import('../../../hearth_llm.js')|" "$helper"
+ls -l web/pkg-threads/hearth_llm_bg.wasm | awk '{printf "web/pkg-threads/hearth_llm_bg.wasm: %.1f KiB\n", $5/1024}'
 
 phase "build: npm package (web/dist)"
 web/tools/build-package.sh

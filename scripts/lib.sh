@@ -39,14 +39,42 @@ has_rustup_wasm() {
   command -v rustc >/dev/null &&
     [ -d "$(rustc --print sysroot)/lib/rustlib/wasm32-unknown-unknown/lib" ]
 }
+# simd128: the CPU backend's kernels; every browser with WebGPU has wasm SIMD.
+WASM_RUSTFLAGS='--cfg getrandom_backend="wasm_js" -C target-feature=+simd128'
 wasm_cargo() {
   if has_rustup_wasm; then
-    RUSTFLAGS='--cfg getrandom_backend="wasm_js"' cargo "$@"
+    RUSTFLAGS="$WASM_RUSTFLAGS" cargo "$@"
   else
     PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
-      RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+      RUSTFLAGS="$WASM_RUSTFLAGS" \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
       /usr/bin/cargo "$@" -Zbuild-std=std,panic_abort
+  fi
+}
+
+# The threaded wasm build (feature `threads`: rayon on Web Workers over shared
+# memory, for cross-origin-isolated pages; ../shared/cpu-threads.md). The
+# standard library must be rebuilt with atomics whichever toolchain builds it,
+# so -Zbuild-std always (RUSTC_BOOTSTRAP on a stable rustup toolchain, which
+# then needs its rust-src component). Its own target dir: the flags differ, and
+# sharing one would make the two builds rebuild each other.
+# The linker flags: memory is imported and shared between the workers (its
+# maximum must be declared: 2 GiB, room for the weights of a CPU-run model),
+# and the TLS symbols let each worker set up its thread-local storage.
+WASM_THREADS_RUSTFLAGS="$WASM_RUSTFLAGS -C target-feature=+atomics,+bulk-memory,+mutable-globals
+  -C link-arg=--shared-memory -C link-arg=--max-memory=2147483648 -C link-arg=--import-memory
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base"
+wasm_threads_cargo() {
+  local flags; flags="$(echo $WASM_THREADS_RUSTFLAGS)" # one line
+  local args=("$@" --target-dir "$ROOT/target/wasm-threads" --features threads -Zbuild-std=std,panic_abort)
+  if has_rustup_wasm; then
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" cargo "${args[@]}"
+  else
+    PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 \
+      RUSTFLAGS="$flags" \
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld \
+      /usr/bin/cargo "${args[@]}"
   fi
 }
 

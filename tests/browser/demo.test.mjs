@@ -1,16 +1,18 @@
-// The demo site as a visitor uses it, in headless Chromium with WebGPU
-// (SwiftShader here): the first visit downloads the default model with a
+// The demo site as a visitor uses it, in headless Chromium (backend Auto: the
+// CPU here, where WebGPU is SwiftShader): the first visit downloads the default model with a
 // progress bar and chats with a streamed reply; Stop ends a reply and the
 // next turn reuses the KV cache; text generation with a fixed seed repeats
 // itself; a reload with the network off still loads the page and the model
-// and chats; Markdown rendering never turns model text into HTML. Writes
+// and chats; the backend can be switched and the choice is remembered;
+// without WebGPU it runs on the CPU; Markdown rendering never turns model
+// text into HTML. Writes
 // screenshots (desktop and phone width) to artifacts/ and prints the load
 // and first-token times.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startSession, requireWebGPU, ARTIFACTS, IN_CI } from './harness.mjs';
+import { startSession, hideWebGPU, ARTIFACTS, IN_CI } from './harness.mjs';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PACKAGE = path.join(REPO, 'models/SmolLM2-135M-Instruct-q4_1/manifest.json');
@@ -42,7 +44,6 @@ async function visit(t, context) {
     });
   });
   const page = await session.open('', context);
-  if (!(await requireWebGPU(page, t))) return null;
   await page.waitForFunction(() => document.body.dataset.ready || !document.getElementById('error').hidden, null, { timeout: 120_000 });
   const error = await page.locator('#error').isVisible();
   assert.ok(!error, `the demo failed to load: ${await page.locator('#error').textContent()}`);
@@ -76,9 +77,7 @@ async function statText(page, id) {
 
 test('first visit: the model loads with progress and a reply streams in', async (t) => {
   if (!prerequisites(t)) return;
-  const v = await visit(t);
-  if (!v) return;
-  const { page, context } = v;
+  const { page, context } = await visit(t);
   const phases = await page.evaluate(() => window.__phases);
   assert.ok(phases.some(([p]) => /Downloading the model/.test(p)), JSON.stringify(phases));
   const fractions = phases.map(([, value]) => value);
@@ -119,9 +118,7 @@ test('first visit: the model loads with progress and a reply streams in', async 
 
 test('Stop ends a reply at once; the next turn reuses the conversation', async (t) => {
   if (!prerequisites(t)) return;
-  const v = await visit(t);
-  if (!v) return;
-  const { page, context } = v;
+  const { page, context } = await visit(t);
   await setReplyLength(page, 400);
   await page.fill('#chat-input', 'Write a long story about a dragon.');
   await page.press('#chat-input', 'Enter');
@@ -154,9 +151,7 @@ test('Stop ends a reply at once; the next turn reuses the conversation', async (
 
 test('text generation with a fixed seed is reproducible', async (t) => {
   if (!prerequisites(t)) return;
-  const v = await visit(t);
-  if (!v) return;
-  const { page, context } = v;
+  const { page, context } = await visit(t);
   await page.click('#tab-text');
   await page.fill('#text-prompt', 'The best thing about mornings is');
   await page.fill('#max-tokens', '5');
@@ -183,30 +178,66 @@ test('text generation with a fixed seed is reproducible', async (t) => {
   await context.close();
 });
 
-test('after one visit, the page and the model load offline and chat', async (t) => {
+test('after one visit, the page and the model load offline (still cross-origin isolated) and chat', async (t) => {
   if (!prerequisites(t)) return;
-  const v = await visit(t);
-  if (!v) return;
-  const { page, context } = v;
+  const { page, context } = await visit(t);
+  const online = await page.locator('#backend').textContent();
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
   await context.setOffline(true);
   await page.reload();
   await page.waitForFunction(() => document.body.dataset.ready || !document.getElementById('error').hidden, null, { timeout: 120_000 });
   assert.ok(!(await page.locator('#error').isVisible()), await page.locator('#error').textContent());
+  // The service worker's copy of the page keeps the isolation headers: the same backend and threads as online.
+  assert.equal(await page.evaluate(() => crossOriginIsolated), true);
+  assert.equal(await page.locator('#backend').textContent(), online);
   await setReplyLength(page, 2);
   const { final } = await chat(page, 'Hello!');
   assert.ok(final.length > 0);
   await context.close();
 });
 
-test('without WebGPU the page says so and what to do', async (t) => {
+/** Waits until the demo has loaded a model or shows an error; true when loaded. */
+async function settled(page) {
+  await page.waitForFunction(() => document.body.dataset.ready || !document.getElementById('error').hidden, null, { timeout: 300_000 });
+  return !(await page.locator('#error').isVisible());
+}
+
+test('the backend choice: the badge says where the model runs; a switch reloads it and is remembered', async (t) => {
   if (!prerequisites(t)) return;
+  const { page, context } = await visit(t);
+  const auto = await page.locator('#backend').textContent();
+  const why = await page.locator('#backend').getAttribute('title');
+  t.diagnostic(`auto: ${auto} (${why}); runs on ${await statText(page, 'adapter')}`);
+  assert.equal(await page.inputValue('#backend-choice'), 'auto');
+  assert.match(auto, /^(WebGPU|CPU · \d+ threads?)$/);
+  assert.equal(await page.evaluate(() => crossOriginIsolated), true, 'the demo is cross-origin isolated');
+  const other = auto.startsWith('CPU') ? 'webgpu' : 'cpu';
+  await page.selectOption('#backend-choice', other);
+  assert.ok(await settled(page), await page.locator('#error').textContent());
+  assert.match(await page.locator('#backend').textContent(), other === 'cpu' ? /^CPU · / : /^WebGPU/);
+  await setReplyLength(page, 2);
+  assert.ok((await chat(page, 'Hi')).final.length > 0);
+  await page.reload();
+  assert.ok(await settled(page));
+  assert.equal(await page.inputValue('#backend-choice'), other, 'the choice survives a reload');
+  assert.match(await page.locator('#backend').textContent(), other === 'cpu' ? /^CPU · / : /^WebGPU/);
+  await context.close();
+});
+
+test('without WebGPU the demo runs on the CPU; WebGPU chosen, it says so and what to do', async (t) => {
+  if (!prerequisites(t)) return;
+  // Routes do not see a service worker's fetches: no service worker here.
   const context = await session.browser.newContext();
-  await context.addInitScript(() => { delete Object.getPrototypeOf(navigator).gpu; });
+  await context.addInitScript(() => { delete Object.getPrototypeOf(navigator).serviceWorker; });
+  await hideWebGPU(context);
   const page = await session.open('', context);
-  await page.locator('#error').waitFor({ state: 'visible', timeout: 30_000 });
+  assert.ok(await settled(page), await page.locator('#error').textContent());
+  assert.match(await page.locator('#backend').textContent(), /^CPU · /);
+  assert.match(await page.locator('#backend').getAttribute('title'), /no WebGPU/);
+  await page.selectOption('#backend-choice', 'webgpu');
+  await page.locator('#error').waitFor({ state: 'visible', timeout: 60_000 });
   assert.match(await page.locator('#error-title').textContent(), /WebGPU is not available/);
-  assert.match(await page.locator('#error-detail').textContent(), /Chrome|Edge/);
+  assert.match(await page.locator('#error-detail').textContent(), /Auto or CPU/);
   assert.ok(await page.locator('#chat-input').isDisabled());
   await context.close();
 });

@@ -25,11 +25,13 @@ const CHROMIUM_ARGS = [
 
 /**
  * Starts the server and the browser. `mounts` adds URL prefixes to the
- * defaults (demo at /, /pkg/, /models/); test pages are at /test/.
+ * defaults (demo at /, /pkg/, /models/); test pages are at /test/. Pages are
+ * cross-origin isolated unless `isolate` is false.
  */
-export async function startSession(extraMounts = {}) {
+export async function startSession(extraMounts = {}, { isolate = true } = {}) {
   const server = await startServer({
     mounts: { ...DEFAULT_MOUNTS, '/test/': path.join(HERE, 'pages'), ...extraMounts },
+    isolate,
   });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
@@ -70,6 +72,21 @@ export async function requireWebGPU(page, t) {
   if (IN_CI) throw new Error(`CI=true but no WebGPU in headless Chromium: ${reason}`);
   t.skip(`no WebGPU adapter: ${reason}`);
   return false;
+}
+
+/**
+ * Makes `context` a browser without WebGPU: navigator.gpu is gone from its
+ * pages and from hearth-llm's worker (whose script is served with a line in
+ * front that removes it). Routes do not see a service worker's requests:
+ * keep service workers out of `context`.
+ */
+export async function hideWebGPU(context) {
+  const hide = 'delete Object.getPrototypeOf(navigator).gpu;';
+  await context.addInitScript(hide);
+  await context.route('**/hearth/worker.js', async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, body: `${hide}\n${await response.text()}` });
+  });
 }
 
 /** Seeded uniform values in [-scale, scale) (mulberry32). */

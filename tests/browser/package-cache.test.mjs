@@ -62,7 +62,7 @@ function load(options = {}) {
   return page.evaluate(async ({ base, options }) => {
     let result;
     try {
-      const engine = await hearth.createEngine({ model: base, context: 64, concurrency: 1, retry: { retries: 1, baseDelayMs: 10 }, ...options });
+      const engine = await hearth.createEngine({ model: base, backend: 'webgpu', context: 64, concurrency: 1, retry: { retries: 1, baseDelayMs: 10 }, ...options });
       result = { ok: true, cachedBytes: engine.info.cachedBytes };
       await engine.unload();
     } catch (e) {
@@ -161,7 +161,7 @@ test('a failing cache write is a console warning and the load goes on uncached (
   const got = await quotaPage.evaluate(async (base) => {
     // Every write fails as a full disk would (in this page only: worker: false).
     Cache.prototype.put = () => Promise.reject(new DOMException('The quota has been exceeded.', 'QuotaExceededError'));
-    const engine = await hearth.createEngine({ model: base, worker: false, context: 64, cacheName: 'quota-test' });
+    const engine = await hearth.createEngine({ model: base, backend: 'webgpu', worker: false, context: 64, cacheName: 'quota-test' });
     const reply = await engine.completions.create({ prompt: 'The sky is', max_tokens: 1, temperature: 0 });
     await engine.unload();
     const cache = await caches.open('quota-test');

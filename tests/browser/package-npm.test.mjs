@@ -34,9 +34,11 @@ test('npm pack yields a tarball that installs into a fresh app and runs a model 
   const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], WEB));
   const files = packed.files.map((f) => f.path);
   t.diagnostic(`${packed.filename}: ${files.length} files, ${(packed.size / 2 ** 20).toFixed(1)} MiB packed`);
-  for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/worker.js', 'dist/wasm/hearth_llm.js', 'dist/wasm/hearth_llm_bg.wasm', 'dist/wasm/hearth_llm.d.ts']) {
+  for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/worker.js', 'dist/wasm/hearth_llm.js', 'dist/wasm/hearth_llm_bg.wasm', 'dist/wasm/hearth_llm.d.ts',
+    'dist/wasm-threads/hearth_llm.js', 'dist/wasm-threads/hearth_llm_bg.wasm']) {
     assert.ok(files.includes(f), `the tarball has ${f}`);
   }
+  assert.ok(files.some((f) => /^dist\/wasm-threads\/snippets\/.+\/workerHelpers\.js$/.test(f)), 'the tarball has the thread pool\'s worker script');
   assert.ok(!files.some((f) => f.startsWith('src/') || f.startsWith('node_modules/')), 'no sources or dependencies in the tarball');
 
   // 2. A fresh app installs the tarball (nothing to fetch: no dependencies).
@@ -57,7 +59,7 @@ test('npm pack yields a tarball that installs into a fresh app and runs a model 
   fs.writeFileSync(path.join(app, 'check.ts'), `
     import { createEngine, isHearthError, type ChatCompletion, type LoadProgress } from 'hearth-llm';
     export async function run(model: string): Promise<string> {
-      const engine = await createEngine({ model, worker: true, onProgress: (p: LoadProgress) => console.log(p.phase, p.loadedBytes) });
+      const engine = await createEngine({ model, backend: 'auto', threads: 2, worker: true, onProgress: (p: LoadProgress) => console.log(p.phase, p.loadedBytes) });
       const reply: ChatCompletion = await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4 });
       for await (const chunk of await engine.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], stream: true })) {
         console.log(chunk.choices[0].delta.content ?? '');
@@ -75,7 +77,7 @@ test('npm pack yields a tarball that installs into a fresh app and runs a model 
 <script type="module">
   import { createEngine } from 'hearth-llm';
   try {
-    const engine = await createEngine({ model: ${JSON.stringify(MODEL_PATH)}, context: 64 });
+    const engine = await createEngine({ model: ${JSON.stringify(MODEL_PATH)}, backend: 'webgpu', context: 64 });
     const reply = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 3, temperature: 0 });
     window.result = { ok: true, text: reply.choices[0].text, usage: reply.usage, resources: performance.getEntriesByType('resource').map((e) => e.name) };
   } catch (e) {

@@ -273,6 +273,15 @@ test('package URLs: trailing slash optional, manifest.json accepted, relative to
   await rejects(() => hostLoadOptions({ model: manifest }), 'invalid_request', /needs baseUrl/);
   await rejects(() => hostLoadOptions({ model: 'https://h/m', contxt: 128 }), 'invalid_request', /unknown option\(s\) contxt/);
   await rejects(() => hostLoadOptions({ model: 'https://h/m', context: 0 }), 'invalid_request', /context must be a positive integer/);
+  // backend and threads: passed on when given (the host defaults to auto)
+  assert.deepEqual(hostLoadOptions({ model: 'https://h/m', backend: 'cpu', threads: 3 }), { baseUrl: 'https://h/m/', backend: 'cpu', threads: 3 });
+  for (const backend of ['auto', 'webgpu', 'cpu']) assert.equal(hostLoadOptions({ model: 'https://h/m', backend }).backend, backend);
+  for (const backend of ['gpu', 'CPU', '', null, 1]) {
+    const e = await rejects(() => hostLoadOptions({ model: 'https://h/m', backend }), 'invalid_request', /backend must be one of 'auto', 'webgpu', 'cpu'/);
+    assert.equal(e.param, 'backend');
+  }
+  await rejects(() => hostLoadOptions({ model: 'https://h/m', threads: 0 }), 'invalid_request', /threads must be a positive integer/);
+  await rejects(() => hostLoadOptions({ model: 'https://h/m', threads: 1.5 }), 'invalid_request', /threads must be a positive integer/);
 });
 
 test('errors survive the worker boundary; wasm error codes pass through', () => {

@@ -46,7 +46,7 @@ test('createEngine loads in a module worker, with progress events up to loaded =
   const got = await page.evaluate(async (model) => {
     const events = [];
     const start = performance.now();
-    window.engine = await hearth.createEngine({ model, context: 256, onProgress: (p) => events.push(p) });
+    window.engine = await hearth.createEngine({ model, backend: 'webgpu', context: 256, onProgress: (p) => events.push(p) });
     const resources = performance.getEntriesByType('resource').map((e) => e.name);
     return { events, info: window.engine.info, ms: performance.now() - start, resources };
   }, MODEL_PATH.slice(0, -1)); // no trailing slash: it is optional
@@ -281,7 +281,7 @@ test('a second page in the same browser context loads every file from the cache 
       const listed = await hearth.listCachedModels();
       const cached = await hearth.hasModelInCache(model);
       const events = [];
-      const engine = await hearth.createEngine({ model, worker: false, context: 128, onProgress: (p) => events.push(p) });
+      const engine = await hearth.createEngine({ model, backend: 'webgpu', worker: false, context: 128, onProgress: (p) => events.push(p) });
       const reply = await engine.completions.create({ prompt: 'The sky is', max_tokens: 2, temperature: 0 });
       const resources = performance.getEntriesByType('resource').map((e) => e.name);
       await engine.unload();

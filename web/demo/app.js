@@ -1,6 +1,7 @@
-// The demo's entry point: tabs and theme, loading a model with a progress
-// bar (phase, bytes, speed, ETA), clear errors, the model panel, and the
-// service worker that keeps the page working offline.
+// The demo's entry point: tabs and theme, the backend choice (Auto, WebGPU,
+// CPU; remembered), loading a model with a progress bar (phase, bytes, speed,
+// ETA), clear errors, the model panel, and the service worker that keeps the
+// page working offline.
 import { createEngine, listCachedModels, hasModelInCache, deleteModelFromCache } from './hearth/index.js';
 import { initChat, setEngine as setChatEngine } from './chat.js';
 import { initTextGeneration, setEngine as setTextEngine } from './textgen.js';
@@ -48,10 +49,11 @@ $('theme').addEventListener('click', () => {
 function explain(error) {
   const code = error?.code;
   const message = error?.message ?? String(error);
-  if (code === 'no_webgpu' || code === 'no_adapter' || !('gpu' in navigator)) {
-    return ['This browser cannot run the model: WebGPU is not available.',
-      'Use a recent Chrome, Edge or Opera on desktop or Android (Safari 26+ and Firefox 141+ on Windows also work), ' +
-      'or enable WebGPU in the browser\'s flags. On Linux, Chrome needs --enable-unsafe-webgpu. ' + `(${message})`];
+  if (code === 'no_webgpu' || code === 'no_adapter') {
+    return ['This browser cannot run the model on WebGPU: WebGPU is not available.',
+      'Pick Auto or CPU above to run it on the processor instead, or use a recent Chrome, Edge or Opera on desktop or Android ' +
+      '(Safari 26+ and Firefox 141+ on Windows also work), or enable WebGPU in the browser\'s flags. ' +
+      'On Linux, Chrome needs --enable-unsafe-webgpu. ' + `(${message})`];
   }
   if (/out of memory|OutOfMemory|allocation/i.test(message) || code === 'device') {
     return ['The GPU ran out of memory loading the model.', `Close other tabs using the GPU, or pick a smaller model. (${message})`];
@@ -72,6 +74,28 @@ function showError(error) {
   $('error').hidden = false;
 }
 
+// --- the backend: Auto (the package decides: WebGPU on a hardware adapter,
+// else the CPU), WebGPU or CPU; a change reloads the model.
+const backendChoice = $('backend-choice');
+backendChoice.value = ['auto', 'webgpu', 'cpu'].includes(localStorage.getItem('hearth-backend')) ? localStorage.getItem('hearth-backend') : 'auto';
+backendChoice.addEventListener('change', () => {
+  localStorage.setItem('hearth-backend', backendChoice.value);
+  loadModel($('model-url').value.trim() || DEFAULT_MODEL);
+});
+
+function backendLabel(info) {
+  if (info.backend === 'cpu') return `CPU · ${stats.threads(info.threads)}`;
+  const software = /swiftshader|llvmpipe|lavapipe|software/i.test(Object.values(info.adapter?.browser ?? {}).join(' '));
+  return `WebGPU${software ? ' (software)' : ''}`;
+}
+
+function showBackend(info) {
+  stats.showDevice(info);
+  setText('backend', backendLabel(info));
+  $('backend').title = `where the model runs: ${info.backendReason}`;
+  document.body.dataset.backend = info.backend;
+}
+
 // --- loading with progress
 function progressReporter() {
   const started = performance.now();
@@ -80,7 +104,7 @@ function progressReporter() {
     const fetched = p.loadedBytes - p.cachedBytes;
     const speed = fetched / Math.max(seconds, 1e-3);
     const left = p.totalBytes - p.loadedBytes;
-    const phase = { manifest: 'Reading the model manifest', download: 'Downloading the model', upload: 'Moving weights to the GPU', ready: 'Ready' }[p.phase] ?? p.phase;
+    const phase = { manifest: 'Reading the model manifest', download: 'Downloading the model', upload: 'Loading the weights', ready: 'Ready' }[p.phase] ?? p.phase;
     setText('load-phase', `${phase}${p.shardsTotal ? ` (${p.shardsDone}/${p.shardsTotal} shards)` : ''}`);
     const parts = [`${bytes(p.loadedBytes)} of ${bytes(p.totalBytes)}`];
     if (p.cachedBytes) parts.push(`${bytes(p.cachedBytes)} from cache`);
@@ -95,6 +119,9 @@ async function loadModel(url) {
   $('error').hidden = true;
   $('loading').hidden = false;
   setText('model-name', 'loading…');
+  setText('backend', '…');
+  backendChoice.disabled = true; // one load at a time
+  delete document.body.dataset.ready;
   setChatEngine(null);
   setTextEngine(null);
   const previous = engine;
@@ -102,14 +129,11 @@ async function loadModel(url) {
   loading = (async () => {
     try {
       await previous?.unload();
-      if (!('gpu' in navigator)) throw Object.assign(new Error('navigator.gpu is missing'), { code: 'no_webgpu' });
       const t0 = performance.now();
-      engine = await createEngine({ model: url, onProgress: progressReporter() });
+      engine = await createEngine({ model: url, backend: backendChoice.value, onProgress: progressReporter() });
       performance.measure('hearth:load', { start: t0 }); // read by the tests for the load-time figures
-      const adapter = stats.showAdapter(engine.info);
+      showBackend(engine.info);
       setText('model-name', `${engine.info.model} · ${engine.info.quantization}`);
-      const software = /swiftshader|llvmpipe|lavapipe|warp/i.test(adapter);
-      setText('backend', `WebGPU${software ? ' (software)' : ''}`);
       $('model-url').value = url;
       setChatEngine(engine);
       setTextEngine(engine);
@@ -121,6 +145,7 @@ async function loadModel(url) {
       showError(e);
     } finally {
       loading = null;
+      backendChoice.disabled = false;
       refreshModelPanel();
     }
   })();
@@ -146,7 +171,8 @@ async function refreshModelPanel() {
   if (engine) {
     const i = engine.info;
     facts.push(['Model', i.model], ['Quantization', i.quantization], ['Download size', bytes(await packageBytes(i.url, models))],
-      ['Context', `${i.context} tokens`], ['GPU memory', bytes(i.gpuBytes)],
+      ['Context', `${i.context} tokens`], ['Runs on', `${backendLabel(i)} (${i.backendReason})`],
+      [i.backend === 'cpu' ? 'Memory' : 'GPU memory', bytes(i.gpuBytes)],
       ['Cached', (await hasModelInCache(i.url)) ? 'yes: loads offline' : 'no'], ['URL', i.url]);
   } else {
     facts.push(['Model', 'none loaded']);
@@ -186,7 +212,10 @@ async function startServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
   try {
     await navigator.serviceWorker.register('./sw.js');
-    const registration = await navigator.serviceWorker.ready;
+    // A worker that never activates (its install failed, or it is blocked)
+    // must not keep the model from loading.
+    const registration = await Promise.race([navigator.serviceWorker.ready, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    if (!registration) throw new Error('it did not activate');
     if (!navigator.serviceWorker.controller) {
       await Promise.race([
         new Promise((resolve) => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true })),

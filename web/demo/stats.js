@@ -1,5 +1,5 @@
 // The stats panel: time to first token, prefill and decode speed, tokens in
-// context, the GPU; and a sparkline of decode speed while a reply streams.
+// context, where the model runs; and a sparkline of decode speed while a reply streams.
 import { rate, setText } from './format.js';
 
 const chart = document.getElementById('speed-chart');
@@ -32,13 +32,16 @@ export function showUsage(usage, stats) {
   draw();
 }
 
-export function showAdapter(info) {
+/** Shows where the engine runs: the WebGPU adapter's names, or the CPU and its threads. */
+export function showDevice(info) {
   const a = info.adapter ?? {};
   const b = a.browser ?? {};
-  const name = [b.vendor, b.architecture, b.description].filter(Boolean).join(' · ') || a.name || 'WebGPU adapter';
-  setText('stat-adapter', name);
-  return name;
+  const adapter = [b.vendor, b.architecture, b.description].filter(Boolean).join(' · ') || a.name || 'WebGPU adapter';
+  setText('stat-adapter', info.backend === 'cpu' ? `CPU, ${threads(info.threads)}` : adapter);
+  return adapter;
 }
+
+export const threads = (n) => `${n} thread${n === 1 ? '' : 's'}`;
 
 function draw() {
   const ctx = chart.getContext('2d');

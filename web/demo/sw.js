@@ -2,6 +2,10 @@
 // engine) available offline. Network first, so a new deployment shows up at
 // once; the cached copy when the network fails. Model files are not touched
 // here: hearth-llm caches them itself (Cache API, verified by sha256).
+// Every response it serves carries the cross-origin isolation headers (COOP,
+// COEP, CORP): a page served from the cache must stay isolated, or the engine
+// falls back to its single-threaded CPU build; and on a host that cannot send
+// them, the page is isolated from its second load on.
 const SHELL_CACHE = 'hearth-demo-shell-v1';
 const CORE = [
   './', './index.html', './style.css', './app.js', './chat.js', './textgen.js', './stats.js', './format.js', './markdown.js',
@@ -25,15 +29,30 @@ function isShell(request) {
   return request.method === 'GET' && url.origin === self.location.origin && !url.pathname.includes('/models/');
 }
 
+const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+/** `response` with the isolation headers (a copy, when it lacks one). */
+function isolated(response) {
+  if (response.status === 0) return response; // opaque: cannot be copied, and not the page's own file
+  if (Object.entries(ISOLATION_HEADERS).every(([name, value]) => response.headers.get(name) === value)) return response;
+  const headers = new Headers(response.headers);
+  for (const [name, value] of Object.entries(ISOLATION_HEADERS)) headers.set(name, value);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 async function networkFirst(request) {
   const cache = await caches.open(SHELL_CACHE);
   try {
     const response = await fetch(request);
     if (response.ok) await cache.put(request, response.clone());
-    return response;
+    return isolated(response);
   } catch (error) {
     const cached = await cache.match(request, { ignoreSearch: true });
-    if (cached) return cached;
+    if (cached) return isolated(cached);
     throw error;
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { validateBackend, type BackendChoice } from './backend.js';
 import { connectInThread, connectWorker, type HostConnection } from './connection.js';
 import { HearthError, invalidRequest } from './errors.js';
 import type { RetryOptions } from './fetch.js';
@@ -45,6 +46,16 @@ export interface CreateEngineOptions {
   onProgress?: ProgressCallback;
   /** Run the engine in a module Web Worker (default true) or in this thread (false). */
   worker?: boolean;
+  /**
+   * Where the model runs (default `auto`): `webgpu`; `cpu` (wasm SIMD, on
+   * `threads` threads when the page is cross-origin isolated and the engine
+   * runs in a worker, else on one); `auto`: WebGPU on a hardware adapter, the
+   * CPU when there is no WebGPU or only a software adapter (SwiftShader,
+   * llvmpipe...). {@link HearthEngine.info} says which ran and why.
+   */
+  backend?: BackendChoice;
+  /** CPU threads for the `cpu` backend (default `navigator.hardwareConcurrency`). */
+  threads?: number;
   /** Positions the KV cache holds (default 2048, capped at the model's context). */
   context?: number;
   /** Tokens per forward pass during prefill (default 128). */
@@ -59,6 +70,8 @@ export interface CreateEngineOptions {
   signal?: AbortSignal;
   /** Where the wasm binary is (default: `wasm/hearth_llm_bg.wasm` beside this package's code). */
   wasmUrl?: string | URL;
+  /** Where the threaded build's wasm binary is (default: `wasm-threads/hearth_llm_bg.wasm` beside this package's code). */
+  wasmThreadsUrl?: string | URL;
 }
 
 /** Timings and token counts of the last finished request ({@link HearthEngine.stats}). */
@@ -83,7 +96,8 @@ export type ChatCompletionStream = AsyncIterable<ChatCompletionChunk>;
 export type CompletionStream = AsyncIterable<CompletionChunk>;
 
 const OPTION_NAMES = new Set([
-  'model', 'baseUrl', 'onProgress', 'worker', 'context', 'maxBatch', 'cacheName', 'concurrency', 'retry', 'signal', 'wasmUrl',
+  'model', 'baseUrl', 'onProgress', 'worker', 'backend', 'threads', 'context', 'maxBatch', 'cacheName', 'concurrency', 'retry', 'signal',
+  'wasmUrl', 'wasmThreadsUrl',
 ]);
 
 /** The URL relative model and wasm URLs resolve against: the document in a page, the script in a worker. */
@@ -104,7 +118,8 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
   if (options === null || typeof options !== 'object') throw invalidRequest('', 'createEngine needs an options object with a model');
   const unknown = Object.keys(options).filter((k) => !OPTION_NAMES.has(k));
   if (unknown.length > 0) throw invalidRequest(unknown[0]!, `createEngine: unknown option(s) ${unknown.join(', ')}`);
-  for (const key of ['context', 'maxBatch', 'concurrency']) positiveInteger(options as unknown as Record<string, unknown>, key);
+  const backend = validateBackend(options.backend);
+  for (const key of ['threads', 'context', 'maxBatch', 'concurrency']) positiveInteger(options as unknown as Record<string, unknown>, key);
   if (options.retry !== undefined) {
     const { retries, baseDelayMs, maxDelayMs } = options.retry;
     for (const [k, v] of Object.entries({ retries, baseDelayMs, maxDelayMs })) {
@@ -123,20 +138,24 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
   } else {
     throw invalidRequest('model', 'model must be the URL of a model package folder or a manifest object');
   }
+  if (backend !== undefined) load.backend = backend;
+  if (options.threads !== undefined) load.threads = options.threads;
   if (options.context !== undefined) load.context = options.context;
   if (options.maxBatch !== undefined) load.maxBatch = options.maxBatch;
   if (options.cacheName !== undefined) load.cacheName = options.cacheName;
   if (options.concurrency !== undefined) load.concurrency = options.concurrency;
   if (options.retry !== undefined) load.retry = { ...options.retry };
   if (options.wasmUrl !== undefined) load.wasmUrl = new URL(options.wasmUrl, base).href;
+  if (options.wasmThreadsUrl !== undefined) load.wasmThreadsUrl = new URL(options.wasmThreadsUrl, base).href;
   return load;
 }
 
 /**
  * Loads a model package and resolves to an engine for it. By default the
  * engine runs in a module Web Worker (the page stays responsive); `worker:
- * false` runs it in this thread. Rejects with a {@link HearthError}
- * (`not_found`, `network`, `integrity`, `manifest`, `no_webgpu`...).
+ * false` runs it in this thread. `backend` picks WebGPU or the CPU (default
+ * `auto`). Rejects with a {@link HearthError} (`invalid_request`,
+ * `not_found`, `network`, `integrity`, `manifest`, `no_webgpu`...).
  *
  * @example
  * const engine = await createEngine({
@@ -150,6 +169,11 @@ export async function createEngine(options: CreateEngineOptions): Promise<Hearth
   const load = hostLoadOptions(options);
   const connect = options.worker === false ? connectInThread : connectWorker;
   const { connection, info } = await connect(load, options.onProgress, options.signal);
+  // (In this thread it runs on one thread anyway: a page's main thread may not block on others.)
+  if (info.backend === 'cpu' && !globalThis.crossOriginIsolated && options.worker !== false) {
+    console.info('hearth-llm: the CPU backend runs on 1 thread because this page is not cross-origin isolated; ' +
+      'serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp to use every core');
+  }
   return new HearthEngine(connection, info);
 }
 
@@ -159,7 +183,7 @@ export async function createEngine(options: CreateEngineOptions): Promise<Hearth
  * cache (reported as `usage.prompt_tokens_details.cached_tokens`).
  */
 export class HearthEngine {
-  /** The model, context, adapter and GPU memory of this engine. */
+  /** The model, context, backend (and why), threads, adapter and memory of this engine. */
   readonly info: EngineInfo;
 
   /** OpenAI-style chat completions. */

@@ -6,10 +6,12 @@
  * @module
  */
 
-import init, { ModelLoader, type Engine as WasmEngine } from './wasm/hearth_llm.js';
+import type { Engine as WasmEngine } from './wasm/hearth_llm.js';
+import { decideBackend, type Backend, type BackendChoice } from './backend.js';
 import { HearthError, toHearthError } from './errors.js';
 import type { RetryOptions } from './fetch.js';
 import { loadModel } from './loader.js';
+import { loadWasm } from './wasm-build.js';
 import type { Manifest } from './manifest.js';
 import { effectiveMaxTokens, resolveSampler, type GenerationJob, type GenerationOutcome, type SamplerParams } from './openai.js';
 import type { ProgressCallback } from './progress.js';
@@ -29,11 +31,17 @@ export interface HostLoadOptions {
   /** Downloads at once (default 4). */
   concurrency?: number;
   retry?: RetryOptions;
+  /** Where the model runs (default `auto`: see backend.ts). */
+  backend?: BackendChoice;
+  /** CPU threads (default: navigator.hardwareConcurrency; used on cross-origin-isolated pages). */
+  threads?: number;
   /** Where the wasm binary is (default: beside the JS bindings). */
   wasmUrl?: string;
+  /** Where the threaded build's wasm binary is (default: beside its JS bindings). */
+  wasmThreadsUrl?: string;
 }
 
-/** The loaded engine: model, context, GPU. */
+/** The loaded engine: model, context, backend, device. */
 export interface EngineInfo {
   /** The model's name from its manifest. */
   model: string;
@@ -45,37 +53,18 @@ export interface EngineInfo {
   config: Record<string, unknown>;
   /** Positions the KV cache holds. */
   context: number;
-  /** GPU memory the model holds (weights, KV cache, activations), in bytes. */
+  /** Where the model runs. */
+  backend: Backend;
+  /** Why: `requested` (an explicit `backend`), or what `auto` saw (`software adapter (google · swiftshader)`...). */
+  backendReason: string;
+  /** CPU threads the engine computes on: 0 on WebGPU; 1 on a page that is not cross-origin isolated or with `worker: false`. */
+  threads: number;
+  /** Memory the model holds (weights, KV cache, activations), in bytes: GPU memory on WebGPU, wasm memory on the CPU. */
   gpuBytes: number;
-  /** The WebGPU adapter: the engine's view, plus the browser's `GPUAdapterInfo` (vendor, architecture...). */
+  /** The engine's device (the WebGPU adapter, or the CPU), plus the browser's `GPUAdapterInfo` (vendor, architecture...) when it has WebGPU. */
   adapter: Record<string, unknown>;
   /** Bytes of the package the cache supplied on this load. */
   cachedBytes: number;
-}
-
-let wasmReady: Promise<unknown> | undefined;
-
-/** Instantiates the wasm module once per realm. */
-function initWasm(wasmUrl?: string): Promise<unknown> {
-  wasmReady ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined).catch((e: unknown) => {
-    wasmReady = undefined;
-    throw new HearthError('engine', `the wasm engine failed to load: ${e instanceof Error ? e.message : e}`, {}, { cause: e });
-  });
-  return wasmReady;
-}
-
-/** The browser's own description of its adapter (wgpu reports no names on WebGPU). */
-async function browserAdapterInfo(): Promise<Record<string, string>> {
-  try {
-    const gpu = (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } }).gpu;
-    const info = (await gpu?.requestAdapter())?.info;
-    if (!info) return {};
-    const out: Record<string, string> = {};
-    for (const key of ['vendor', 'architecture', 'device', 'description'] as const) if (info[key]) out[key] = info[key];
-    return out;
-  } catch {
-    return {};
-  }
 }
 
 /**
@@ -100,10 +89,11 @@ export class EngineHost {
    */
   async load(options: HostLoadOptions, onProgress?: ProgressCallback, signal?: AbortSignal): Promise<EngineInfo> {
     if (this.engine || this.unloaded) throw new HearthError('engine', 'this engine host has already loaded a model');
-    if (!(navigator as unknown as { gpu?: unknown }).gpu) {
-      throw new HearthError('no_webgpu', 'this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome, Edge or Safari, or enable WebGPU');
+    const decision = await decideBackend(options.backend ?? 'auto');
+    if (decision.backend === 'webgpu' && !(navigator as unknown as { gpu?: unknown }).gpu) {
+      throw new HearthError('no_webgpu', "this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome, Edge or Safari, enable WebGPU, or create the engine with backend 'cpu'");
     }
-    await initWasm(options.wasmUrl);
+    const wasm = await loadWasm(decision.backend, options.threads, options);
     const loaded = await loadModel(
       {
         baseUrl: options.baseUrl,
@@ -115,11 +105,11 @@ export class EngineHost {
         onProgress,
       },
       async (manifestJson, tokenizerJson) => {
-        const sizes: { context?: number; maxBatch?: number } = {};
-        if (options.context !== undefined) sizes.context = options.context;
-        if (options.maxBatch !== undefined) sizes.maxBatch = options.maxBatch;
+        const engineOptions: { context?: number; maxBatch?: number; backend: Backend } = { backend: decision.backend };
+        if (options.context !== undefined) engineOptions.context = options.context;
+        if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
         try {
-          return await ModelLoader.create(manifestJson, tokenizerJson, sizes);
+          return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
         } catch (e) {
           throw toHearthError(e);
         }
@@ -127,14 +117,18 @@ export class EngineHost {
     );
     this.engine = loaded.engine;
     this.manifest = loaded.manifest;
+    const backend = this.engine.backend() as Backend;
     return {
       model: loaded.manifest.name,
       url: options.baseUrl,
       quantization: loaded.manifest.quantization,
       config: this.engine.config() as Record<string, unknown>,
       context: this.engine.contextSize(),
+      backend,
+      backendReason: decision.reason,
+      threads: this.engine.threads(),
       gpuBytes: this.engine.gpuBytes(),
-      adapter: { ...(this.engine.adapterInfo() as Record<string, unknown>), browser: await browserAdapterInfo() },
+      adapter: { ...(this.engine.adapterInfo() as Record<string, unknown>), browser: decision.adapter },
       cachedBytes: loaded.cachedBytes,
     };
   }

@@ -1,5 +1,5 @@
 /**
- * hearth-llm: run LLMs in the browser on WebGPU.
+ * hearth-llm: run LLMs in the browser on WebGPU (or the CPU).
  *
  * ```ts
  * import { createEngine } from 'hearth-llm';
@@ -13,6 +13,7 @@
 export { createEngine, HearthEngine, hostLoadOptions } from './engine.js';
 export type { CreateEngineOptions, EngineStats, ChatCompletionStream, CompletionStream } from './engine.js';
 export type { EngineInfo } from './host.js';
+export type { Backend, BackendChoice } from './backend.js';
 export { HearthError, isHearthError, toHearthError } from './errors.js';
 export type { HearthErrorCode, HearthErrorFields, SerializedHearthError } from './errors.js';
 export { hasModelInCache, deleteModelFromCache, listCachedModels, DEFAULT_CACHE_NAME } from './cache.js';

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // A small static file server for the demo, the model files and the browser
-// tests. Node built-ins only. It sends COOP/COEP headers (so pages are
-// cross-origin isolated and may use SharedArrayBuffer), supports HTTP Range
-// requests, and never serves a path outside its mounted folders.
+// tests. Node built-ins only. It sends COOP/COEP headers, so pages are
+// cross-origin isolated (SharedArrayBuffer: the engine's threaded CPU build);
+// `--no-isolation` (isolate: false) leaves them out, to try a page as a host
+// without those headers serves it. It supports HTTP Range requests and never
+// serves a path outside its mounted folders.
 //
-// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site]
-// API: startServer({ port, host, mounts }) -> { url, close() }
+// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site] [--no-isolation]
+// API: startServer({ port, host, mounts, isolate }) -> { url, close() }
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -17,6 +19,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 /** URL prefix -> folder. The demo at `/`, the wasm build, the npm package build, the models. */
 export const DEFAULT_MOUNTS = {
   '/pkg/': path.join(ROOT, 'web/pkg'),
+  '/pkg-threads/': path.join(ROOT, 'web/pkg-threads'),
   '/hearth/': path.join(ROOT, 'web/dist'),
   '/models/': path.join(ROOT, 'models'),
   '/': path.join(ROOT, 'web/demo'),
@@ -56,11 +59,16 @@ function resolveFile(mounts, urlPath) {
   return null;
 }
 
-function handler(mounts) {
+/** The headers that make a page cross-origin isolated, and its files loadable by such a page. */
+export const ISOLATION_HEADERS = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+function handler(mounts, isolate) {
   return (req, res) => {
-    res.setHeader('Cross-Origin-Opener-Policy', 'same-origin');
-    res.setHeader('Cross-Origin-Embedder-Policy', 'require-corp');
-    res.setHeader('Cross-Origin-Resource-Policy', 'cross-origin');
+    if (isolate) for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value);
     res.setHeader('Cache-Control', 'no-cache');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
@@ -103,11 +111,12 @@ function handler(mounts) {
 }
 
 /**
- * Starts a server on `host:port` (port 0 picks a free one).
+ * Starts a server on `host:port` (port 0 picks a free one); `isolate: false`
+ * sends no cross-origin isolation headers.
  * @returns {Promise<{url: string, close: () => Promise<void>}>}
  */
-export function startServer({ port = 0, host = '127.0.0.1', mounts = DEFAULT_MOUNTS } = {}) {
-  const server = http.createServer(handler(mounts));
+export function startServer({ port = 0, host = '127.0.0.1', mounts = DEFAULT_MOUNTS, isolate = true } = {}) {
+  const server = http.createServer(handler(mounts, isolate));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -128,6 +137,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   // --root DIR serves one folder (the built site, web/site) instead of the mounts.
   const root = arg('--root');
   const mounts = root ? { '/': path.resolve(root) } : DEFAULT_MOUNTS;
-  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1'), mounts });
-  console.log(`hearth demo: ${url}  (Ctrl+C to stop)`);
+  const isolate = !process.argv.includes('--no-isolation');
+  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1'), mounts, isolate });
+  console.log(`hearth demo: ${url}  (${isolate ? 'cross-origin isolated' : 'not cross-origin isolated: the CPU backend runs on one thread'}; Ctrl+C to stop)`);
 }

@@ -1,0 +1,81 @@
+/**
+ * Where the model runs: WebGPU or the CPU (wasm simd128, on several threads
+ * when the page is cross-origin isolated). `auto` picks WebGPU on a hardware
+ * adapter and the CPU otherwise: a software WebGPU adapter (SwiftShader,
+ * llvmpipe...) runs the same kernels far slower than the CPU backend does.
+ * Runs where the engine runs (the worker, or the page with `worker: false`);
+ * wasm-build.ts loads the wasm build for the backend.
+ * @module
+ */
+
+import { invalidRequest } from './errors.js';
+
+/** The backend `createEngine` is asked for. */
+export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
+/** The backend an engine runs on. */
+export type Backend = 'webgpu' | 'cpu';
+
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'webgpu', 'cpu'];
+
+/** Checks the `backend` option (undefined means `auto`). */
+export function validateBackend(value: unknown): BackendChoice | undefined {
+  if (value === undefined || BACKEND_CHOICES.includes(value as BackendChoice)) return value as BackendChoice | undefined;
+  throw invalidRequest('backend', `backend must be one of ${BACKEND_CHOICES.map((b) => `'${b}'`).join(', ')}, got ${JSON.stringify(value)}`);
+}
+
+/** The browser's description of a WebGPU adapter (`GPUAdapterInfo`'s strings). */
+export type AdapterNames = Partial<Record<'vendor' | 'architecture' | 'device' | 'description', string>>;
+
+/** The backend to run on and why it was picked. */
+export interface BackendDecision {
+  backend: Backend;
+  /** Why: `requested`, `no WebGPU (...)`, `software adapter (...)`, `hardware adapter (...)`. */
+  reason: string;
+  /** The browser's adapter, when there is one. */
+  adapter: AdapterNames;
+}
+
+interface GpuAdapterLike {
+  info?: AdapterNames & { isFallbackAdapter?: boolean };
+  /** Older browsers put the flag on the adapter itself. */
+  isFallbackAdapter?: boolean;
+}
+type GpuLike = { requestAdapter(): Promise<GpuAdapterLike | null> };
+
+/** Names of CPU-based WebGPU implementations, as adapters report them. */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|microsoft basic render/i;
+
+/** The browser's adapter, or why there is none. */
+async function requestAdapter(): Promise<{ adapter: GpuAdapterLike | null; missing?: string }> {
+  const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
+  if (!gpu) return { adapter: null, missing: 'navigator.gpu is missing' };
+  try {
+    const adapter = await gpu.requestAdapter();
+    return adapter ? { adapter } : { adapter: null, missing: 'requestAdapter() returned null' };
+  } catch (e) {
+    return { adapter: null, missing: `requestAdapter() failed: ${e instanceof Error ? e.message : e}` };
+  }
+}
+
+function adapterNames(adapter: GpuAdapterLike | null): AdapterNames {
+  const out: AdapterNames = {};
+  for (const key of ['vendor', 'architecture', 'device', 'description'] as const) {
+    const value = adapter?.info?.[key];
+    if (value) out[key] = value;
+  }
+  return out;
+}
+
+/** Resolves `auto` (and reports the adapter for an explicit choice too). */
+export async function decideBackend(choice: BackendChoice): Promise<BackendDecision> {
+  const { adapter, missing } = await requestAdapter();
+  const names = adapterNames(adapter);
+  if (choice !== 'auto') return { backend: choice, reason: 'requested', adapter: names };
+  if (!adapter) return { backend: 'cpu', reason: `no WebGPU (${missing})`, adapter: names };
+  const label = Object.values(names).join(' · ') || 'unnamed';
+  const software = adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false;
+  if (software || SOFTWARE_ADAPTER.test(label)) {
+    return { backend: 'cpu', reason: `software adapter (${software ? 'fallback adapter: ' : ''}${label})`, adapter: names };
+  }
+  return { backend: 'webgpu', reason: `hardware adapter (${label})`, adapter: names };
+}

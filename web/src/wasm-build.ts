@@ -1,0 +1,73 @@
+/**
+ * Loads the wasm build an engine needs: the threaded one (shared memory, a
+ * rayon pool on Web Workers) for the CPU backend where it can run, else the
+ * single-threaded one. Kept apart from backend.ts so that the package's
+ * public types never reach the generated wasm bindings' types.
+ * @module
+ */
+
+import type { Backend } from './backend.js';
+import { HearthError } from './errors.js';
+import type * as Wasm from './wasm/hearth_llm.js';
+
+/** The wasm bindings, either build (they have the same API). */
+export type WasmModule = typeof Wasm;
+
+/** One instance of each build per realm: a module instantiates once, and its thread pool starts once. */
+const builds = new Map<'plain' | 'threads', Promise<WasmModule>>();
+
+/** Whether this thread may block (Atomics.wait): workers may, a page's main thread may not. */
+function canBlock(): boolean {
+  return typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
+}
+
+/** Instantiates build `key` once (a failed attempt may be retried). */
+function once(key: 'plain' | 'threads', load: () => Promise<WasmModule>): Promise<WasmModule> {
+  let loading = builds.get(key);
+  if (!loading) {
+    loading = load().catch((e: unknown) => {
+      builds.delete(key);
+      throw new HearthError('engine', `the wasm engine failed to load: ${e instanceof Error ? e.message : e}`, {}, { cause: e });
+    });
+    builds.set(key, loading);
+  }
+  return loading;
+}
+
+function loadPlain(wasmUrl?: string): Promise<WasmModule> {
+  return once('plain', async () => {
+    const wasm = await import('./wasm/hearth_llm.js');
+    await wasm.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    return wasm;
+  });
+}
+
+function loadThreaded(threads: number, wasmUrl?: string): Promise<WasmModule> {
+  return once('threads', async () => {
+    // Same crate, same bindings, plus initThreadPool: the cast only bridges the two generated .d.ts files.
+    const wasm = (await import('./wasm-threads/hearth_llm.js')) as unknown as WasmModule & { initThreadPool(n: number): Promise<unknown> };
+    await wasm.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    // Before anything else calls into the module: a parallel call made
+    // earlier would start a default pool and make initThreadPool fail.
+    await wasm.initThreadPool(threads);
+    return wasm;
+  });
+}
+
+/**
+ * Loads the wasm build for `backend`: the threaded one for the CPU when this
+ * realm is cross-origin isolated (shared memory needs it), may block (the
+ * pool's callers wait on it) and more than one thread is wanted; else, or
+ * when the threaded one fails to start, the single-threaded one.
+ */
+export async function loadWasm(backend: Backend, threads: number | undefined, urls: { wasmUrl?: string; wasmThreadsUrl?: string }): Promise<WasmModule> {
+  const wanted = threads ?? navigator.hardwareConcurrency ?? 1;
+  if (backend === 'cpu' && globalThis.crossOriginIsolated === true && canBlock() && wanted > 1) {
+    try {
+      return await loadThreaded(wanted, urls.wasmThreadsUrl);
+    } catch (e) {
+      console.warn(`hearth-llm: ${(e as Error).message}; running on one thread`);
+    }
+  }
+  return loadPlain(urls.wasmUrl);
+}
