@@ -54,7 +54,7 @@ async function packageLoad(page) {
   return page.evaluate(async (model) => {
     if (window.hearthReady !== true) throw new Error(window.hearthReady);
     const start = performance.now();
-    const engine = await window.hearth.createEngine({ model, worker: false });
+    const engine = await window.hearth.createEngine({ model, worker: false, backend: 'webgpu' });
     const ms = performance.now() - start;
     const { default: init } = await import('/hearth/wasm/hearth_llm.js');
     const heap = (await init()).memory.buffer.byteLength; // the instance the package loaded
@@ -77,6 +77,20 @@ async function wllama(prompts, threads) {
   await page.close();
   return out;
 }
+/** hearth's CPU backend (threaded wasm build, `threads` threads) on the same prompts: one row per prompt. */
+async function hearthCpu(prompts, threads) {
+  const page = await session.open('bench/wllama.html'); // any isolated page will do: the work runs in a worker
+  const out = await page.evaluate((args) => new Promise((resolve) => {
+    const worker = new Worker('/bench/hearth-cpu-worker.js', { type: 'module' });
+    worker.onmessage = ({ data }) => { worker.terminate(); resolve(data); };
+    worker.onerror = (e) => resolve({ ok: false, message: e.message });
+    worker.postMessage(args);
+  }), { threads, model: '/models/SmolLM2-135M-Instruct.Q4_1.gguf', context: Math.max(...promptLengths) + genTokens + 8, prompts, genTokens, repeats });
+  await page.close();
+  if (!out.ok) throw new Error(`hearth CPU backend: ${out.message}`);
+  return out;
+}
+
 try {
   const context = await session.browser.newContext();
   const cold = await packageLoad(await session.open('test/package.html', context));
@@ -118,10 +132,21 @@ try {
       cold_load_ms: cold.ms, warm_load_ms: warm.ms, wasm_heap_bytes: Math.max(cold.heap, warm.heap), ...sizes,
     }));
   }
+  const threads = Number(arg('--threads', 2));
+  const promptIds = [];
+  for (const t of promptTexts) promptIds.push(Array.from(await page.evaluate((t) => window.engine.encode(t, false), t)));
+  const cpu = await hearthCpu(promptIds, threads);
+  cpu.rows.forEach((runs, i) => {
+    const decode = median(runs, 'decode_tok_s');
+    console.log(JSON.stringify({
+      adapter: `wasm CPU, ${cpu.threads} threads (simd128)`, backend: 'CPU (Chromium)', engine_backend: 'cpu',
+      prompt_tokens: promptLengths[i], gen_tokens: genTokens, load_ms: cpu.loadMs, ttft_ms: median(runs, 'ttft_ms'),
+      prefill_tok_s: median(runs, 'prefill_tok_s'), decode_tok_s: decode, memory_bytes: cpu.memoryBytes, weight_bytes: cpu.weightBytes, repeats,
+    }));
+  });
   if (!fs.existsSync(WLLAMA)) {
     console.error(`no wllama at ${WLLAMA}: bench/run.sh installs it`);
   } else {
-    const threads = Number(arg('--threads', 2));
     const w = await wllama(promptTexts, threads);
     w.rows.forEach((runs, i) => {
       const med = (key) => median(runs, key);

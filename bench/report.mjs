@@ -63,7 +63,7 @@ const pairs = [
 const get = (name) => systems.find(([n]) => n === name)?.[1];
 for (const [a, b] of pairs) {
   if (!get(a) || !get(b)) continue;
-  table.push([`ratio ${a.split(' ').slice(0, 2).join(' ')} ${a.split('(')[1]?.replace(')', '')} / ${b.split(' ')[0]}`, `${a.split('(')[1]?.replace(')', '') ?? ''} vs ${b.split('(')[1]?.replace(')', '') ?? ''}`,
+  table.push([`ratio: ${a} / ${b}`, '',
     ...lengths.map((n) => ratio(get(a).prefill[n], get(b).prefill[n])), ratio(get(a).decode, get(b).decode), '']);
 }
 const browser = get('hearth in Chromium (WebGPU)')?.row;
