@@ -113,6 +113,7 @@ impl Weights {
 }
 
 /// The transformer with its KV cache, on one backend.
+#[allow(clippy::large_enum_variant)] // one per engine, never moved in a hot path
 pub enum Model {
     Gpu(GpuModel),
     Cpu(CpuModel),

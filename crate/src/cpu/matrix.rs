@@ -36,6 +36,16 @@ enum Data {
     F32(Vec<f32>),
 }
 
+/// An empty Vec with room for `n` values, or a typed error when memory (in
+/// wasm: the module's maximum) runs out, instead of an abort.
+fn room<T>(name: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        HearthError::OutOfMemory(format!("{name}: no room for {} MiB of weights on the CPU", (n * std::mem::size_of::<T>()) >> 20))
+    })?;
+    Ok(v)
+}
+
 fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
@@ -60,7 +70,7 @@ impl CpuMatrix {
                 expect(per_block)?;
                 let blocks = t.bytes.chunks_exact(per_block);
                 let n = blocks.len();
-                let (mut quants, mut d, mut m) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                let (mut quants, mut d, mut m) = (room(name, n)?, room(name, n)?, room(name, n)?);
                 for b in blocks {
                     let scale = half_at(b, 0);
                     let (min, qs) = if t.ty == TensorType::Q4_1 { (half_at(b, 2), &b[4..20]) } else { (-8.0 * scale, &b[2..18]) };
@@ -73,8 +83,9 @@ impl CpuMatrix {
             TensorType::Q8_0 => {
                 expect(34)?;
                 let blocks = t.bytes.chunks_exact(34);
-                let d = blocks.clone().map(|b| half_at(b, 0)).collect();
-                let quants = blocks.map(|b| std::array::from_fn(|i| b[2 + i] as i8)).collect();
+                let (mut quants, mut d) = (room(name, blocks.len())?, room(name, blocks.len())?);
+                d.extend(blocks.clone().map(|b| half_at(b, 0)));
+                quants.extend(blocks.map(|b| std::array::from_fn(|i| b[2 + i] as i8)));
                 Data::Q8 { quants, d }
             }
             _ => Data::F32(crate::quant::dequantize(t.ty, t.bytes, rows * cols).map_err(|e| bad(e.to_string()))?),
@@ -175,6 +186,7 @@ impl CpuMatrix {
     }
 
     #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // j indexes acc, min_acc, out and the tokens together
     fn row_tile<I: Isa, const N: usize>(&self, r: usize, t0: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
         let nb = self.cols / BLOCK;
         let blocks = r * nb..(r + 1) * nb;

@@ -71,7 +71,7 @@ impl CpuModel {
         let alloc = |n: usize| -> Result<Vec<f32>> {
             let mut v = Vec::new();
             v.try_reserve_exact(n)
-                .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's buffers", n * 4 >> 20)))?;
+                .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's buffers", (n * 4) >> 20)))?;
             v.resize(n, 0.0);
             Ok(v)
         };
