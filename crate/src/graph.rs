@@ -114,3 +114,14 @@ pub fn output_matrix(c: &ModelConfig) -> &'static str {
         "output.weight"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backends index their activation buffers by `act as usize`.
+    #[test]
+    fn all_acts_are_listed_in_declaration_order() {
+        assert!(Act::ALL.iter().enumerate().all(|(i, &a)| a as usize == i));
+    }
+}
