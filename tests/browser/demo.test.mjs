@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startSession, hideWebGPU, ARTIFACTS, IN_CI } from './harness.mjs';
+import { settled, setReplyLength, chat } from './lib/demo.mjs';
 
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
 const PACKAGE = path.join(REPO, 'models/SmolLM2-135M-Instruct-q4_1/manifest.json');
@@ -48,27 +49,6 @@ async function visit(t, context) {
   const error = await page.locator('#error').isVisible();
   assert.ok(!error, `the demo failed to load: ${await page.locator('#error').textContent()}`);
   return { context, page };
-}
-
-async function setReplyLength(page, tokens) {
-  if ((await page.locator('details.system').getAttribute('open')) === null) await page.locator('details.system summary').click();
-  await page.fill('#chat-max-tokens', String(tokens));
-}
-
-/** Sends `text` and returns the texts the reply showed while streaming, and its final state. */
-async function chat(page, text) {
-  const before = await page.locator('.message.assistant').count();
-  await page.fill('#chat-input', text);
-  await page.press('#chat-input', 'Enter');
-  const reply = page.locator('.message.assistant').nth(before);
-  await reply.waitFor();
-  const seen = [];
-  while ((await reply.getAttribute('aria-busy')) === 'true') {
-    const now = await reply.textContent();
-    if (now && now !== seen[seen.length - 1]) seen.push(now);
-    await page.waitForTimeout(50);
-  }
-  return { seen, final: await reply.textContent(), reply };
 }
 
 async function statText(page, id) {
@@ -195,12 +175,6 @@ test('after one visit, the page and the model load offline (still cross-origin i
   assert.ok(final.length > 0);
   await context.close();
 });
-
-/** Waits until the demo has loaded a model or shows an error; true when loaded. */
-async function settled(page) {
-  await page.waitForFunction(() => document.body.dataset.ready || !document.getElementById('error').hidden, null, { timeout: 300_000 });
-  return !(await page.locator('#error').isVisible());
-}
 
 test('the backend choice: the badge says where the model runs; a switch reloads it and is remembered', async (t) => {
   if (!prerequisites(t)) return;

@@ -26,12 +26,14 @@ const CHROMIUM_ARGS = [
 /**
  * Starts the server and the browser. `mounts` adds URL prefixes to the
  * defaults (demo at /, /pkg/, /models/); test pages are at /test/. Pages are
- * cross-origin isolated unless `isolate` is false.
+ * cross-origin isolated unless `isolate` is false. `csp`, a policy string,
+ * is sent as every response's Content-Security-Policy header.
  */
-export async function startSession(extraMounts = {}, { isolate = true } = {}) {
+export async function startSession(extraMounts = {}, { isolate = true, csp } = {}) {
   const server = await startServer({
     mounts: { ...DEFAULT_MOUNTS, '/test/': path.join(HERE, 'pages'), ...extraMounts },
     isolate,
+    csp,
   });
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',

@@ -5,7 +5,11 @@
 // Every response it serves carries the cross-origin isolation headers (COOP,
 // COEP, CORP): a page served from the cache must stay isolated, or the engine
 // falls back to its single-threaded CPU build; and on a host that cannot send
-// them, the page is isolated from its second load on.
+// them, the page is isolated from its second load on. Likewise a
+// Content-Security-Policy: the host's own is kept; a response without one
+// gets the demo's (index.html's, plus frame-ancestors, which a <meta> policy
+// cannot set), so that the engine's worker scripts, which take their policy
+// from their own response, have it too.
 const SHELL_CACHE = 'hearth-demo-shell-v1';
 const CORE = [
   './', './index.html', './style.css', './app.js', './chat.js', './textgen.js', './stats.js', './format.js', './markdown.js',
@@ -35,12 +39,18 @@ const ISOLATION_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
-/** `response` with the isolation headers (a copy, when it lacks one). */
+/** The demo's policy: index.html's <meta> one (keep them the same) and frame-ancestors. */
+const CONTENT_SECURITY_POLICY = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; connect-src 'self' https:; " +
+  "img-src 'self' data:; style-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/** `response` with the isolation headers and a Content-Security-Policy (a copy, when it lacks one). */
 function isolated(response) {
   if (response.status === 0) return response; // opaque: cannot be copied, and not the page's own file
-  if (Object.entries(ISOLATION_HEADERS).every(([name, value]) => response.headers.get(name) === value)) return response;
-  const headers = new Headers(response.headers);
+  const hasCsp = response.headers.has('Content-Security-Policy');
+  if (hasCsp && Object.entries(ISOLATION_HEADERS).every(([name, value]) => response.headers.get(name) === value)) return response;
+  const headers = new Headers(response.headers); // keeps the host's own policy, if it sent one
   for (const [name, value] of Object.entries(ISOLATION_HEADERS)) headers.set(name, value);
+  if (!hasCsp) headers.set('Content-Security-Policy', CONTENT_SECURITY_POLICY);
   return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
 }
 

@@ -3,11 +3,14 @@
 // tests. Node built-ins only. It sends COOP/COEP headers, so pages are
 // cross-origin isolated (SharedArrayBuffer: the engine's threaded CPU build);
 // `--no-isolation` (isolate: false) leaves them out, to try a page as a host
-// without those headers serves it. It supports HTTP Range requests and never
+// without those headers serves it. `--csp [POLICY]` (csp: POLICY) sends a
+// Content-Security-Policy header with every response, pages and worker
+// scripts alike (a worker takes its policy from its own script's response);
+// without a POLICY, STRICT_CSP. It supports HTTP Range requests and never
 // serves a path outside its mounted folders.
 //
-// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site] [--no-isolation]
-// API: startServer({ port, host, mounts, isolate }) -> { url, close() }
+// CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site] [--no-isolation] [--csp [POLICY]]
+// API: startServer({ port, host, mounts, isolate, csp }) -> { url, close() }
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -66,9 +69,28 @@ export const ISOLATION_HEADERS = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
-function handler(mounts, isolate) {
+/**
+ * A strict Content-Security-Policy that the demo and the npm package run
+ * under (tests/browser/csp.test.mjs): scripts, workers and fetches from the
+ * page's own origin only, no 'unsafe-eval' and no 'unsafe-inline';
+ * 'wasm-unsafe-eval' is what lets the engine's WebAssembly compile.
+ */
+export const STRICT_CSP = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "worker-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "style-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+function handler(mounts, isolate, csp) {
   return (req, res) => {
     if (isolate) for (const [name, value] of Object.entries(ISOLATION_HEADERS)) res.setHeader(name, value);
+    if (csp) res.setHeader('Content-Security-Policy', csp);
     res.setHeader('Cache-Control', 'no-cache');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { Allow: 'GET, HEAD' }).end();
@@ -112,11 +134,12 @@ function handler(mounts, isolate) {
 
 /**
  * Starts a server on `host:port` (port 0 picks a free one); `isolate: false`
- * sends no cross-origin isolation headers.
+ * sends no cross-origin isolation headers; `csp` (a policy string, such as
+ * STRICT_CSP) is sent as the Content-Security-Policy header of every response.
  * @returns {Promise<{url: string, close: () => Promise<void>}>}
  */
-export function startServer({ port = 0, host = '127.0.0.1', mounts = DEFAULT_MOUNTS, isolate = true } = {}) {
-  const server = http.createServer(handler(mounts, isolate));
+export function startServer({ port = 0, host = '127.0.0.1', mounts = DEFAULT_MOUNTS, isolate = true, csp = undefined } = {}) {
+  const server = http.createServer(handler(mounts, isolate, csp));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -138,6 +161,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const root = arg('--root');
   const mounts = root ? { '/': path.resolve(root) } : DEFAULT_MOUNTS;
   const isolate = !process.argv.includes('--no-isolation');
-  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1'), mounts, isolate });
-  console.log(`hearth demo: ${url}  (${isolate ? 'cross-origin isolated' : 'not cross-origin isolated: the CPU backend runs on one thread'}; Ctrl+C to stop)`);
+  // --csp alone sends STRICT_CSP; --csp "POLICY" sends that policy.
+  const cspAt = process.argv.indexOf('--csp');
+  const cspValue = process.argv[cspAt + 1];
+  const csp = cspAt < 0 ? undefined : cspValue && !cspValue.startsWith('--') ? cspValue : STRICT_CSP;
+  const { url } = await startServer({ port: Number(arg('--port', 8080)), host: arg('--host', '127.0.0.1'), mounts, isolate, csp });
+  console.log(`hearth demo: ${url}  (${isolate ? 'cross-origin isolated' : 'not cross-origin isolated: the CPU backend runs on one thread'}` +
+    `${csp ? `; Content-Security-Policy: ${csp}` : ''}; Ctrl+C to stop)`);
 }
