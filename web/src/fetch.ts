@@ -88,6 +88,15 @@ export interface DownloadOptions {
   onRetry?: (error: HearthError, retry: number, delayMs: number) => void;
   /** The size the body should have, when known: it is read straight into a buffer of that size. */
   expectedBytes?: number;
+  /**
+   * With `expectedBytes`: a body that ends short of it on a response without
+   * a Content-Length is a retryable `network` error rather than a result.
+   * Nothing says the server meant to send so few bytes: such a body ends when
+   * the connection closes, so a connection cut part-way looks like a whole
+   * (short) body. (With a Content-Length, the browser itself fails a body
+   * that ends early; a short body it declared is returned as it is.)
+   */
+  retryTruncated?: boolean;
 }
 
 /**
@@ -113,12 +122,18 @@ async function downloadOnce(url: string, options: DownloadOptions): Promise<{ by
     if (hint !== undefined) retryHints.set(error, hint);
     throw error;
   }
+  let bytes: Uint8Array;
   try {
-    return { bytes: await readBody(response, options.onBytes, options.expectedBytes), response };
+    bytes = await readBody(response, options.onBytes, options.expectedBytes);
   } catch (e) {
     if (options.signal?.aborted) throw abortError(options.signal);
     throw new HearthError('network', `${url}: the download broke off: ${e instanceof Error ? e.message : String(e)}`, { url }, { cause: e });
   }
+  const expected = options.expectedBytes;
+  if (options.retryTruncated && expected !== undefined && bytes.byteLength < expected && !response.headers.has('Content-Length')) {
+    throw new HearthError('network', `${url}: the download broke off after ${bytes.byteLength} of ${expected} bytes (the connection closed before the end of the body)`, { url });
+  }
+  return { bytes, response };
 }
 
 /**

@@ -69,6 +69,12 @@ async function verify(entry: ManifestFile, bytes: Uint8Array, url: string, isSha
   }
 }
 
+/** A download's `network` or `not_found` error with `shard` set, as integrity errors have it. */
+function namingShard(e: unknown, shard: string): unknown {
+  if (!(e instanceof HearthError) || (e.code !== 'network' && e.code !== 'not_found') || e.shard !== undefined) return e;
+  return new HearthError(e.code, e.message, { url: e.url, status: e.status, shard }, { cause: e.cause ?? e });
+}
+
 /** Fetches the manifest: network first, the cached copy when the network fails. */
 async function fetchManifest(options: LoaderOptions, cache: ModelCache): Promise<{ manifest: Manifest; text: string }> {
   const url = packageFileUrl(options.baseUrl, 'manifest.json');
@@ -136,14 +142,20 @@ async function obtainFile(
       return bytes;
     }
   }
-  const { bytes } = await downloadWithRetry(url, {
-    retry: options.retry,
-    signal: options.signal,
-    fetch: options.fetch,
-    expectedBytes: entry.bytes,
-    onBytes: (n) => progress.bytes(entry.file, n, entry.bytes),
-    onRetry: (e, retry, delay) => console.warn(`hearth-llm: ${e.message}; retry ${retry + 1} in ${delay} ms`),
-  });
+  let bytes: Uint8Array;
+  try {
+    ({ bytes } = await downloadWithRetry(url, {
+      retry: options.retry,
+      signal: options.signal,
+      fetch: options.fetch,
+      expectedBytes: entry.bytes,
+      retryTruncated: true,
+      onBytes: (n) => progress.bytes(entry.file, n, entry.bytes),
+      onRetry: (e, retry, delay) => console.warn(`hearth-llm: ${e.message}; retry ${retry + 1} in ${delay} ms`),
+    }));
+  } catch (e) {
+    throw isShard ? namingShard(e, entry.file) : e;
+  }
   await verify(entry, bytes, url, isShard, 'download');
   await cache.put(url, bytes, entry.sha256);
   progress.fileDone(entry.file, entry.bytes, false);
