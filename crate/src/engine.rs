@@ -128,6 +128,7 @@ impl Engine {
             Err(HearthError::NoChatTemplate) => None,
             Err(e) => return Err(e),
         };
+        crate::plan::check(backend, &config, options, &gguf)?;
         let weights = Weights::load_all(backend, &GgufSource { gguf: &gguf, bytes }, &model_tensor_names(&config))?;
         Self::new(config, &weights, tokenizer, template, options)
     }
@@ -135,6 +136,7 @@ impl Engine {
     /// Loads a web model package (already read and verified) for `backend`.
     pub fn from_package(backend: &Backend, package: &Package, options: ModelOptions) -> Result<Self> {
         let config = package.manifest.config.clone();
+        crate::plan::check(backend, &config, options, &package.manifest)?;
         let weights = Weights::load_all(backend, package, &model_tensor_names(&config))?;
         Self::new(config, &weights, package.tokenizer()?, package.chat_template()?, options)
     }

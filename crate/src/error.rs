@@ -56,6 +56,14 @@ pub enum HearthError {
     /// Memory for the model could not be allocated.
     #[error("out of memory: {0}")]
     OutOfMemory(String),
+    /// The model (with the asked context) needs more than this backend can
+    /// hold: found from the tensor table before anything is allocated.
+    #[error("the model does not fit: {0}")]
+    TooLarge(String),
+    /// The GPU device was lost (driver reset, out of memory, `destroy()`):
+    /// nothing more runs on it; load the model again.
+    #[error("the GPU device was lost ({0}); load the model again")]
+    DeviceLost(String),
 }
 
 impl HearthError {
@@ -75,6 +83,8 @@ impl HearthError {
             HearthError::Package(_) => "package",
             HearthError::Integrity { .. } => "integrity",
             HearthError::OutOfMemory(_) => "out_of_memory",
+            HearthError::TooLarge(_) => "too_large",
+            HearthError::DeviceLost(_) => "device_lost",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod graph;
 pub mod cpu;
 pub mod model;
 pub mod package;
+pub mod plan;
 pub mod quant;
 pub mod quantize;
 pub mod reference;

@@ -113,6 +113,14 @@ pub fn rms_norm_reference(x: Vec<f32>, w: Vec<f32>, eps: f32) -> Result<Vec<f32>
     Ok(reference::rms_norm(&x, &w, eps))
 }
 
+/// Bytes of this wasm instance's linear memory (it only grows: a long
+/// session whose figure stays flat allocates nothing it does not free).
+#[wasm_bindgen(js_name = wasmMemoryBytes)]
+pub fn wasm_memory_bytes() -> f64 {
+    let buffer = wasm_bindgen::memory().unchecked_into::<js_sys::WebAssembly::Memory>().buffer();
+    js_sys::Reflect::get(&buffer, &JsValue::from_str("byteLength")).ok().and_then(|v| v.as_f64()).unwrap_or(0.0)
+}
+
 /// The engine's state behind the JS `Engine`: async exports clone the `Rc`
 /// into their future, and the `RefCell` turns a second call while one runs
 /// into a clear error instead of a panic.
@@ -277,6 +285,7 @@ impl ModelLoader {
         let tokenizer = Tokenizer::from_json(&tokenizer, manifest.tokenizer.special)?;
         let template = manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
         let (options, backend) = load_options(&options).await?;
+        crate::plan::check(&backend, &manifest.config, options, &manifest)?;
         let weights = Weights::new(&backend);
         Ok(ModelLoader { backend, manifest, tokenizer, template, options, weights, needed })
     }

@@ -16,7 +16,7 @@ if (!fs.existsSync(path.join(DIST, 'index.js'))) {
   throw new Error('web/dist/index.js is missing: run web/tools/build-package.sh (after scripts/build.sh built web/pkg)');
 }
 const pkg = (file) => import(path.join(DIST, file));
-const { validateChatRequest, validateCompletionRequest, resolveSampler, effectiveMaxTokens, chatChunk, textCompletion } = await pkg('openai.js');
+const { validateChatRequest, validateCompletionRequest, resolveSampler, effectiveMaxTokens, chatChunk, textCompletion, firstFitting, replyReserve } = await pkg('openai.js');
 const { backoffDelay, isRetryableStatus, downloadWithRetry, DEFAULT_RETRY } = await pkg('fetch.js');
 const { validateManifest, packageBaseUrl, packageFileUrl } = await pkg('manifest.js');
 const { HearthError, isHearthError, toHearthError, serializeError, deserializeError } = await pkg('errors.js');
@@ -55,7 +55,9 @@ test('chat requests map to a job: sampler fields only when given, stop as a list
     maxTokens: 8,
     sampler: { temperature: 0, top_k: 40, seed: 3 },
     stop: ['\n'],
+    truncation: 'disabled',
   });
+  assert.equal(validateChatRequest({ messages: [user('x')], truncation: 'auto' }).job.truncation, 'auto');
   const controller = new AbortController();
   const streamed = validateChatRequest({ messages: [user('x')], stream: true, stop: ['a', 'b'], signal: controller.signal, n: 1, max_tokens: null });
   assert.equal(streamed.stream, true);
@@ -102,7 +104,7 @@ test('invalid chat requests are typed invalid_request errors naming the field', 
 
 test('completion requests need a non-empty string prompt', async () => {
   const { job } = validateCompletionRequest({ prompt: 'Once', max_tokens: 4, temperature: 0 });
-  assert.deepEqual(job, { kind: 'completion', prompt: 'Once', maxTokens: 4, sampler: { temperature: 0 }, stop: [] });
+  assert.deepEqual(job, { kind: 'completion', prompt: 'Once', maxTokens: 4, sampler: { temperature: 0 }, stop: [], truncation: 'disabled' });
   await rejects(() => validateCompletionRequest({ prompt: ['a'] }), 'invalid_request', /prompt must be a non-empty string, got an array/);
   await rejects(() => validateCompletionRequest({ prompt: '' }), 'invalid_request', /prompt/);
   await rejects(() => validateCompletionRequest({ prompt: 'x', messages: [] }), 'invalid_request', /unknown field\(s\) messages/);
@@ -284,6 +286,18 @@ test('package URLs: trailing slash optional, manifest.json accepted, relative to
   await rejects(() => hostLoadOptions({ model: 'https://h/m', threads: 1.5 }), 'invalid_request', /threads must be a positive integer/);
 });
 
+test('truncation: the reply keeps max_tokens (at most half the context, a quarter by default); the first fitting start is found', () => {
+  assert.deepEqual([replyReserve(8, 128), replyReserve(100, 128), replyReserve(undefined, 128), replyReserve(undefined, 2)], [8, 64, 32, 1]);
+  // Prompt lengths when the conversation starts at message s: fits from 7 on.
+  const lengths = [900, 800, 700, 600, 500, 400, 300, 200, 100, 50];
+  let calls = 0;
+  const fits = (s) => (calls++, lengths[s] <= 250);
+  assert.equal(firstFitting(0, 9, fits), 7);
+  assert.ok(calls <= 4, `binary search: ${calls} prompts rendered`);
+  assert.equal(firstFitting(0, 9, (s) => lengths[s] <= 10), 9, 'none fits: the last message alone');
+  assert.equal(firstFitting(3, 9, () => true), 3);
+});
+
 test('errors survive the worker boundary; wasm error codes pass through', () => {
   const e = new HearthError('integrity', 'bad shard', { url: 'https://h/m/s', shard: 's' });
   const back = deserializeError(structuredClone(serializeError(e)));
@@ -294,6 +308,10 @@ test('errors survive the worker boundary; wasm error codes pass through', () => 
   assert.deepEqual([toHearthError(wasm).code, toHearthError(wasm).wasmCode], ['context_full', 'context_full']);
   assert.equal(toHearthError(Object.assign(new Error('no adapter'), { code: 'no_adapter' })).code, 'no_webgpu');
   assert.equal(toHearthError(new TypeError('x')).code, 'engine');
+  // A Rust panic traps: the engine's state is gone, and the error says to create a new one.
+  const trap = toHearthError(new WebAssembly.RuntimeError('unreachable'));
+  assert.equal(trap.code, 'crashed');
+  assert.match(trap.message, /the engine crashed \(unreachable\); create a new engine/);
   assert.equal(serializeError('plain string').message, 'plain string');
 });
 

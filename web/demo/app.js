@@ -55,7 +55,14 @@ function explain(error) {
       '(Safari 26+ and Firefox 141+ on Windows also work), or enable WebGPU in the browser\'s flags. ' +
       'On Linux, Chrome needs --enable-unsafe-webgpu. ' + `(${message})`];
   }
-  if (/out of memory|OutOfMemory|allocation/i.test(message) || code === 'device') {
+  if (code === 'too_large') {
+    return ['This model does not fit on this device.', message];
+  }
+  if (code === 'device_lost' || code === 'crashed') {
+    return [code === 'device_lost' ? 'The GPU stopped responding (its device was lost).' : 'The engine crashed.',
+      `The model is being loaded again from the cache; send your message again once it is ready. (${message})`];
+  }
+  if (/out of memory|OutOfMemory|allocation/i.test(message) || code === 'device' || code === 'out_of_memory') {
     return ['The GPU ran out of memory loading the model.', `Close other tabs using the GPU, or pick a smaller model. (${message})`];
   }
   if (code === 'integrity') {
@@ -151,6 +158,13 @@ async function loadModel(url) {
   })();
   return loading;
 }
+
+// An engine whose GPU device was lost (or that crashed) cannot run again:
+// say so and load the model afresh (from the cache, so it is quick).
+document.addEventListener('hearth:engine-lost', (event) => {
+  const url = engine?.info.url ?? ($('model-url').value.trim() || DEFAULT_MODEL);
+  loadModel(url).then(() => showError(event.detail));
+});
 
 // --- model panel
 

@@ -5,6 +5,7 @@
 // only prefills the new tokens.
 import { renderMarkdown } from './markdown.js';
 import * as stats from './stats.js';
+import { reportEngineLost } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 const log = $('messages');
@@ -90,12 +91,15 @@ async function reply() {
   };
   let finish = null;
   let usage = null;
+  let failure = null;
+  const running = engine; // loadModel() may swap the engine before this ends
   try {
-    const stream = await engine.chat.completions.create({
+    const stream = await running.chat.completions.create({
       messages: conversation().slice(0, -1), // all but the empty reply being written
       stream: true,
       signal: controller.signal,
       max_tokens: Math.max(1, Number($('chat-max-tokens').value) || 512),
+      truncation: 'auto', // a conversation longer than the context drops its oldest turns
       ...CHAT_SAMPLING,
     });
     for await (const chunk of stream) {
@@ -115,6 +119,7 @@ async function reply() {
   } catch (e) {
     finish = 'error';
     message.error = e.message ?? String(e);
+    failure = e;
   } finally {
     controller = null;
   }
@@ -127,9 +132,10 @@ async function reply() {
     span.textContent = `(${note})`;
     el.append(span);
   }
-  stats.showUsage(usage, engine.stats());
+  stats.showUsage(usage, running.stats());
   updateButtons();
   input.focus();
+  reportEngineLost(failure);
 }
 
 async function send() {

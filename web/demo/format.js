@@ -27,3 +27,13 @@ export function rate(tokensPerSecond) {
 export function setText(id, text) {
   document.getElementById(id).textContent = text;
 }
+
+/**
+ * Tells the page that the engine can no longer run (its GPU device was lost,
+ * or it crashed): app.js reloads the model (from the cache) on this event.
+ */
+export function reportEngineLost(error) {
+  if (error?.code === 'device_lost' || error?.code === 'crashed') {
+    document.dispatchEvent(new CustomEvent('hearth:engine-lost', { detail: error }));
+  }
+}

@@ -1,6 +1,7 @@
 // The text generation panel: a raw prompt completed by the model, with the
 // sampling controls; the same seed and settings give the same text.
 import * as stats from './stats.js';
+import { reportEngineLost } from './format.js';
 
 const $ = (id) => document.getElementById(id);
 let engine = null;
@@ -53,8 +54,10 @@ async function generate() {
   out.replaceChildren(document.createTextNode(prompt), generated);
   stats.startRequest();
   let usage = null;
+  let failure = null;
+  const running = engine; // loadModel() may swap the engine before this ends
   try {
-    const stream = await engine.completions.create({ prompt, stream: true, signal: controller.signal, ...samplingSettings() });
+    const stream = await running.completions.create({ prompt, stream: true, signal: controller.signal, ...samplingSettings() });
     for await (const chunk of stream) {
       const text = chunk.choices[0]?.text ?? '';
       if (text) {
@@ -64,6 +67,7 @@ async function generate() {
       usage = chunk.usage ?? usage;
     }
   } catch (e) {
+    failure = e;
     const error = document.createElement('p');
     error.className = 'note';
     error.textContent = `error: ${e.message ?? e}`;
@@ -72,7 +76,8 @@ async function generate() {
     controller = null;
     update();
   }
-  stats.showUsage(usage, engine.stats());
+  stats.showUsage(usage, running.stats());
+  reportEngineLost(failure);
 }
 
 export function initTextGeneration() {

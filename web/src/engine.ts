@@ -88,6 +88,8 @@ export interface EngineStats {
   cached_tokens: number;
   /** Tokens generated. */
   completion_tokens: number;
+  /** The engine's wasm memory after the request, in bytes: flat over a long session (it never shrinks, so growth would show). */
+  wasm_memory_bytes: number;
 }
 
 /** The stream a chat completion with `stream: true` resolves to. */
@@ -316,6 +318,7 @@ export class HearthEngine {
       prompt_tokens: o.promptTokens,
       cached_tokens: o.cachedTokens,
       completion_tokens: o.completionTokens,
+      wasm_memory_bytes: o.wasmBytes,
     };
   }
 }

@@ -16,7 +16,16 @@
  * - `no_webgpu`: the browser has no WebGPU, or no adapter.
  * - `unloaded`: the engine was unloaded (or its worker died).
  * - `aborted`: a load was aborted.
- * - `context_full`: the prompt does not fit in the engine's context.
+ * - `context_full`: the prompt does not fit in the engine's context (see the
+ *   requests' `truncation` option).
+ * - `too_large`: the model (with the asked context) cannot fit on this
+ *   backend; found from the manifest before any weight is downloaded, the
+ *   message gives the numbers and what would fit.
+ * - `out_of_memory`: the GPU or the wasm memory ran out while loading.
+ * - `device_lost`: the GPU device was lost (driver reset, out of memory):
+ *   this engine cannot run anymore; create a new one.
+ * - `crashed`: the wasm engine hit a bug and stopped (a trap); create a new
+ *   engine. Please report it.
  * - `engine`: anything else the engine reported. Errors from the wasm engine
  *   keep their own code (`model`, `gpu`, `busy`, `invalid_argument`...).
  */
@@ -30,6 +39,10 @@ export type HearthErrorCode =
   | 'unloaded'
   | 'aborted'
   | 'context_full'
+  | 'too_large'
+  | 'out_of_memory'
+  | 'device_lost'
+  | 'crashed'
   | 'engine'
   | (string & {});
 
@@ -121,10 +134,15 @@ export function invalidRequest(param: string, message: string): HearthError {
  * errors from the wasm engine (an `Error` with a string `code`) keep their
  * code (`no_adapter` becomes `no_webgpu`, and `context_full`,
  * `invalid_argument`... stay as they are) with the original in `wasmCode`;
+ * a wasm trap (`WebAssembly.RuntimeError`, a Rust panic) becomes `crashed`;
  * anything else becomes `fallbackCode`.
  */
 export function toHearthError(e: unknown, fallbackCode: HearthErrorCode = 'engine'): HearthError {
   if (e instanceof HearthError) return e;
+  // A Rust panic in the wasm engine is a trap: its state is undefined from then on.
+  if (typeof WebAssembly !== 'undefined' && e instanceof WebAssembly.RuntimeError) {
+    return new HearthError('crashed', `the engine crashed (${e.message}); create a new engine, and please report this`, {}, { cause: e });
+  }
   const message = e instanceof Error ? e.message : String(e);
   const wasmCode = e !== null && typeof e === 'object' && typeof (e as { code?: unknown }).code === 'string'
     ? (e as { code: string }).code

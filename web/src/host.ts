@@ -13,7 +13,7 @@ import type { RetryOptions } from './fetch.js';
 import { loadModel } from './loader.js';
 import { loadWasm } from './wasm-build.js';
 import type { Manifest } from './manifest.js';
-import { effectiveMaxTokens, resolveSampler, type GenerationJob, type GenerationOutcome, type SamplerParams } from './openai.js';
+import { effectiveMaxTokens, firstFitting, replyReserve, resolveSampler, type GenerationJob, type GenerationOutcome, type SamplerParams } from './openai.js';
 import type { ProgressCallback } from './progress.js';
 
 /** What the host needs to load a model (plain data: it crosses postMessage). */
@@ -61,6 +61,8 @@ export interface EngineInfo {
   threads: number;
   /** Memory the model holds (weights, KV cache, activations), in bytes: GPU memory on WebGPU, wasm memory on the CPU. */
   gpuBytes: number;
+  /** The engine's wasm memory right after the load, in bytes (it only grows; `stats()` has the latest). */
+  wasmBytes: number;
   /** The engine's device (the WebGPU adapter, or the CPU), plus the browser's `GPUAdapterInfo` (vendor, architecture...) when it has WebGPU. */
   adapter: Record<string, unknown>;
   /** Bytes of the package the cache supplied on this load. */
@@ -82,6 +84,25 @@ export class EngineHost {
   private readonly abortedEarly = new Set<number>();
   private current?: number;
   private unloaded = false;
+  /** The loaded wasm build's linear memory size. */
+  private wasmMemoryBytes: () => number = () => 0;
+  /** Set once the engine can no longer run (`device_lost`, `crashed`): every later job fails with it. */
+  private broken?: HearthError;
+  /** Fails the running job at once (the engine crashed where no call of ours could see it). */
+  private failRunning?: (e: HearthError) => void;
+  /**
+   * A Rust panic inside a callback (a GPU promise settling) traps there, not
+   * in our call, whose promise then never settles: seen as an uncaught
+   * `WebAssembly.RuntimeError` from the engine's wasm, it fails the running
+   * job with `crashed` instead of leaving it hanging.
+   */
+  private readonly onUncaught = (event: Event) => {
+    const e = (event as PromiseRejectionEvent).reason ?? (event as ErrorEvent).error;
+    if (!(e instanceof WebAssembly.RuntimeError) || !String(e.stack).includes('hearth_llm')) return;
+    const error = this.failed(e);
+    this.failRunning?.(error);
+    event.preventDefault();
+  };
 
   /**
    * Loads the model package (see loader.ts) and resolves to what was loaded.
@@ -117,6 +138,9 @@ export class EngineHost {
     );
     this.engine = loaded.engine;
     this.manifest = loaded.manifest;
+    globalThis.addEventListener?.('unhandledrejection', this.onUncaught);
+    globalThis.addEventListener?.('error', this.onUncaught);
+    this.wasmMemoryBytes = wasm.wasmMemoryBytes;
     const backend = this.engine.backend() as Backend;
     return {
       model: loaded.manifest.name,
@@ -128,6 +152,7 @@ export class EngineHost {
       backendReason: decision.reason,
       threads: this.engine.threads(),
       gpuBytes: this.engine.gpuBytes(),
+      wasmBytes: this.wasmMemoryBytes(),
       adapter: { ...(this.engine.adapterInfo() as Record<string, unknown>), browser: decision.adapter },
       cachedBytes: loaded.cachedBytes,
     };
@@ -139,6 +164,7 @@ export class EngineHost {
    */
   run(id: number, job: GenerationJob, onText?: (piece: string) => void): Promise<GenerationOutcome> {
     if (this.unloaded || !this.engine) return Promise.reject(new HearthError('unloaded', 'the engine is unloaded'));
+    if (this.broken) return Promise.reject(new HearthError(this.broken.code, this.broken.message));
     this.pending.add(id);
     const result = this.tail.then(() => this.execute(id, job, onText));
     this.tail = result.catch(() => {});
@@ -165,7 +191,13 @@ export class EngineHost {
     this.unloaded = true;
     this.interrupt();
     await this.tail;
-    this.engine?.free();
+    globalThis.removeEventListener?.('unhandledrejection', this.onUncaught);
+    globalThis.removeEventListener?.('error', this.onUncaught);
+    try {
+      this.engine?.free();
+    } catch {
+      // A crashed engine may trap again here; its memory goes with the worker.
+    }
     this.engine = undefined;
   }
 
@@ -174,12 +206,14 @@ export class EngineHost {
     const abortedEarly = this.abortedEarly.delete(id);
     const engine = this.engine;
     if (this.unloaded || !engine) throw new HearthError('unloaded', 'the engine was unloaded before this request ran');
+    if (this.broken) throw new HearthError(this.broken.code, this.broken.message);
+    let context: number;
     let promptIds: Uint32Array;
     try {
-      const text = job.kind === 'chat' ? engine.renderChat(job.messages!) : job.prompt!;
-      promptIds = engine.encodePrompt(text);
+      context = engine.contextSize();
+      promptIds = promptOf(engine, job, context);
     } catch (e) {
-      throw toHearthError(e);
+      throw this.failed(e);
     }
     const outcome = (text: string, finishReason: GenerationOutcome['finishReason']): GenerationOutcome => ({
       text,
@@ -188,13 +222,13 @@ export class EngineHost {
       cachedTokens: 0,
       completionTokens: 0,
       timings: { ttft_ms: 0, prefill_tokens: 0, prefill_tok_s: 0, decode_tokens: 0, decode_tok_s: 0 },
+      wasmBytes: this.wasmMemoryBytes(),
     });
     if (abortedEarly) return outcome('', 'abort');
-    const context = engine.contextSize();
     const maxTokens = effectiveMaxTokens(job.maxTokens, promptIds.length, context);
     if (maxTokens < 1) {
       throw new HearthError('context_full',
-        `the prompt is ${promptIds.length} tokens and the context holds ${context}: shorten the conversation or load the engine with a larger context`);
+        `the prompt is ${promptIds.length} tokens and the context holds ${context}: shorten the conversation, ask for truncation: 'auto', or load the engine with a larger context`);
     }
     const request: { max_tokens: number; sampler: SamplerParams; stop?: string[] } = {
       max_tokens: maxTokens,
@@ -203,7 +237,8 @@ export class EngineHost {
     if (job.stop.length > 0) request.stop = job.stop;
     this.current = id;
     try {
-      const g = await engine.generate(promptIds, request, onText ?? null);
+      const crashed = new Promise<never>((_, reject) => (this.failRunning = reject));
+      const g = await Promise.race([engine.generate(promptIds, request, onText ?? null), crashed]);
       return {
         text: g.text,
         finishReason: g.finish_reason,
@@ -211,11 +246,45 @@ export class EngineHost {
         cachedTokens: g.reused_tokens,
         completionTokens: g.ids.length,
         timings: g.timings,
+        wasmBytes: this.wasmMemoryBytes(),
       };
     } catch (e) {
-      throw toHearthError(e);
+      throw this.failed(e);
     } finally {
       this.current = undefined;
+      this.failRunning = undefined;
     }
   }
+
+  /** `e` as a HearthError; one that leaves the engine unable to run marks it broken. */
+  private failed(e: unknown): HearthError {
+    const error = toHearthError(e);
+    if (error.code === 'device_lost' || error.code === 'crashed') this.broken = error;
+    return error;
+  }
+}
+
+/**
+ * The job's prompt as token ids. With `truncation: 'auto'` and a prompt that
+ * leaves no room for the reply: a chat drops its oldest messages after the
+ * leading system ones (never the last message), a completion keeps only its
+ * last tokens. Otherwise the prompt as it is (the caller reports
+ * `context_full`).
+ */
+function promptOf(engine: WasmEngine, job: GenerationJob, context: number): Uint32Array {
+  const limit = context - replyReserve(job.maxTokens, context);
+  if (job.kind === 'completion') {
+    const ids = engine.encodePrompt(job.prompt!);
+    return job.truncation === 'auto' && ids.length > limit ? ids.slice(ids.length - limit) : ids;
+  }
+  const messages = job.messages!;
+  const first = Math.max(0, messages.findIndex((m) => m.role !== 'system'));
+  const system = messages.slice(0, first);
+  const encode = (start: number) => engine.encodePrompt(engine.renderChat([...system, ...messages.slice(start)]));
+  const whole = encode(first);
+  if (job.truncation !== 'auto' || whole.length <= limit) return whole;
+  let start = firstFitting(first, messages.length - 1, (s) => encode(s).length <= limit);
+  // The kept turns start with the user's, as chat templates expect.
+  while (start < messages.length - 1 && messages[start]!.role === 'assistant') start++;
+  return encode(start);
 }

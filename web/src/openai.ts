@@ -49,6 +49,15 @@ export interface SamplingParams {
   user?: string | null;
   /** Aborts the request: it ends with finish_reason `abort`. */
   signal?: AbortSignal | null;
+  /**
+   * What to do when the prompt does not leave room in the context for the
+   * reply. `disabled` (the default): reject with a `context_full` error.
+   * `auto`: drop the oldest messages after the system ones (chat; the last
+   * message is always kept), or the prompt's first tokens (completions),
+   * until the prompt leaves room for `max_tokens` (at most half the context;
+   * without `max_tokens`, a quarter of it).
+   */
+  truncation?: 'disabled' | 'auto' | null;
 }
 
 /** `engine.chat.completions.create()`'s request. */
@@ -141,6 +150,8 @@ export interface GenerationJob {
   maxTokens?: number;
   sampler: SamplerParams;
   stop: string[];
+  /** See {@link SamplingParams.truncation}. */
+  truncation: 'disabled' | 'auto';
 }
 
 /** The engine host's answer to a {@link GenerationJob}. */
@@ -151,11 +162,13 @@ export interface GenerationOutcome {
   cachedTokens: number;
   completionTokens: number;
   timings: { ttft_ms: number; prefill_tokens: number; prefill_tok_s: number; decode_tokens: number; decode_tok_s: number };
+  /** The engine's wasm memory after the request, in bytes. */
+  wasmBytes: number;
 }
 
 const COMMON_FIELDS = [
   'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'repetition_penalty', 'presence_penalty', 'frequency_penalty',
-  'seed', 'stop', 'stream', 'stream_options', 'n', 'model', 'user', 'signal',
+  'seed', 'stop', 'stream', 'stream_options', 'n', 'model', 'user', 'signal', 'truncation',
 ];
 const CHAT_FIELDS = new Set(['messages', ...COMMON_FIELDS]);
 const COMPLETION_FIELDS = new Set(['prompt', ...COMMON_FIELDS]);
@@ -185,7 +198,7 @@ function checkNumber(r: Record<string, unknown>, key: string, ok: (v: number) =>
 }
 
 /** Validates the fields chat and text completions share and maps them to a job's settings. */
-function commonParams(r: Record<string, unknown>): Pick<GenerationJob, 'maxTokens' | 'sampler' | 'stop'> & { stream: boolean } {
+function commonParams(r: Record<string, unknown>): Pick<GenerationJob, 'maxTokens' | 'sampler' | 'stop' | 'truncation'> & { stream: boolean } {
   if (given(r.n) && r.n !== 1) throw invalidRequest('n', `n must be 1 (one choice per request), got ${JSON.stringify(r.n)}`);
   if (given(r.stream) && typeof r.stream !== 'boolean') throw invalidRequest('stream', 'stream must be a boolean');
   if (given(r.stream_options) && (typeof r.stream_options !== 'object' || Array.isArray(r.stream_options))) {
@@ -219,7 +232,11 @@ function commonParams(r: Record<string, unknown>): Pick<GenerationJob, 'maxToken
     if (list.some((s) => s === '')) throw invalidRequest('stop', 'stop strings must not be empty');
     stop = list as string[];
   }
-  return { maxTokens, sampler, stop, stream: r.stream === true };
+  if (given(r.truncation) && r.truncation !== 'auto' && r.truncation !== 'disabled') {
+    throw invalidRequest('truncation', `truncation must be "auto" or "disabled", got ${JSON.stringify(r.truncation)}`);
+  }
+  const truncation = r.truncation === 'auto' ? 'auto' : 'disabled';
+  return { maxTokens, sampler, stop, truncation, stream: r.stream === true };
 }
 
 /**
@@ -277,6 +294,28 @@ export function resolveSampler(job: GenerationJob, defaults: SamplerParams = {},
   const sampler = { ...picked, ...job.sampler };
   if (sampler.seed === undefined && (sampler.temperature ?? 1) > 0) sampler.seed = Math.floor(random() * 2 ** 32);
   return sampler;
+}
+
+/**
+ * Room a truncated prompt leaves for the reply: `max_tokens`, at most half
+ * the context; a quarter of it when `max_tokens` is not given.
+ */
+export function replyReserve(maxTokens: number | undefined, contextSize: number): number {
+  return Math.max(1, Math.min(maxTokens ?? Math.floor(contextSize / 4), Math.floor(contextSize / 2)));
+}
+
+/**
+ * The smallest `start` in [lo, hi] for which `fits(start)` holds, given that
+ * `fits` only turns from false to true as `start` grows; `hi` if none does.
+ * (Dropping more of the oldest messages only shortens a prompt.)
+ */
+export function firstFitting(lo: number, hi: number, fits: (start: number) => boolean): number {
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return hi;
 }
 
 /** The `max_tokens` to ask the wasm engine for: the request's, capped by the room left in the context. */

@@ -27,7 +27,12 @@ function once(key: 'plain' | 'threads', load: () => Promise<WasmModule>): Promis
   if (!loading) {
     loading = load().catch((e: unknown) => {
       builds.delete(key);
-      throw new HearthError('engine', `the wasm engine failed to load: ${e instanceof Error ? e.message : e}`, {}, { cause: e });
+      const message = e instanceof Error ? e.message : String(e);
+      // A Content-Security-Policy without 'wasm-unsafe-eval' forbids compiling wasm at all.
+      const hint = /Content.Security.Policy|wasm-unsafe-eval/i.test(message)
+        ? " (the page's Content-Security-Policy must allow script-src 'wasm-unsafe-eval', for the page and the worker scripts)"
+        : '';
+      throw new HearthError('engine', `the wasm engine failed to load: ${message}${hint}`, {}, { cause: e });
     });
     builds.set(key, loading);
   }

@@ -93,6 +93,16 @@ impl CpuMatrix {
         Ok(CpuMatrix { rows, cols, data })
     }
 
+    /// Bytes a `rows × cols` matrix of type `ty` will occupy (the memory plan).
+    pub fn planned_bytes(ty: TensorType, rows: usize, cols: usize) -> u64 {
+        let (values, blocks) = (rows as u64 * cols as u64, rows as u64 * cols as u64 / BLOCK as u64);
+        match ty {
+            TensorType::Q4_0 | TensorType::Q4_1 => blocks * (16 + 8),
+            TensorType::Q8_0 => blocks * (32 + 4),
+            _ => values * 4,
+        }
+    }
+
     /// Bytes the matrix occupies.
     pub fn size_bytes(&self) -> u64 {
         (match &self.data {

@@ -3,7 +3,7 @@
 //! thread pool (std threads natively; Web Workers over shared memory in the
 //! browser's threaded build, one thread elsewhere in the browser).
 
-mod matrix;
+pub mod matrix;
 mod model;
 mod ops;
 pub mod simd;

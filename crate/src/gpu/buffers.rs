@@ -77,6 +77,7 @@ pub async fn submit_and_read_via<T: bytemuck::Pod>(
     staging: &wgpu::Buffer,
     len: usize,
 ) -> Result<Vec<T>> {
+    ctx.take_error()?; // a lost device fails at once, before anything is queued
     let size = (len * std::mem::size_of::<T>()) as u64;
     if size == 0 {
         ctx.queue.submit([encoder.finish()]);
@@ -91,12 +92,17 @@ pub async fn submit_and_read_via<T: bytemuck::Pod>(
         let _ = tx.send(result);
     });
     #[cfg(not(target_arch = "wasm32"))]
-    ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .map_err(|e| HearthError::Gpu(e.to_string()))?;
-    rx.await
-        .map_err(|_| HearthError::ReadBack("the GPU dropped the read-back request".into()))?
-        .map_err(|e| HearthError::ReadBack(e.to_string()))?;
+    if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+        return Err(ctx.failure(HearthError::Gpu(e.to_string())).await);
+    }
+    let mapped = match rx.await {
+        Ok(result) => result.map_err(|e| HearthError::ReadBack(e.to_string())),
+        Err(_) => Err(HearthError::ReadBack("the GPU dropped the read-back request".into())),
+    };
+    if let Err(e) = mapped {
+        staging.unmap(); // forget the failed mapping, or the next map_async would panic
+        return Err(ctx.failure(e).await);
+    }
     let values = bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range()).to_vec();
     staging.unmap();
     ctx.take_error()?; // what was read may come from commands the GPU rejected

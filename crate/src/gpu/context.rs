@@ -33,7 +33,9 @@ pub struct GpuContext {
     pub pipelines: Arc<Pipelines>,
     /// The first GPU error no error scope caught (validation, out of memory),
     /// kept for the caller instead of wgpu's default of panicking.
-    uncaptured: Arc<Mutex<Option<String>>>,
+    uncaptured: Arc<Mutex<Option<HearthError>>>,
+    /// Why the device was lost, once it is (set by wgpu's callback).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -91,23 +93,52 @@ impl GpuContext {
             max_buffer_size: limits.max_buffer_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
         };
-        let uncaptured = Arc::new(Mutex::new(None::<String>));
+        let uncaptured = Arc::new(Mutex::new(None::<HearthError>));
         let slot = Arc::clone(&uncaptured);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             log::error!("GPU error: {e}");
-            slot.lock().expect("error slot").get_or_insert_with(|| e.to_string());
+            let typed = match &e {
+                wgpu::Error::OutOfMemory { .. } => HearthError::OutOfMemory(format!("the GPU ran out of memory: {e}")),
+                _ => HearthError::Gpu(e.to_string()),
+            };
+            lock(&slot).get_or_insert(typed);
         }));
+        let lost = Arc::new(Mutex::new(None::<String>));
+        let lost_slot = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            log::error!("GPU device lost ({reason:?}): {message}");
+            lock(&lost_slot).get_or_insert(format!("{reason:?}: {message}"));
+        });
         let pipelines = Arc::new(Pipelines::new(matmul_rows_per_thread(&report)));
-        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured })
+        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost })
     }
 
-    /// The GPU error raised since the last call, if any, as a typed error.
-    /// Checked after every read-back and at the end of a model load.
+    /// The GPU error raised since the last call, if any, as a typed error
+    /// (`DeviceLost` once the device is gone, whatever else was reported).
+    /// Checked before every forward, after every read-back and at the end of
+    /// a model load.
     pub fn take_error(&self) -> Result<()> {
-        match self.uncaptured.lock().expect("error slot").take() {
-            Some(message) => Err(HearthError::Gpu(message)),
+        if let Some(why) = lock(&self.lost).clone() {
+            return Err(HearthError::DeviceLost(why));
+        }
+        match lock(&self.uncaptured).take() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Why a GPU operation failed: `DeviceLost` if the device is gone,
+    /// `fallback` otherwise. In the browser the device's `lost` promise may
+    /// settle some time after the operation that failed because of it, so
+    /// this waits for it (up to half a second) before deciding.
+    pub async fn failure(&self, fallback: HearthError) -> HearthError {
+        for _ in 0..if cfg!(target_arch = "wasm32") { 50 } else { 1 } {
+            if let Err(e @ HearthError::DeviceLost(_)) = self.take_error() {
+                return e;
+            }
+            sleep_ms(10).await;
+        }
+        fallback
     }
 
     /// The same device with matmuls compiled for `n` rows per thread (1 or
@@ -121,6 +152,30 @@ impl GpuContext {
     pub fn new_blocking() -> Result<Self> {
         pollster::block_on(Self::new())
     }
+}
+
+/// Lets the browser's event loop run for `ms` milliseconds (natively: nothing to wait for).
+async fn sleep_ms(ms: i32) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use js_sys::{Function, Promise, Reflect};
+        use wasm_bindgen::{JsCast, JsValue};
+        let global = js_sys::global();
+        let Ok(set_timeout) = Reflect::get(&global, &JsValue::from_str("setTimeout")).and_then(|f| f.dyn_into::<Function>().map_err(JsValue::from)) else {
+            return;
+        };
+        let promise = Promise::new(&mut |resolve, _| {
+            let _ = set_timeout.call2(&global, &resolve, &JsValue::from(ms));
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = ms;
+}
+
+/// A poisoned error slot still holds a valid `Option`: take it anyway.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// In browsers the adapter name is often empty; `vendor`/`architecture`

@@ -54,38 +54,62 @@ impl GpuMatrix {
     }
 }
 
+/// How a `rows × cols` tensor of type `ty` lies in the GPU layout: the
+/// file's bytes per 32-value block, how many of them are the scale, the quant
+/// words per block, and the buffer's length in words with where the scales
+/// begin. Also what the memory plan counts, so the two cannot disagree.
+pub struct Packing {
+    file_block: usize,
+    scale_bytes: usize,
+    words_per_block: usize,
+    pub scale_base: usize,
+    pub words: usize,
+}
+
+impl Packing {
+    pub fn of(ty: TensorType, rows: usize, cols: usize) -> std::result::Result<Self, String> {
+        if cols % 32 != 0 {
+            return Err(format!("rows of {cols} values are not a multiple of 32"));
+        }
+        // Byte layout of one 32-value block in the file: where its scale bytes
+        // and its quant bytes sit (F16/F32 rows are cut into 32-value blocks).
+        let (file_block, scale_bytes): (usize, usize) = match ty {
+            TensorType::Q4_0 | TensorType::Q8_0 => (ty.block_layout().map_or(0, |(_, b)| b as usize), 2),
+            TensorType::Q4_1 => (ty.block_layout().map_or(0, |(_, b)| b as usize), 4),
+            TensorType::F16 => (64, 0),
+            TensorType::F32 => (128, 0),
+            _ => return Err(format!("tensor type {ty} is not supported on the GPU")),
+        };
+        let words_per_block = (file_block - scale_bytes) / 4;
+        let n_blocks = rows.checked_mul(cols / 32).ok_or("the tensor's size overflows")?;
+        let scale_words = match ty {
+            TensorType::Q4_1 => n_blocks,
+            TensorType::Q4_0 | TensorType::Q8_0 => n_blocks.div_ceil(2),
+            _ => 0,
+        };
+        let scale_base = n_blocks.checked_mul(words_per_block).ok_or("the tensor's size overflows")?;
+        let words = scale_base.checked_add(scale_words).ok_or("the tensor's size overflows")?;
+        Ok(Packing { file_block, scale_bytes, words_per_block, scale_base, words })
+    }
+
+    /// Bytes of the GPU buffer.
+    pub fn bytes(&self) -> u64 {
+        self.words as u64 * 4
+    }
+}
+
 /// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): word `w`
 /// of block `k` of row `r` goes to `(k * words_per_block + w) * rows + r`,
 /// so threads on neighbouring rows read neighbouring words; then the scales,
 /// index `k * rows + r`. Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
-    if cols % 32 != 0 {
-        return Err(format!("rows of {cols} values are not a multiple of 32"));
-    }
-    let (block, block_bytes) = ty.block_layout().ok_or_else(|| format!("tensor type {ty} is not supported on the GPU"))?;
-    let expected = rows * cols / block as usize * block_bytes as usize;
+    let Packing { file_block, scale_bytes, words_per_block, scale_base, words: len } = Packing::of(ty, rows, cols)?;
+    let expected = rows * cols / 32 * file_block;
     if bytes.len() != expected {
         return Err(format!("{} bytes, expected {expected} for {rows}×{cols} {ty}", bytes.len()));
     }
-    // Byte layout of one 32-value block in the file: where its scale bytes
-    // and its quant bytes sit (F16/F32 rows are cut into 32-value blocks).
-    let (file_block, scale_bytes): (usize, usize) = match ty {
-        TensorType::Q4_0 | TensorType::Q8_0 => (block_bytes as usize, 2),
-        TensorType::Q4_1 => (block_bytes as usize, 4),
-        TensorType::F16 => (64, 0),
-        TensorType::F32 => (128, 0),
-        _ => return Err(format!("tensor type {ty} is not supported on the GPU")),
-    };
-    let words_per_block = (file_block - scale_bytes) / 4;
     let blocks_per_row = cols / 32;
-    let n_blocks = rows * blocks_per_row;
-    let scale_words = match ty {
-        TensorType::Q4_1 => n_blocks,
-        TensorType::Q4_0 | TensorType::Q8_0 => n_blocks.div_ceil(2),
-        _ => 0,
-    };
-    let scale_base = n_blocks * words_per_block;
-    let mut words = vec![0u32; scale_base + scale_words];
+    let mut words = vec![0u32; len];
     for r in 0..rows {
         for k in 0..blocks_per_row {
             let b = &bytes[(r * blocks_per_row + k) * file_block..][..file_block];
