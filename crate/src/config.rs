@@ -136,21 +136,57 @@ impl ModelConfig {
             rope_scaling,
             tied_embeddings,
         };
-        config.check()?;
+        config.validate()?;
         Ok(config)
     }
 
-    /// Sizes the kernels rely on.
-    fn check(&self) -> Result<()> {
+    /// Checks the sizes and constants the engine relies on: non-zero sizes,
+    /// heads that share KV heads evenly, even head and RoPE sizes, finite
+    /// constants, and every size within [`LIMITS`] so that no product of them
+    /// overflows and no hostile file (or manifest) makes the engine reserve
+    /// memory for a model no machine could hold.
+    pub fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(HearthError::Model(what));
         if self.n_layers == 0 || self.dim == 0 || self.ffn_dim == 0 || self.vocab_size == 0 {
             return bad(format!("empty model: {self:?}"));
         }
-        if self.head_dim % 2 != 0 || self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.n_heads == 0 || self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
+            return bad(format!("{} attention heads cannot share {} KV heads", self.n_heads, self.n_kv_heads));
+        }
+        if self.head_dim == 0
+            || !self.head_dim.is_multiple_of(2)
+            || self.rope_dim > self.head_dim
+            || !self.rope_dim.is_multiple_of(2)
+        {
             return bad(format!("head size {} / RoPE size {} must be even", self.head_dim, self.rope_dim));
         }
         if self.context_length == 0 {
             return bad("context_length is 0".into());
+        }
+        let q_dim = self.n_heads.saturating_mul(self.head_dim);
+        let sizes = [
+            ("block_count", self.n_layers, LIMITS.layers),
+            ("embedding_length", self.dim, LIMITS.width),
+            ("feed_forward_length", self.ffn_dim, LIMITS.width),
+            ("head_count", self.n_heads, LIMITS.heads),
+            ("key_length", self.head_dim, LIMITS.width),
+            ("head_count * key_length", q_dim, LIMITS.width),
+            ("vocab_size", self.vocab_size, LIMITS.vocab),
+            ("context_length", self.context_length, LIMITS.context),
+        ];
+        if let Some((name, value, limit)) = sizes.into_iter().find(|&(_, v, limit)| v > limit) {
+            return bad(format!("{name} {value} is beyond what the engine accepts ({limit})"));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0) {
+            return bad(format!("RMS norm epsilon {} is not a finite non-negative number", self.rms_eps));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return bad(format!("RoPE base {} is not a finite positive number", self.rope_theta));
+        }
+        if let RopeScaling::Linear { factor } = self.rope_scaling {
+            if !(factor.is_finite() && factor > 0.0) {
+                return bad(format!("RoPE scaling factor {factor} is not a finite positive number"));
+            }
         }
         Ok(())
     }
@@ -165,6 +201,20 @@ impl ModelConfig {
         self.n_kv_heads * self.head_dim
     }
 }
+
+/// Upper bounds of a model's sizes, far above any released model's (the
+/// largest have about 130 layers, a width of 16k to 50k and 260k tokens) and
+/// far below what would overflow or exhaust memory on wasm32.
+pub struct Limits {
+    pub layers: usize,
+    /// Residual stream, FFN hidden layer, a head, all heads together.
+    pub width: usize,
+    pub heads: usize,
+    pub vocab: usize,
+    pub context: usize,
+}
+
+pub const LIMITS: Limits = Limits { layers: 1 << 12, width: 1 << 20, heads: 1 << 14, vocab: 1 << 24, context: 1 << 30 };
 
 fn missing(key: &str) -> HearthError {
     HearthError::Model(format!("metadata key {key} is missing"))

@@ -11,6 +11,7 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod formats;
+pub mod fuzzing;
 pub mod gpu;
 pub mod graph;
 pub mod cpu;

@@ -143,6 +143,8 @@ pub struct Tokenizer {
     special: SpecialTokens,
     /// Tokens that end generation.
     eog: Vec<u32>,
+    /// One past the largest token id (added tokens included).
+    id_space: usize,
 }
 
 impl Tokenizer {
@@ -183,9 +185,29 @@ impl Tokenizer {
     /// Loads a tokenizer written by [`Tokenizer::to_json`], with the special
     /// ids that [`Tokenizer::special_tokens`] gave beside it.
     pub fn from_json(json: &str, special: SpecialTokens) -> Result<Self> {
+        // The `tokenizers` crate panics on some malformed documents (in
+        // wasm a panic aborts the engine): on a JSON syntax error inside a
+        // "decoder", and on a "Precompiled" normalizer it cannot use. Both
+        // are checked first.
+        let not_json = |e: serde_json::Error| tokenizer_error(format!("cannot load tokenizer JSON: {e}"));
+        if json.contains("Precompiled") {
+            check_precompiled_normalizers(&serde_json::from_str(json).map_err(not_json)?)?;
+        } else {
+            serde_json::from_str::<ValidJson>(json).map_err(not_json)?;
+        }
         let inner: tokenizers::Tokenizer =
             json.parse().map_err(|e| tokenizer_error(format!("cannot load tokenizer JSON: {e}")))?;
-        Ok(Self::new(inner, special))
+        let tokenizer = Self::new(inner, special);
+        // Ids past any model's vocabulary (the `tokenizers` crate's writer
+        // loops over every id below the largest one).
+        let limit = crate::config::LIMITS.vocab;
+        if tokenizer.id_space > limit {
+            return Err(tokenizer_error(format!(
+                "token id {} is beyond the largest vocabulary the engine accepts ({limit} tokens)",
+                tokenizer.id_space - 1
+            )));
+        }
+        Ok(tokenizer)
     }
 
     /// The tokenizer as a Hugging Face `tokenizer.json` document. Special ids
@@ -198,6 +220,16 @@ impl Tokenizer {
         // Special tokens are found by `partition`, so that `parse_special`
         // can be chosen per call.
         inner.set_encode_special_tokens(true);
+        // A prompt is encoded as it is, as llama.cpp encodes it: never cut
+        // short by a `truncation`, never padded to the length a `padding`
+        // names (which a hostile tokenizer.json can make 2^40 tokens).
+        inner.with_padding(None);
+        let _ = inner.with_truncation(None); // cannot fail without parameters
+        // Nor post-processed: without special tokens (`encode` adds none) a
+        // post-processor leaves a real tokenizer's ids as they are, and a
+        // template naming a second sequence makes the `tokenizers` crate
+        // index past the one it has (a panic).
+        inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         let mut added: Vec<AddedPiece> = inner
             .get_added_tokens_decoder()
             .into_iter()
@@ -212,7 +244,9 @@ impl Tokenizer {
             .collect();
         eog.sort_unstable();
         eog.dedup();
-        Tokenizer { inner: Arc::new(inner), added, special, eog }
+        let vocab = inner.get_vocab(true);
+        let id_space = vocab.values().max().map_or(0, |&id| (id as usize).saturating_add(1)).max(vocab.len());
+        Tokenizer { inner: Arc::new(inner), added, special, eog, id_space }
     }
 
     /// The special ids read from the metadata.
@@ -253,9 +287,10 @@ impl Tokenizer {
         self.eog.binary_search(&id).is_ok()
     }
 
-    /// Number of tokens, added ones included.
+    /// Number of tokens, added ones included: one past the largest id (so
+    /// every id `encode` gives is below it, even in a vocabulary with holes).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.id_space
     }
 
     /// The token's text as the vocabulary writes it (GPT-2's byte alphabet:
@@ -511,6 +546,153 @@ fn split_merge(merge: &str) -> Result<(&str, &str)> {
     }
 }
 
+/// Any JSON document, read to its end with every string decoded (as
+/// `IgnoredAny` does not: it skips a string's escapes unchecked) and nothing
+/// kept: a syntax check that agrees with reading the document for real.
+struct ValidJson;
+
+impl<'de> Deserialize<'de> for ValidJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(ValidJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValidJson {
+    type Value = ValidJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_unit<E>(self) -> std::result::Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Self, A::Error> {
+        while seq.next_element::<ValidJson>()?.is_some() {}
+        Ok(ValidJson)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self, A::Error> {
+        while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
+        Ok(ValidJson)
+    }
+}
+
+/// Checks every `Precompiled` normalizer of a `tokenizer.json` document (a
+/// SentencePiece normalization table) so that loading and using it cannot
+/// panic: the `tokenizers` crate panics on a table it cannot decode, and its
+/// normalizer indexes the table's trie and strings without bounds checks.
+fn check_precompiled_normalizers(doc: &Json) -> Result<()> {
+    match doc {
+        Json::Object(map) => {
+            if map.get("type").and_then(Json::as_str) == Some("Precompiled") {
+                let charsmap = map
+                    .get("precompiled_charsmap")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| tokenizer_error("a Precompiled normalizer has no precompiled_charsmap string"))?;
+                check_precompiled_charsmap(charsmap)
+                    .map_err(|e| tokenizer_error(format!("a Precompiled normalizer's table is malformed: {e}")))?;
+            }
+            map.values().try_for_each(check_precompiled_normalizers)
+        }
+        Json::Array(items) => items.iter().try_for_each(check_precompiled_normalizers),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a SentencePiece `precompiled_charsmap` (base64) as the
+/// `spm_precompiled` crate reads it: a little-endian u32 byte length of the
+/// trie, the trie's u32 units (a double array), then the replacement
+/// strings, NUL-separated UTF-8. The trie is walked from its root over every
+/// byte the normalizer may look up, so that every unit it reads exists and
+/// every replacement it starts at lies on a character of the strings.
+fn check_precompiled_charsmap(base64: &str) -> std::result::Result<(), String> {
+    let bytes = decode_base64(base64).ok_or("not base64")?;
+    let (size, rest) = bytes.split_first_chunk::<4>().ok_or("shorter than its header")?;
+    let units = (u32::from_le_bytes(*size) / 4) as usize;
+    let (trie, normalized) =
+        rest.split_at_checked(units * 4).ok_or_else(|| format!("{units} trie units do not fit"))?;
+    let normalized = std::str::from_utf8(normalized).map_err(|_| "the replacements are not UTF-8")?;
+    let trie: Vec<usize> = trie.chunks_exact(4).map(|u| u32::from_le_bytes(u.try_into().expect("4 bytes")) as usize).collect();
+    // The unit layout of spm_precompiled's `ArrayUnitTrait`.
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let label = |u: usize| u & ((1 << 31) | 0xFF);
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let root = *trie.first().ok_or("the trie is empty")?;
+    // Every node a lookup may reach: each is checked once, the walk is
+    // linear in the trie's size.
+    let mut seen = vec![false; trie.len()];
+    let mut stack = Vec::new();
+    let mut visit = |node: usize, stack: &mut Vec<usize>| match seen.get_mut(node) {
+        None => Err(format!("node {node} is past the trie")),
+        Some(true) => Ok(()),
+        Some(seen) => {
+            *seen = true;
+            stack.push(node);
+            Ok(())
+        }
+    };
+    visit(offset(root), &mut stack)?;
+    while let Some(node) = stack.pop() {
+        for c in 1..=255usize {
+            let unit = *trie.get(node ^ c).ok_or_else(|| format!("unit {} is past the trie", node ^ c))?;
+            if label(unit) != c {
+                continue;
+            }
+            let next = node ^ c ^ offset(unit);
+            if has_leaf(unit) {
+                let leaf = *trie.get(next).ok_or_else(|| format!("leaf {next} is past the trie"))?;
+                let at = value(leaf);
+                if !normalized.is_char_boundary(at) {
+                    return Err(format!("replacement {at} is not a character of the {} bytes of strings", normalized.len()));
+                }
+            }
+            visit(next, &mut stack)?;
+        }
+    }
+    Ok(())
+}
+
+/// Standard base64 (RFC 4648, `+/`, `=` padding optional), or None.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let digits = text.trim_end_matches('=').as_bytes();
+    if text.len() - digits.len() > 2 || digits.len() % 4 == 1 {
+        return None;
+    }
+    let sextet = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(digits.len() / 4 * 3 + 2);
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for &c in chunk {
+            acc = acc << 6 | u32::from(sextet(c)?);
+        }
+        acc <<= 6 * (4 - chunk.len() as u32);
+        out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
+    }
+    Some(out)
+}
+
 fn tokenizer_error(message: impl Into<String>) -> HearthError {
     HearthError::Tokenizer(message.into())
 }
@@ -659,6 +841,73 @@ mod tests {
             text.push_str(&String::from_utf8_lossy(&pending));
             assert_eq!(text, String::from_utf8_lossy(bytes));
         }
+    }
+
+    fn base64(bytes: &[u8]) -> String {
+        const DIGITS: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                out.push(if i <= chunk.len() { DIGITS[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+            }
+        }
+        out
+    }
+
+    /// A SentencePiece normalization table that maps "a" to `replacement`:
+    /// the root (unit 0) points at block 256, unit 256 ^ 'a' is labelled 'a'
+    /// and has a leaf at 256 ^ 'a' ^ 256 = 97, whose value `at` is where the
+    /// replacement starts in the strings.
+    fn charsmap(units: usize, replacement: &str, at: u32) -> Vec<u8> {
+        let mut trie = vec![0u32; units];
+        trie[0] = 256 << 10;
+        trie[256 ^ 0x61] = 0x61 | 1 << 8 | 1 << 9 | 1 << 10; // label, leaf, offset 1 << 8
+        trie[97] = at;
+        let mut bytes = ((units * 4) as u32).to_le_bytes().to_vec();
+        bytes.extend(trie.iter().flat_map(|u| u.to_le_bytes()));
+        bytes.extend(replacement.as_bytes());
+        bytes.push(0);
+        bytes
+    }
+
+    fn with_normalizer(charsmap: &[u8]) -> String {
+        json!({
+            "model": { "type": "WordLevel", "vocab": { "a": 0, "b": 1, "é": 2 }, "unk_token": "a" },
+            "normalizer": { "type": "Precompiled", "precompiled_charsmap": base64(charsmap) },
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn precompiled_normalizers_are_checked_before_loading() {
+        assert_eq!(decode_base64(&base64(b"hello!?")).unwrap(), b"hello!?");
+        assert_eq!(decode_base64("aGk").unwrap(), b"hi");
+        assert!(decode_base64("a").is_none() && decode_base64("a!==").is_none());
+        // A valid table loads and normalizes as the checker reads it.
+        let t = Tokenizer::from_json(&with_normalizer(&charsmap(512, "b", 0)), SpecialTokens::default()).unwrap();
+        assert_eq!(t.encode("a", false).unwrap(), vec![1]);
+        let t = Tokenizer::from_json(&with_normalizer(&charsmap(512, "é", 0)), SpecialTokens::default()).unwrap();
+        assert_eq!(t.encode("a", false).unwrap(), vec![2]);
+        // The `tokenizers` crate panics on each of these (indexing past the
+        // trie or into the middle of a character).
+        for bad in [charsmap(360, "b", 0), charsmap(512, "é", 1), charsmap(512, "b", 3), vec![0; 4], vec![8]] {
+            let err = Tokenizer::from_json(&with_normalizer(&bad), SpecialTokens::default()).unwrap_err();
+            assert!(matches!(&err, HearthError::Tokenizer(m) if m.contains("Precompiled")), "{err}");
+        }
+        let missing = json!({ "model": { "type": "WordLevel", "vocab": { "a": 0 }, "unk_token": "a" },
+                              "normalizer": { "type": "Sequence", "normalizers": [{ "type": "Precompiled" }] } });
+        assert!(Tokenizer::from_json(&missing.to_string(), SpecialTokens::default()).is_err());
+    }
+
+    #[test]
+    fn padding_and_truncation_do_not_apply() {
+        let mut doc: Json = serde_json::from_str(&toy("smollm").to_json().unwrap()).unwrap();
+        doc["padding"] = json!({ "strategy": { "Fixed": 1u64 << 40 }, "direction": "Right",
+            "pad_to_multiple_of": null, "pad_id": 0, "pad_type_id": 0, "pad_token": "a" });
+        doc["truncation"] = json!({ "direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 0 });
+        let t = Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
+        assert_eq!(t.encode("hello hello", false).unwrap(), toy("smollm").encode("hello hello", false).unwrap());
     }
 
     #[test]

@@ -16,6 +16,12 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 const MAX_ARRAY_DEPTH: u32 = 4;
 /// Most dimensions a tensor may have (ggml's GGML_MAX_DIMS).
 const MAX_DIMS: u32 = 4;
+/// Most metadata values (keys' values and array elements, all together) a
+/// header may hold. Each takes up to a byte in the file but 32 in memory, so
+/// a budget keeps a hostile file from turning its size into 32 times as much
+/// memory; real files hold under two million (vocabularies of 260k tokens,
+/// with their types, scores and merges).
+const MAX_METADATA_VALUES: u64 = 1 << 24;
 
 /// Why a GGUF file could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -191,6 +197,8 @@ impl fmt::Display for TensorType {
 
 /// One tensor's description. `dims` are GGUF's order: `dims[0]` is the
 /// contiguous (row) length, so a `[cols, rows]` tensor is `rows × cols`.
+/// The parser guarantees that the product of the non-zero dimensions (so
+/// each of them) fits in an `i64` and a `usize` (32 bits on wasm32).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
     pub name: String,
@@ -238,7 +246,7 @@ impl GgufFile {
     }
 
     fn parse_inner(bytes: &[u8], file_len: Option<u64>) -> Result<Self> {
-        let mut r = Reader { bytes, pos: 0 };
+        let mut r = Reader { bytes, pos: 0, values_left: MAX_METADATA_VALUES };
         let magic: [u8; 4] = r.take(4)?.try_into().expect("4 bytes");
         if &magic != MAGIC {
             return Err(GgufError::BadMagic(magic));
@@ -335,8 +343,10 @@ impl GgufFile {
 
     /// The bytes of `tensor` inside `file` (the whole file's bytes).
     pub fn tensor_bytes<'a>(&self, file: &'a [u8], tensor: &TensorInfo) -> Result<&'a [u8]> {
-        let (start, end) = (tensor.offset as usize, (tensor.offset + tensor.size) as usize);
-        file.get(start..end).ok_or_else(|| {
+        let range = tensor.offset.checked_add(tensor.size).and_then(|end| {
+            Some(usize::try_from(tensor.offset).ok()?..usize::try_from(end).ok()?)
+        });
+        range.and_then(|range| file.get(range)).ok_or_else(|| {
             GgufError::Malformed(format!("tensor {:?} lies past the end of the data", tensor.name))
         })
     }
@@ -357,12 +367,16 @@ fn align_up(v: u64, a: u64) -> Option<u64> {
 }
 
 fn tensor_size(name: &str, dims: &[u64], ty: TensorType) -> Result<u64> {
+    // As ggml: the element count must fit in an i64 (and here in a usize).
+    // Zero dimensions count as one, so that a zero cannot hide a huge one.
     let elements = dims
         .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))
+        .filter(|&n| n <= i64::MAX as u64 && usize::try_from(n).is_ok())
+        .map(|_| dims.iter().product::<u64>())
         .ok_or_else(|| GgufError::Malformed(format!("tensor {name:?} has too many elements: {dims:?}")))?;
     let Some((block, block_bytes)) = ty.block_layout() else { return Ok(0) };
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(GgufError::Malformed(format!(
             "tensor {name:?} of type {ty} has rows of {} values, not a multiple of {block}",
             dims[0]
@@ -377,13 +391,15 @@ fn tensor_size(name: &str, dims: &[u64], ty: TensorType) -> Result<u64> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Metadata values that may still be read (see [`MAX_METADATA_VALUES`]).
+    values_left: u64,
 }
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8]> {
         let have = (self.bytes.len() - self.pos) as u64;
         if n > have {
-            return Err(GgufError::Truncated { needed: self.pos as u64 + n, have: self.bytes.len() as u64 });
+            return Err(GgufError::Truncated { needed: (self.pos as u64).saturating_add(n), have: self.bytes.len() as u64 });
         }
         let out = &self.bytes[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -410,6 +426,9 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, ty: u32, depth: u32) -> Result<Value> {
+        self.values_left = self.values_left.checked_sub(1).ok_or_else(|| {
+            GgufError::Malformed(format!("the header holds more than {MAX_METADATA_VALUES} metadata values"))
+        })?;
         Ok(match ty {
             0 => Value::U8(u8::from_le_bytes(self.array()?)),
             1 => Value::I8(i8::from_le_bytes(self.array()?)),
@@ -434,7 +453,15 @@ impl<'a> Reader<'a> {
                 // bytes left is a lie (or a prefix too short to hold it).
                 let left = (self.bytes.len() - self.pos) as u64;
                 if len > left {
-                    return Err(GgufError::Truncated { needed: self.pos as u64 + len, have: self.bytes.len() as u64 });
+                    return Err(GgufError::Truncated {
+                        needed: (self.pos as u64).saturating_add(len),
+                        have: self.bytes.len() as u64,
+                    });
+                }
+                if len > self.values_left {
+                    return Err(GgufError::Malformed(format!(
+                        "an array of {len} values: the header holds more than {MAX_METADATA_VALUES} metadata values"
+                    )));
                 }
                 let mut items = Vec::with_capacity(len.min(1 << 16) as usize);
                 for _ in 0..len {

@@ -130,6 +130,7 @@ impl Manifest {
     }
 
     pub fn validate(&self) -> Result<()> {
+        self.config.validate().map_err(|e| invalid(format!("config: {e}")))?;
         check_file_name(&self.tokenizer.file)?;
         check_sha256(&self.tokenizer.file, &self.tokenizer.sha256)?;
         let mut shard_bytes = HashMap::new();
@@ -168,12 +169,15 @@ impl Manifest {
 }
 
 /// Bytes of a tensor of `ty` and `shape`, or None when the shape does not
-/// split into whole blocks (or overflows).
+/// split into whole blocks or its element count overflows a `usize` (zero
+/// dimensions counted as one, so that a zero cannot hide a huge dimension):
+/// any product of a valid shape's dimensions is then safe, on wasm32 too.
 pub fn tensor_bytes(ty: TensorType, shape: &[usize]) -> Option<u64> {
     let (block, block_bytes) = ty.block_layout()?;
-    let n = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))?;
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d.max(1)))?;
+    let n = shape.iter().product::<usize>() as u64;
     let last = *shape.last()? as u64;
-    if last % block != 0 {
+    if !last.is_multiple_of(block) {
         return None;
     }
     (n / block).checked_mul(block_bytes)

@@ -91,8 +91,11 @@ pub fn read<'a>(manifest: &'a Manifest, file: &str, bytes: &'a [u8]) -> Result<V
             let view = st.tensor(&entry.name).map_err(|e| shard_error(file, format!("{}: {e}", entry.name)))?;
             let ty = parse_dtype(&entry.dtype)?;
             let data = view.data();
-            let offset = (data.as_ptr() as usize - base) as u64;
-            let (dtype, shape) = stored_as(ty, &entry.shape, entry.length as usize);
+            // The view lies inside `bytes` (safetensors checked its range).
+            let offset = (data.as_ptr() as usize).wrapping_sub(base) as u64;
+            // A length past usize cannot match the view (checked below).
+            let length = usize::try_from(entry.length).unwrap_or(usize::MAX);
+            let (dtype, shape) = stored_as(ty, &entry.shape, length);
             if view.dtype() != dtype || view.shape() != shape.as_slice() || offset != entry.offset || data.len() as u64 != entry.length {
                 return Err(shard_error(
                     file,
