@@ -744,4 +744,15 @@ fn tokenizer_json_hostile_documents_are_tokenizer_errors_or_harmless() {
     let t = Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
     assert_eq!(t.vocab_size(), 1001);
     assert_eq!(t.encode("a", false).unwrap(), vec![1000]);
+    // The `tokenizers` crate cuts the continuing-subword prefix off each
+    // merge's second part unchecked: a shorter part is refused first, in
+    // either merge form; a part the prefix can be cut off loads.
+    doc["model"]["vocab"]["a"] = 0.into();
+    for merges in [serde_json::json!([["h", "e"]]), serde_json::json!(["h e"])] {
+        doc["model"]["merges"] = merges;
+        doc["model"]["continuing_subword_prefix"] = "##".into();
+        tokenizer_error(&doc.to_string(), "continuing-subword prefix");
+        doc["model"]["continuing_subword_prefix"] = serde_json::Value::Null;
+        Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
+    }
 }

@@ -187,13 +187,17 @@ impl Tokenizer {
     pub fn from_json(json: &str, special: SpecialTokens) -> Result<Self> {
         // The `tokenizers` crate panics on some malformed documents (in
         // wasm a panic aborts the engine): on a JSON syntax error inside a
-        // "decoder", and on a "Precompiled" normalizer it cannot use. Both
+        // "decoder", on a "Precompiled" normalizer it cannot use, and on BPE
+        // merges shorter than the model's continuing-subword prefix. All
         // are checked first.
         let not_json = |e: serde_json::Error| tokenizer_error(format!("cannot load tokenizer JSON: {e}"));
         if json.contains("Precompiled") {
             check_precompiled_normalizers(&serde_json::from_str(json).map_err(not_json)?)?;
         } else {
             serde_json::from_str::<ValidJson>(json).map_err(not_json)?;
+        }
+        if json.contains("continuing_subword_prefix") {
+            check_merges_hold_prefix(json)?;
         }
         let inner: tokenizers::Tokenizer =
             json.parse().map_err(|e| tokenizer_error(format!("cannot load tokenizer JSON: {e}")))?;
@@ -589,6 +593,43 @@ impl<'de> serde::de::Visitor<'de> for ValidJson {
         while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
         Ok(ValidJson)
     }
+}
+
+/// Checks that the model's `continuing_subword_prefix` can be cut off every
+/// BPE merge's second part, as the `tokenizers` crate does unchecked (which
+/// panics on a shorter part, or a cut inside a character).
+fn check_merges_hold_prefix(json: &str) -> Result<()> {
+    #[derive(Deserialize)]
+    struct Doc {
+        model: Option<Model>,
+    }
+    #[derive(Deserialize)]
+    struct Model {
+        continuing_subword_prefix: Option<String>,
+        merges: Option<Vec<Merge>>,
+    }
+    /// A merge as the `tokenizers` crate reads it: "left right" or [left, right].
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Merge {
+        Text(String),
+        Pair(serde::de::IgnoredAny, String),
+    }
+    let doc: Doc = serde_json::from_str(json).map_err(|e| tokenizer_error(format!("cannot load tokenizer JSON: {e}")))?;
+    let Some(Model { continuing_subword_prefix: Some(prefix), merges: Some(merges) }) = doc.model else { return Ok(()) };
+    for merge in &merges {
+        let right = match merge {
+            Merge::Text(text) => text.split_once(' ').map(|(_, right)| right),
+            Merge::Pair(_, right) => Some(right.as_str()),
+        };
+        // What the crate slices off: the prefix's length in bytes.
+        if let Some(right) = right.filter(|right| right.get(prefix.len()..).is_none()) {
+            return Err(tokenizer_error(format!(
+                "BPE merge part {right:?} is shorter than the continuing-subword prefix {prefix:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks every `Precompiled` normalizer of a `tokenizer.json` document (a
