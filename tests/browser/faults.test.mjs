@@ -254,19 +254,21 @@ test('storage quota exceeded (a real QuotaExceededError): warnings, the model lo
   assert.equal(second.cachedBytes, manifest.tokenizer.bytes);
   assert.equal(quotaWarnings().length, shards.length);
 
-  // 40 MiB: room for exactly one shard more.
+  // 40 MiB: room for one shard more. Chromium checks the quota when a write
+  // starts, so two shards written at the same moment may both be let in:
+  // some shards are cached, not all, and each one left out is a warning.
   await quota(40);
   const partial = await load(page);
   assertLoaded(partial, 'under a 40 MiB quota');
   const cachedShards = shards.filter((s) => partial.cached.includes(s));
   t.diagnostic(`under 40 MiB, cached: ${cachedShards.join(', ')}`);
-  assert.equal(cachedShards.length, 1, 'one shard fits');
-  assert.equal(quotaWarnings().length, shards.length - 1);
+  assert.ok(cachedShards.length >= 1 && cachedShards.length < shards.length, `some shards fit, not all: ${cachedShards.join(', ')}`);
+  assert.equal(quotaWarnings().length, shards.length - cachedShards.length);
   served();
   const fourth = await load(page);
   assertLoaded(fourth, 'after a partial cache');
-  assert.deepEqual(files(served()), ['manifest.json', ...shards.filter((s) => !cachedShards.includes(s))].sort(), 'the cached shard is used; the rest downloaded');
-  assert.equal(quotaWarnings().length, shards.length - 1);
+  assert.deepEqual(files(served()), ['manifest.json', ...shards.filter((s) => !cachedShards.includes(s))].sort(), 'the cached shards are used; the rest downloaded');
+  assert.equal(quotaWarnings().length, shards.length - cachedShards.length);
 
   // The quota lifted: everything is cached and the next load needs only the manifest.
   await quota(undefined);
