@@ -1,7 +1,13 @@
 // Causal attention over the KV cache with grouped-query heads:
 // out[t, h] = softmax_s(q[t, h] · k[s, g] / sqrt(head_dim)) · v[s, g] over
 // s = 0 ..= pos0 + t, where g = h / (heads / kv_heads). One pass over the
-// keys with a running maximum (online softmax), WG keys at a time.
+// keys with a running maximum (online softmax), WG keys at a time: each
+// thread scores one key (reading it 16 bytes at a time) and turns its score
+// into a weight; then the threads sum the weighted value rows, thread i
+// holding dimensions 4 (i % hd4) .. + 3 (hd4 = head_dim / 4) of every
+// (WG / hd4)-th key, and the partial sums are added up at the end.
+// Everything is read as vec4 (head_dim is a multiple of 4): CPU-based
+// adapters emulate loads lane by lane, so wide loads count there.
 //
 // Bindings (group 0):
 //   0 shape    uniform { heads, kv_heads, head_dim, scale }
@@ -10,7 +16,7 @@
 //   3 k_cache  context × kv_heads × head_dim f32
 //   4 v_cache  context × kv_heads × head_dim f32
 //   5 out      tokens × heads × head_dim f32
-// Dispatch: (heads, tokens) workgroups; head_dim <= 4 * WG.
+// Dispatch: (heads, tokens) workgroups; head_dim <= min(4 * WG, MAX_HEAD_DIM), a multiple of 4.
 
 struct Shape {
     heads: u32,
@@ -24,73 +30,88 @@ const MAX_HEAD_DIM: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(4) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-var<workgroup> q_tile: array<f32, MAX_HEAD_DIM>;
-var<workgroup> scores: array<f32, WG>;
+var<workgroup> q_tile: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
+// A chunk's scores and weights, four keys a vec4 (fewer loads when every
+// thread runs through all of them); keys past the last have score -3e38 and
+// weight 0, so the loops need no bounds.
+var<workgroup> scores: array<vec4<f32>, WG / 4u>;
+var<workgroup> weights: array<vec4<f32>, WG / 4u>;
+var<workgroup> partial: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let head = wg.x;
     let t = wg.y;
-    let hd = shape.head_dim;
-    let kv_stride = shape.kv_heads * hd;
-    let kv_off = (head / (shape.heads / shape.kv_heads)) * hd;
+    let hd4 = shape.head_dim / 4u;
+    let kv_stride = shape.kv_heads * hd4;
+    let kv_off = (head / (shape.heads / shape.kv_heads)) * hd4;
     let n_keys = step.pos0 + t + 1u;
-    let q_off = (t * shape.heads + head) * hd;
+    let q_off = (t * shape.heads + head) * hd4;
 
-    for (var d = lid; d < hd; d += WG) {
+    for (var d = lid; d < hd4; d += WG) {
         q_tile[d] = q[q_off + d];
     }
     workgroupBarrier();
 
+    // This thread's share of the weighted sum of values: dimensions
+    // 4 dim4 .. 4 dim4 + 3 of keys s0 + group, s0 + group + groups, ...
+    let groups = WG / hd4;
+    let group = lid / hd4;
+    let dim4 = lid % hd4;
     var running_max = -3.0e38;
     var denom = 0.0;
-    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0); // dims lid, lid + WG, ...
+    var acc = vec4<f32>(0.0);
     for (var s0 = 0u; s0 < n_keys; s0 += WG) {
         let s = s0 + lid;
         var score = -3.0e38;
         if (s < n_keys) {
-            var dot = 0.0;
-            for (var d = 0u; d < hd; d++) {
-                dot += q_tile[d] * k_cache[s * kv_stride + kv_off + d];
+            let k_row = s * kv_stride + kv_off;
+            var dot4 = vec4<f32>(0.0);
+            for (var d = 0u; d < hd4; d++) {
+                dot4 += q_tile[d] * k_cache[k_row + d];
             }
-            score = dot * shape.scale;
+            score = dot(dot4, vec4<f32>(1.0)) * shape.scale;
         }
-        scores[lid] = score;
+        scores[lid / 4u][lid % 4u] = score;
         workgroupBarrier();
 
-        let count = min(WG, n_keys - s0);
-        var chunk_max = running_max;
-        for (var j = 0u; j < count; j++) {
-            chunk_max = max(chunk_max, scores[j]);
+        var max4 = vec4<f32>(running_max);
+        for (var j = 0u; j < WG / 4u; j++) {
+            max4 = max(max4, scores[j]);
         }
+        let chunk_max = max(max(max4.x, max4.y), max(max4.z, max4.w));
+        weights[lid / 4u][lid % 4u] = select(0.0, exp(score - chunk_max), s < n_keys);
+        workgroupBarrier();
+
         let correction = exp(running_max - chunk_max);
-        denom *= correction;
-        for (var slot = 0u; slot < 4u; slot++) {
-            acc[slot] *= correction;
+        var sum4 = vec4<f32>(0.0);
+        for (var j = 0u; j < WG / 4u; j++) {
+            sum4 += weights[j];
         }
-        for (var j = 0u; j < count; j++) {
-            let p = exp(scores[j] - chunk_max);
-            denom += p;
-            let v_row = (s0 + j) * kv_stride + kv_off;
-            for (var slot = 0u; slot < 4u; slot++) {
-                let d = lid + slot * WG;
-                if (d < hd) {
-                    acc[slot] += p * v_cache[v_row + d];
-                }
+        denom = denom * correction + dot(sum4, vec4<f32>(1.0));
+        let count = min(WG, n_keys - s0);
+        var chunk_acc = vec4<f32>(0.0);
+        if (group < groups) {
+            for (var j = group; j < count; j += groups) {
+                chunk_acc += weights[j / 4u][j % 4u] * v_cache[(s0 + j) * kv_stride + kv_off + dim4];
             }
         }
+        acc = acc * correction + chunk_acc;
         running_max = chunk_max;
-        workgroupBarrier(); // scores are overwritten next round
+        workgroupBarrier(); // scores and weights are overwritten next round
     }
-    for (var slot = 0u; slot < 4u; slot++) {
-        let d = lid + slot * WG;
-        if (d < hd) {
-            out[q_off + d] = acc[slot] / denom;
+    partial[lid] = acc;
+    workgroupBarrier();
+    if (lid < hd4) {
+        var sum = vec4<f32>(0.0);
+        for (var g = 0u; g < groups; g++) {
+            sum += partial[g * hd4 + lid];
         }
+        out[q_off + lid] = sum / denom;
     }
 }

@@ -1,14 +1,18 @@
 // Quantized matrix product: out[t, r] = Σ_c W[r, c] · x[t, c] for every token t.
 // One thread per output row, no barriers: neighbouring threads read
-// neighbouring words of the row-interleaved weights (see quant.wgsl); with
+// neighbouring 16-byte words of the row-interleaved weights (see quant.wgsl)
+// with one wide load each (CPU-based adapters emulate every load lane by
+// lane, so fewer, wider loads matter as much there as on a GPU); with
 // several tokens, each weight word is decoded once for four of them.
 //
 // Bindings (group 0):
 //   0 shape    uniform { rows, cols, scale_base, out_at_pos }
 //   1 step     uniform Step (tokens, pos0)
-//   2 weights  rows × cols, quantized (see quant.wgsl)
+//   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
 //   3 x        tokens × cols f32, read as vec4
 //   4 out      (pos0 + tokens) × rows f32 when out_at_pos = 1 (the KV cache), else tokens × rows
+//   5 quants   the same buffer as 2, read as vec4<u32>: each thread loads a
+//              block's quant words 16 bytes at a time
 // Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
@@ -30,32 +34,41 @@ override RPT: u32 = 1u;
 @group(0) @binding(2) var<storage, read> weights: array<u32>;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read> quants: array<vec4<u32>>;
 
-// Σ_j W[row, 32k + j] · x[x0 + j] for one token (`x0` a vec4 index). Scales
-// are factored out of the sums: Σ (d·q + m)·x = d·Σ q·x + m·Σ x.
-fn block_dot(row: u32, k: u32, x0: u32) -> f32 {
-    let rows = shape.rows;
-    let b = k * rows + row; // scale index
-    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        var qx = 0.0;
-        var sx = vec4<f32>(0.0);
-        for (var w = 0u; w < 4u; w++) {
-            let word = qword(row, k, w, rows);
-            let lo = x[x0 + w];      // values 4w .. 4w+3
-            let hi = x[x0 + 4u + w]; // values 16+4w .. 16+4w+3
-            qx += dot(nibbles_lo(word), lo) + dot(nibbles_hi(word), hi);
-            sx += lo + hi;
-        }
-        let sum_x = dot(sx, vec4<f32>(1.0));
-        if (QTYPE == T_Q4_1) {
-            let dm = weights[shape.scale_base + b];
-            return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sum_x;
-        }
-        return packed_half(shape.scale_base, b) * (qx - 8.0 * sum_x);
+// Group g (16 bytes) of the quant words of block k of `row`.
+fn qvec(row: u32, k: u32, g: u32, rows: u32) -> vec4<u32> {
+    return quants[(k * qs_vec4s() + g) * rows + row];
+}
+
+// 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
+// part j of group q holds values 4 * (g * parts() + j) .. + 3 of the block.
+fn parts() -> u32 {
+    if (QTYPE == T_Q8_0) { return 4u; }
+    if (QTYPE == T_F16) { return 2u; }
+    return 1u;
+}
+fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
+    if (QTYPE == T_Q8_0) {
+        return bytes_i8(q[j]);
     }
-    var qx = 0.0;
-    for (var w = 0u; w < 8u; w++) {
-        qx += dot(block_vec4(row, k, w, rows), x[x0 + w]);
+    if (QTYPE == T_F16) {
+        let a = q[2u * j];
+        let c = q[2u * j + 1u];
+        return vec4<f32>(f16_to_f32(a & 0xffffu), f16_to_f32(a >> 16u), f16_to_f32(c & 0xffffu), f16_to_f32(c >> 16u));
+    }
+    return bitcast<vec4<f32>>(q);
+}
+
+// The block's scale applied to Σ q·x (`qx`) given Σ x (`sum_x`, Q4 types):
+// Σ (d·q + m)·x = d·Σ q·x + m·Σ x.
+fn scaled(b: u32, qx: f32, sum_x: f32) -> f32 {
+    if (QTYPE == T_Q4_1) {
+        let dm = weights[shape.scale_base + b];
+        return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sum_x;
+    }
+    if (QTYPE == T_Q4_0) {
+        return packed_half(shape.scale_base, b) * (qx - 8.0 * sum_x);
     }
     if (QTYPE == T_Q8_0) {
         return packed_half(shape.scale_base, b) * qx;
@@ -63,19 +76,42 @@ fn block_dot(row: u32, k: u32, x0: u32) -> f32 {
     return qx;
 }
 
+// Σ_j W[row, 32k + j] · x[x0 + j] for one token (`x0` a vec4 index).
+fn block_dot(row: u32, k: u32, x0: u32) -> f32 {
+    let rows = shape.rows;
+    var qx = 0.0;
+    var sx = vec4<f32>(0.0);
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
+        let q = qvec(row, k, 0u, rows);
+        for (var w = 0u; w < 4u; w++) {
+            let lo = x[x0 + w];      // values 4w .. 4w+3
+            let hi = x[x0 + 4u + w]; // values 16+4w .. 16+4w+3
+            qx += dot(nibbles_lo(q[w]), lo) + dot(nibbles_hi(q[w]), hi);
+            sx += lo + hi;
+        }
+    } else {
+        for (var g = 0u; g < qs_vec4s(); g++) {
+            let q = qvec(row, k, g, rows);
+            for (var j = 0u; j < parts(); j++) {
+                qx += dot(part(q, j), x[x0 + g * parts() + j]);
+            }
+        }
+    }
+    return scaled(k * rows + row, qx, dot(sx, vec4<f32>(1.0)));
+}
+
 // block_dot for four tokens at once (vec4 indices x0..x3): each weight word
 // is decoded once and used four times. Component j belongs to token j.
 fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32> {
     let rows = shape.rows;
-    let b = k * rows + row; // scale index
     var qx = vec4<f32>(0.0);
+    var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        var sx = vec4<f32>(0.0);
         let ones = vec4<f32>(1.0);
+        let q = qvec(row, k, 0u, rows);
         for (var w = 0u; w < 4u; w++) {
-            let word = qword(row, k, w, rows);
-            let lo = nibbles_lo(word);
-            let hi = nibbles_hi(word);
+            let lo = nibbles_lo(q[w]);
+            let hi = nibbles_hi(q[w]);
             let l0 = x[x0 + w]; let h0 = x[x0 + 4u + w];
             let l1 = x[x1 + w]; let h1 = x[x1 + 4u + w];
             let l2 = x[x2 + w]; let h2 = x[x2 + 4u + w];
@@ -84,76 +120,54 @@ fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32>
                             dot(lo, l2) + dot(hi, h2), dot(lo, l3) + dot(hi, h3));
             sx += vec4<f32>(dot(l0 + h0, ones), dot(l1 + h1, ones), dot(l2 + h2, ones), dot(l3 + h3, ones));
         }
-        if (QTYPE == T_Q4_1) {
-            let dm = weights[shape.scale_base + b];
-            return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sx;
+    } else {
+        for (var g = 0u; g < qs_vec4s(); g++) {
+            let q = qvec(row, k, g, rows);
+            for (var j = 0u; j < parts(); j++) {
+                let v = part(q, j);
+                let i = g * parts() + j;
+                qx += vec4<f32>(dot(v, x[x0 + i]), dot(v, x[x1 + i]), dot(v, x[x2 + i]), dot(v, x[x3 + i]));
+            }
         }
-        return packed_half(shape.scale_base, b) * (qx - 8.0 * sx);
     }
-    for (var w = 0u; w < 8u; w++) {
-        let v = block_vec4(row, k, w, rows);
-        qx += vec4<f32>(dot(v, x[x0 + w]), dot(v, x[x1 + w]), dot(v, x[x2 + w]), dot(v, x[x3 + w]));
-    }
-    if (QTYPE == T_Q8_0) {
-        return packed_half(shape.scale_base, b) * qx;
-    }
-    return qx;
+    let b = k * rows + row;
+    return vec4<f32>(scaled(b, qx.x, sx.x), scaled(b, qx.y, sx.y), scaled(b, qx.z, sx.z), scaled(b, qx.w, sx.w));
 }
 
 // block_dot for four rows `r` at once (one token): each load of x serves all four.
 fn block_dot_rows4(r: vec4<u32>, k: u32, x0: u32) -> vec4<f32> {
     let rows = shape.rows;
-    let b = vec4<u32>(k * rows) + r; // scale indices
     var qx = vec4<f32>(0.0);
+    var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        var sx = vec4<f32>(0.0);
+        let q0 = qvec(r.x, k, 0u, rows);
+        let q1 = qvec(r.y, k, 0u, rows);
+        let q2 = qvec(r.z, k, 0u, rows);
+        let q3 = qvec(r.w, k, 0u, rows);
         for (var w = 0u; w < 4u; w++) {
             let lo = x[x0 + w];
             let hi = x[x0 + 4u + w];
             sx += lo + hi;
-            for (var j = 0u; j < 4u; j++) {
-                let word = qword(r[j], k, w, rows);
-                qx[j] += dot(nibbles_lo(word), lo) + dot(nibbles_hi(word), hi);
+            qx += vec4<f32>(dot(nibbles_lo(q0[w]), lo) + dot(nibbles_hi(q0[w]), hi),
+                            dot(nibbles_lo(q1[w]), lo) + dot(nibbles_hi(q1[w]), hi),
+                            dot(nibbles_lo(q2[w]), lo) + dot(nibbles_hi(q2[w]), hi),
+                            dot(nibbles_lo(q3[w]), lo) + dot(nibbles_hi(q3[w]), hi));
+        }
+    } else {
+        for (var g = 0u; g < qs_vec4s(); g++) {
+            let q0 = qvec(r.x, k, g, rows);
+            let q1 = qvec(r.y, k, g, rows);
+            let q2 = qvec(r.z, k, g, rows);
+            let q3 = qvec(r.w, k, g, rows);
+            for (var j = 0u; j < parts(); j++) {
+                let xv = x[x0 + g * parts() + j];
+                qx += vec4<f32>(dot(part(q0, j), xv), dot(part(q1, j), xv), dot(part(q2, j), xv), dot(part(q3, j), xv));
             }
         }
-        let sum_x = dot(sx, vec4<f32>(1.0));
-        var out = vec4<f32>(0.0);
-        for (var j = 0u; j < 4u; j++) {
-            if (QTYPE == T_Q4_1) {
-                let dm = weights[shape.scale_base + b[j]];
-                out[j] = f16_to_f32(dm & 0xffffu) * qx[j] + f16_to_f32(dm >> 16u) * sum_x;
-            } else {
-                out[j] = packed_half(shape.scale_base, b[j]) * (qx[j] - 8.0 * sum_x);
-            }
-        }
-        return out;
     }
-    for (var w = 0u; w < 8u; w++) {
-        let xv = x[x0 + w];
-        for (var j = 0u; j < 4u; j++) {
-            qx[j] += dot(block_vec4(r[j], k, w, rows), xv);
-        }
-    }
-    if (QTYPE == T_Q8_0) {
-        for (var j = 0u; j < 4u; j++) {
-            qx[j] *= packed_half(shape.scale_base, b[j]);
-        }
-    }
-    return qx;
-}
-
-// Values 4w .. 4w+3 of block k of `row`, for the 8-bit and float types.
-fn block_vec4(row: u32, k: u32, w: u32, rows: u32) -> vec4<f32> {
-    if (QTYPE == T_Q8_0) {
-        return bytes_i8(qword(row, k, w, rows));
-    }
-    if (QTYPE == T_F16) {
-        let a = qword(row, k, 2u * w, rows);
-        let c = qword(row, k, 2u * w + 1u, rows);
-        return vec4<f32>(f16_to_f32(a & 0xffffu), f16_to_f32(a >> 16u), f16_to_f32(c & 0xffffu), f16_to_f32(c >> 16u));
-    }
-    return bitcast<vec4<f32>>(vec4<u32>(qword(row, k, 4u * w, rows), qword(row, k, 4u * w + 1u, rows),
-                                         qword(row, k, 4u * w + 2u, rows), qword(row, k, 4u * w + 3u, rows)));
+    let sum_x = dot(sx, vec4<f32>(1.0));
+    let b = vec4<u32>(k * rows) + r;
+    return vec4<f32>(scaled(b.x, qx.x, sum_x), scaled(b.y, qx.y, sum_x), scaled(b.z, qx.z, sum_x), scaled(b.w, qx.w, sum_x));
 }
 
 @compute @workgroup_size(WG)

@@ -2,10 +2,11 @@
 // The kernel declares `weights: array<u32>`; QTYPE is set per pipeline.
 //
 // GPU layout of a weight matrix (rows × cols, cols a multiple of 32), packed
-// by crate/src/gpu/weights.rs row-interleaved: word w of block k of row r is
-// at (k * qs_words() + w) * rows + r, so threads on neighbouring rows read
-// neighbouring words. Scales follow from word `scale_base`, scale index
-// k * rows + r:
+// by crate/src/gpu/weights.rs row-interleaved in 16-byte groups: words
+// 4g .. 4g+3 of block k of row r are vec4 number (k * qs_vec4s() + g) * rows + r,
+// so threads on neighbouring rows read neighbouring 16-byte words (one wide
+// load each). Scales follow from word `scale_base` (a multiple of 4), scale
+// index k * rows + r:
 //   Q4_0: f16 d, two per word; value = d * (q - 8), q a nibble
 //   Q4_1: (d, m) f16 pair, one word; value = d * q + m
 //   Q8_0: f16 d, two per word; value = d * q, q a signed byte
@@ -58,9 +59,14 @@ fn nibbles_hi(word: u32) -> vec4<f32> {
     return vec4<f32>((vec4<u32>(word) >> vec4<u32>(4u, 12u, 20u, 28u)) & vec4<u32>(0xfu));
 }
 
+// 16-byte groups of quant words per block.
+fn qs_vec4s() -> u32 {
+    return qs_words() / 4u;
+}
+
 // Word w of block k of `row`.
 fn qword(row: u32, k: u32, w: u32, rows: u32) -> u32 {
-    return weights[(k * qs_words() + w) * rows + row];
+    return weights[((k * qs_vec4s() + w / 4u) * rows + row) * 4u + w % 4u];
 }
 
 // The 32 values of block k of `row`.

@@ -10,6 +10,9 @@ use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
 use std::collections::HashMap;
 
+/// Largest head size shaders/attention.wgsl holds (its MAX_HEAD_DIM).
+const MAX_HEAD_DIM: usize = 256;
+
 /// The head that gives every position's logits, with its buffers.
 struct AllLogits {
     logits: wgpu::Buffer,  // max_batch × vocab f32
@@ -51,6 +54,12 @@ impl GpuModel {
     /// `weights::model_tensor_names(&config)`, uploaded).
     pub fn load(ctx: &GpuContext, config: ModelConfig, weights: &GpuWeights, options: ModelOptions) -> Result<Self> {
         let c = &config;
+        if !c.head_dim.is_multiple_of(4) || c.head_dim > MAX_HEAD_DIM {
+            return Err(HearthError::Model(format!(
+                "head size {}: the GPU backend's attention takes multiples of 4 up to {MAX_HEAD_DIM} (the CPU backend takes any)",
+                c.head_dim
+            )));
+        }
         let options = clamp_options(c, options);
         let ModelOptions { context, max_batch } = options;
         // Running totals of what is allocated, for the memory report.

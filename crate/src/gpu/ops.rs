@@ -33,7 +33,7 @@ pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, w: &Buf, out: &Buf, cols:
 pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: &Buf, out_at_pos: bool) -> Dispatch {
     let s = shape(ctx, Kernel::Matmul, [w.rows as u32, w.cols as u32, w.scale_base, out_at_pos as u32]);
     let grid = Grid::Rows { rows: (w.rows as u32).div_ceil(ctx.pipelines.matmul_rows_per_thread()) };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Matmul, Some(w)), &[&s, step, &w.buffer, x, out], grid)
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Matmul, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer], grid)
 }
 
 /// RoPE in place on x (rows × heads × head_dim) from the cos/sin `table`.

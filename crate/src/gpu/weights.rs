@@ -68,7 +68,7 @@ pub struct Packing {
 
 impl Packing {
     pub fn of(ty: TensorType, rows: usize, cols: usize) -> std::result::Result<Self, String> {
-        if cols % 32 != 0 {
+        if !cols.is_multiple_of(32) {
             return Err(format!("rows of {cols} values are not a multiple of 32"));
         }
         // Byte layout of one 32-value block in the file: where its scale bytes
@@ -98,9 +98,8 @@ impl Packing {
     }
 }
 
-/// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): word `w`
-/// of block `k` of row `r` goes to `(k * words_per_block + w) * rows + r`,
-/// so threads on neighbouring rows read neighbouring words; then the scales,
+/// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): the quant
+/// words (see [`quant_word_index`]), then the scales,
 /// index `k * rows + r`. Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
     let Packing { file_block, scale_bytes, words_per_block, scale_base, words: len } = Packing::of(ty, rows, cols)?;
@@ -115,7 +114,7 @@ pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::resu
             let b = &bytes[(r * blocks_per_row + k) * file_block..][..file_block];
             let quants = &b[scale_bytes..];
             for w in 0..words_per_block {
-                words[(k * words_per_block + w) * rows + r] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
+                words[quant_word_index(k, w, r, rows, words_per_block)] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
             }
             let s = k * rows + r; // scale index
             match scale_bytes {
@@ -126,6 +125,14 @@ pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::resu
         }
     }
     Ok((words, scale_base as u32))
+}
+
+/// Where word `w` of block `k` of row `r` lies (shaders/quant.wgsl `qword`):
+/// a block's words go in groups of four (one `vec4<u32>`, 16 bytes), and
+/// group `g` of block `k` of every row are side by side, so that threads on
+/// neighbouring rows read neighbouring 16-byte words.
+fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, words_per_block: usize) -> usize {
+    ((k * (words_per_block / 4) + w / 4) * rows + r) * 4 + w % 4
 }
 
 /// One uploaded tensor: a matrix in its quantized form, or a vector (norm
