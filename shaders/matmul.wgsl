@@ -60,20 +60,24 @@ fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(q);
 }
 
-// The block's scale applied to Σ q·x (`qx`) given Σ x (`sum_x`, Q4 types):
+// The block's scale (index b) applied to Σ q·x (`qx`) given Σ x (`sx`, Q4
+// types), for up to four tokens at once with one load of the scale:
 // Σ (d·q + m)·x = d·Σ q·x + m·Σ x.
-fn scaled(b: u32, qx: f32, sum_x: f32) -> f32 {
+fn scaled4(b: u32, qx: vec4<f32>, sx: vec4<f32>) -> vec4<f32> {
     if (QTYPE == T_Q4_1) {
         let dm = weights[shape.scale_base + b];
-        return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sum_x;
+        return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sx;
     }
     if (QTYPE == T_Q4_0) {
-        return packed_half(shape.scale_base, b) * (qx - 8.0 * sum_x);
+        return packed_half(shape.scale_base, b) * (qx - 8.0 * sx);
     }
     if (QTYPE == T_Q8_0) {
         return packed_half(shape.scale_base, b) * qx;
     }
     return qx;
+}
+fn scaled(b: u32, qx: f32, sum_x: f32) -> f32 {
+    return scaled4(b, vec4<f32>(qx), vec4<f32>(sum_x)).x;
 }
 
 // Σ_j W[row, 32k + j] · x[x0 + j] for one token (`x0` a vec4 index).
@@ -130,8 +134,7 @@ fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32>
             }
         }
     }
-    let b = k * rows + row;
-    return vec4<f32>(scaled(b, qx.x, sx.x), scaled(b, qx.y, sx.y), scaled(b, qx.z, sx.z), scaled(b, qx.w, sx.w));
+    return scaled4(k * rows + row, qx, sx);
 }
 
 // block_dot for four rows `r` at once (one token): each load of x serves all four.
