@@ -42,7 +42,7 @@ fn qvec(row: u32, k: u32, g: u32, rows: u32) -> vec4<u32> {
 }
 
 // 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
-// part j of group q holds values 4 * (g * parts() + j) .. + 3 of the block.
+// part j of group g holds values 4 * (g * parts() + j) .. + 3 of the block.
 fn parts() -> u32 {
     if (QTYPE == T_Q8_0) { return 4u; }
     if (QTYPE == T_F16) { return 2u; }

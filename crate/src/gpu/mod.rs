@@ -47,7 +47,7 @@ pub async fn rms_norm(ctx: &GpuContext, x: &[f32], w: &[f32], eps: f32) -> Resul
     let step = uniform_from(ctx, "step", &Step { tokens: rows, ..Default::default() });
     let (x_buf, w_buf) = (storage_from(ctx, "x", x), storage_from(ctx, "w", w));
     let out = storage_zeroed(ctx, "out", x.len())?;
-    let dispatch = ops::rms_norm(ctx, &step, &x_buf, &w_buf, &out, cols, eps);
+    let dispatch = ops::rms_norm(ctx, &step, &x_buf, None, &w_buf, &out, cols, eps);
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
     program::encode(&mut encoder, std::slice::from_ref(&dispatch), rows);
     submit_and_read(ctx, encoder, &out, x.len()).await

@@ -96,11 +96,12 @@ impl GpuModel {
             Rows::Values(l) => (&values[l], true),
         };
         let mut layers = Vec::new();
-        for op in graph::layer_program(c) {
+        let mut program = graph::layer_program(c).into_iter().peekable();
+        while let Some(op) = program.next() {
             layers.push(match op {
                 Op::Embed { table } => ops::embed(ctx, &step, &weights.matrix(&table, c.vocab_size, d)?, &ids, &x),
                 Op::RmsNorm { x, gain, out } => {
-                    ops::rms_norm(ctx, &step, &acts[&x], &weights.vector(&gain, d)?, &acts[&out], d, c.rms_eps)
+                    ops::rms_norm(ctx, &step, &acts[&x], None, &weights.vector(&gain, d)?, &acts[&out], d, c.rms_eps)
                 }
                 Op::Matmul { w, rows: r, cols, x, out } => {
                     let (out, at_pos) = rows(out);
@@ -113,14 +114,21 @@ impl GpuModel {
                 Op::Attention { layer, q, out } => ops::attention(
                     ctx, &step, &acts[&q], &keys[layer], &values[layer], &acts[&out], c.n_heads, c.n_kv_heads, c.head_dim,
                 ),
-                Op::Add { x, y } => ops::add(ctx, &step, &acts[&x], &acts[&y], x.width(c)),
+                // A residual add followed by the norm of its result (every
+                // layer's two) is one dispatch.
+                Op::Add { x, y } => match program.next_if(|next| matches!(next, Op::RmsNorm { x: normed, .. } if *normed == x)) {
+                    Some(Op::RmsNorm { gain, out, .. }) => {
+                        ops::rms_norm(ctx, &step, &acts[&x], Some(&acts[&y]), &weights.vector(&gain, d)?, &acts[&out], d, c.rms_eps)
+                    }
+                    _ => ops::add(ctx, &step, &acts[&x], &acts[&y], x.width(c)),
+                },
                 Op::Swiglu { gate, up } => ops::swiglu(ctx, &step, &acts[&gate], &acts[&up], gate.width(c)),
             });
         }
         let out_norm = weights.vector(graph::OUTPUT_NORM, d)?;
         let output = weights.matrix(graph::output_matrix(c), c.vocab_size, d)?;
         let head = vec![
-            ops::rms_norm(ctx, &step_last, &x, &out_norm, &h_last, d, c.rms_eps),
+            ops::rms_norm(ctx, &step_last, &x, None, &out_norm, &h_last, d, c.rms_eps),
             ops::matmul(ctx, &step_last, &output, &h_last, &logits, false),
             ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
@@ -202,7 +210,7 @@ impl GpuModel {
             let c = &self.config;
             let logits = gpu::storage_zeroed(&self.ctx, "all_logits", self.options.max_batch * vocab)?;
             let head = vec![
-                ops::rms_norm(&self.ctx, &self.step, &self.x, &self.out_norm, &self.h, c.dim, c.rms_eps),
+                ops::rms_norm(&self.ctx, &self.step, &self.x, None, &self.out_norm, &self.h, c.dim, c.rms_eps),
                 ops::matmul(&self.ctx, &self.step, &self.output, &self.h, &logits, false),
             ];
             let staging = gpu::staging::<f32>(&self.ctx, "all_logits.staging", self.options.max_batch * vocab);

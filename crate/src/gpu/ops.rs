@@ -22,10 +22,14 @@ pub fn embed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, ids: &Buf, out: &Buf) 
     Dispatch::new(ctx, pipeline(ctx, Kernel::Embed, Some(w)), &[&s, step, &w.buffer, ids, out], grid)
 }
 
-/// out (tokens × cols) = RMSNorm of rows `row0..` of x, times the gain `w`.
-pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, w: &Buf, out: &Buf, cols: usize, eps: f32) -> Dispatch {
-    let s = shape(ctx, Kernel::RmsNorm, [cols as u32, eps.to_bits(), 0, 0]);
-    Dispatch::new(ctx, pipeline(ctx, Kernel::RmsNorm, None), &[&s, step, x, w, out], Grid::PerToken)
+/// out (tokens × cols) = RMSNorm of rows `row0..` of x, times the gain `w`;
+/// with `add`, after x += add (tokens × cols) in place.
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, add: Option<&Buf>, w: &Buf, out: &Buf, cols: usize, eps: f32) -> Dispatch {
+    let s = shape(ctx, Kernel::RmsNorm, [cols as u32, eps.to_bits(), add.is_some() as u32, 0]);
+    // Without `add` the kernel reads no y: bind the gain there.
+    let y = add.unwrap_or(w);
+    Dispatch::new(ctx, pipeline(ctx, Kernel::RmsNorm, None), &[&s, step, x, w, out, y], Grid::PerToken)
 }
 
 /// out (tokens × rows) = x (tokens × cols) · Wᵀ. With `out_at_pos`, row t is

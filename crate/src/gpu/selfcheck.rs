@@ -303,11 +303,34 @@ async fn rms_norm(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                 let (x_buf, w_buf) = (storage_from(ctx, "x", &x), storage_from(ctx, "w", &w));
                 let out = storage_zeroed(ctx, "out", tokens * cols)?;
                 let s = step(ctx, tokens, 0, row0);
-                let d = ops::rms_norm(ctx, &s, &x_buf, &w_buf, &out, cols, 1e-5);
+                let d = ops::rms_norm(ctx, &s, &x_buf, None, &w_buf, &out, cols, 1e-5);
                 let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * cols).await?;
                 let rows_in = &x[row0 * cols..(row0 + tokens) * cols];
                 let want: Vec<f64> = rows_in.chunks(cols).flat_map(|r| reference::rms_norm_row(&f64s(r), &f64s(&w), 1e-5)).collect();
                 Ok(compare(&got, &want, &abs(&want), 1e-5))
+            })
+            .await?,
+        );
+    }
+    // With a residual add first (x += y in place, then the norm of the sum):
+    // the sum bit-exact (one f32 rounding), the norm as above; the row past
+    // the tokens keeps its bits.
+    for (seed, &(tokens, cols)) in [(1, 576), (3, 97), (7, 160)].iter().enumerate() {
+        checks.push(
+            check(ctx, Kernel::RmsNorm, format!("add then norm, {tokens}x{cols}"), async {
+                let x = random_vec(400 + seed as u64, (tokens + 1) * cols, 3.0);
+                let y = random_vec(500 + seed as u64, tokens * cols, 3.0);
+                let w = random_vec(600 + seed as u64, cols, 2.0);
+                let [x_buf, y_buf, w_buf] = [&x, &y, &w].map(|v| storage_from(ctx, "rms_norm", v));
+                let out = storage_zeroed(ctx, "out", tokens * cols)?;
+                let d = ops::rms_norm(ctx, &step(ctx, tokens, 0, 0), &x_buf, Some(&y_buf), &w_buf, &out, cols, 1e-5);
+                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * cols).await?;
+                let got_x: Vec<f32> = dispatch(ctx, &[], tokens, &x_buf, x.len()).await?;
+                let mut sum = x.clone();
+                sum.iter_mut().zip(&y).for_each(|(a, b)| *a += b);
+                let want: Vec<f64> = sum[..tokens * cols].chunks(cols).flat_map(|r| reference::rms_norm_row(&f64s(r), &f64s(&w), 1e-5)).collect();
+                let norm = compare(&got, &want, &abs(&want), 1e-5);
+                Ok(if norm.passed { compare(&got_x, &f64s(&sum), &vec![0.0; sum.len()], 0.0) } else { norm })
             })
             .await?,
         );
