@@ -755,4 +755,16 @@ fn tokenizer_json_hostile_documents_are_tokenizer_errors_or_harmless() {
         doc["model"]["continuing_subword_prefix"] = serde_json::Value::Null;
         Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
     }
+    // A Replace with an empty pattern inserts its content between every two
+    // characters (three in a row took 4 GiB on a short prompt): refused; a
+    // Replace of a real pattern loads and applies.
+    let replace = |pattern: &str| serde_json::json!({"type": "Replace", "pattern": {"String": pattern}, "content": "he"});
+    doc["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [replace(""), replace("")]});
+    tokenizer_error(&doc.to_string(), "empty pattern");
+    doc["normalizer"] = replace("q");
+    let t = Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
+    assert_eq!(t.encode("q", false).unwrap(), vec![t.token_id("he").unwrap()]);
+    // The crate reads a Replace without its "type" too.
+    doc["normalizer"] = serde_json::json!({"pattern": {"String": ""}, "content": "he"});
+    tokenizer_error(&doc.to_string(), "empty pattern");
 }

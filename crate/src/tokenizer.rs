@@ -199,6 +199,10 @@ impl Tokenizer {
         if json.contains("continuing_subword_prefix") {
             check_merges_hold_prefix(json)?;
         }
+        // (A key may be written with escapes: "\u0053tring".)
+        if json.contains("String") || json.contains("\\u") {
+            check_replace_patterns(&serde_json::from_str(json).map_err(not_json)?)?;
+        }
         let inner: tokenizers::Tokenizer =
             json.parse().map_err(|e| tokenizer_error(format!("cannot load tokenizer JSON: {e}")))?;
         let tokenizer = Self::new(inner, special);
@@ -592,6 +596,25 @@ impl<'de> serde::de::Visitor<'de> for ValidJson {
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self, A::Error> {
         while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
         Ok(ValidJson)
+    }
+}
+
+/// Refuses a `Replace` step (normalizer, pre-tokenizer or decoder) whose
+/// pattern is the empty string: it inserts its content between every two
+/// characters, and a few of them in a row grow a prompt exponentially (a
+/// fuzzed document took 4 GiB on 70 characters). No real tokenizer has one.
+fn check_replace_patterns(doc: &Json) -> Result<()> {
+    match doc {
+        Json::Object(map) => {
+            // The `tokenizers` crate takes any object with a pattern and a
+            // content for a Replace, "type" or not.
+            if map.contains_key("content") && map.get("pattern").and_then(|p| p.get("String")).and_then(Json::as_str) == Some("") {
+                return Err(tokenizer_error("a Replace step has an empty pattern (it would insert its content between every character)"));
+            }
+            map.values().try_for_each(check_replace_patterns)
+        }
+        Json::Array(items) => items.iter().try_for_each(check_replace_patterns),
+        _ => Ok(()),
     }
 }
 
