@@ -43,6 +43,10 @@ if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked
 fi
 
+# The generated seeds (tests/fuzz_corpus.rs) into fuzz/corpus/<target>/:
+# the GGUF ones are not committed.
+(cd "$ROOT" && cargo test --release --test fuzz_corpus -- --ignored write_seed_corpus >/dev/null)
+
 cd "$FUZZ"
 if [ "$#" -gt 0 ]; then
   TARGETS=("$@")
