@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use crate::formats::gguf::GgufFile;
+use growth::Growth;
+
+mod growth;
 use crate::{HearthError, Result};
 
 /// GGUF token types (llama.cpp's `llama_token_type`) that become added tokens.
@@ -145,6 +148,8 @@ pub struct Tokenizer {
     eog: Vec<u32>,
     /// One past the largest token id (added tokens included).
     id_space: usize,
+    /// The most its normalizer and pre-tokenizer can grow a text.
+    growth: Growth,
 }
 
 impl Tokenizer {
@@ -179,7 +184,7 @@ impl Tokenizer {
                 .unwrap_or(pre.adds_bos_by_default()),
         };
         special.eot = special.eot.or_else(|| END_OF_TURN_TEXTS.iter().find_map(|t| inner.token_to_id(t)));
-        Ok(Self::new(inner, special))
+        Self::new(inner, special)
     }
 
     /// Loads a tokenizer written by [`Tokenizer::to_json`], with the special
@@ -199,13 +204,9 @@ impl Tokenizer {
         if json.contains("continuing_subword_prefix") {
             check_merges_hold_prefix(json)?;
         }
-        // (A key may be written with escapes: "\u0053tring".)
-        if json.contains("String") || json.contains("\\u") {
-            check_replace_patterns(&serde_json::from_str(json).map_err(not_json)?)?;
-        }
         let inner: tokenizers::Tokenizer =
             json.parse().map_err(|e| tokenizer_error(format!("cannot load tokenizer JSON: {e}")))?;
-        let tokenizer = Self::new(inner, special);
+        let tokenizer = Self::new(inner, special)?;
         // Ids past any model's vocabulary (the `tokenizers` crate's writer
         // loops over every id below the largest one).
         let limit = crate::config::LIMITS.vocab;
@@ -224,7 +225,8 @@ impl Tokenizer {
         self.inner.to_string(false).map_err(|e| tokenizer_error(format!("cannot write tokenizer JSON: {e}")))
     }
 
-    fn new(mut inner: tokenizers::Tokenizer, special: SpecialTokens) -> Self {
+    fn new(mut inner: tokenizers::Tokenizer, special: SpecialTokens) -> Result<Self> {
+        let growth = Growth::of(&inner)?;
         // Special tokens are found by `partition`, so that `parse_special`
         // can be chosen per call.
         inner.set_encode_special_tokens(true);
@@ -254,7 +256,7 @@ impl Tokenizer {
         eog.dedup();
         let vocab = inner.get_vocab(true);
         let id_space = vocab.values().max().map_or(0, |&id| (id as usize).saturating_add(1)).max(vocab.len());
-        Tokenizer { inner: Arc::new(inner), added, special, eog, id_space }
+        Ok(Tokenizer { inner: Arc::new(inner), added, special, eog, id_space, growth })
     }
 
     /// The special ids read from the metadata.
@@ -316,6 +318,7 @@ impl Tokenizer {
     /// written in the text (`<|im_start|>`) become their ids; without, they
     /// are encoded as plain text.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>> {
+        self.growth.check_text(text)?;
         let mut ids = Vec::new();
         for fragment in self.partition(text, parse_special) {
             match fragment {
@@ -599,25 +602,6 @@ impl<'de> serde::de::Visitor<'de> for ValidJson {
     }
 }
 
-/// Refuses a `Replace` step (normalizer, pre-tokenizer or decoder) whose
-/// pattern is the empty string: it inserts its content between every two
-/// characters, and a few of them in a row grow a prompt exponentially (a
-/// fuzzed document took 4 GiB on 70 characters). No real tokenizer has one.
-fn check_replace_patterns(doc: &Json) -> Result<()> {
-    match doc {
-        Json::Object(map) => {
-            // The `tokenizers` crate takes any object with a pattern and a
-            // content for a Replace, "type" or not.
-            if map.contains_key("content") && map.get("pattern").and_then(|p| p.get("String")).and_then(Json::as_str) == Some("") {
-                return Err(tokenizer_error("a Replace step has an empty pattern (it would insert its content between every character)"));
-            }
-            map.values().try_for_each(check_replace_patterns)
-        }
-        Json::Array(items) => items.iter().try_for_each(check_replace_patterns),
-        _ => Ok(()),
-    }
-}
-
 /// Checks that the model's `continuing_subword_prefix` can be cut off every
 /// BPE merge's second part, as the `tokenizers` crate does unchecked (which
 /// panics on a shorter part, or a cut inside a character).
@@ -668,6 +652,7 @@ fn check_precompiled_normalizers(doc: &Json) -> Result<()> {
                     .and_then(Json::as_str)
                     .ok_or_else(|| tokenizer_error("a Precompiled normalizer has no precompiled_charsmap string"))?;
                 check_precompiled_charsmap(charsmap)
+                    .map(|_growth| ())
                     .map_err(|e| tokenizer_error(format!("a Precompiled normalizer's table is malformed: {e}")))?;
             }
             map.values().try_for_each(check_precompiled_normalizers)
@@ -683,13 +668,19 @@ fn check_precompiled_normalizers(doc: &Json) -> Result<()> {
 /// strings, NUL-separated UTF-8. The trie is walked from its root over every
 /// byte the normalizer may look up, so that every unit it reads exists and
 /// every replacement it starts at lies on a character of the strings.
-fn check_precompiled_charsmap(base64: &str) -> std::result::Result<(), String> {
+///
+/// Returns the most bytes a replacement writes per byte of the key it
+/// replaces (the table's worst-case growth of a text).
+fn check_precompiled_charsmap(base64: &str) -> std::result::Result<f64, String> {
     let bytes = decode_base64(base64).ok_or("not base64")?;
     let (size, rest) = bytes.split_first_chunk::<4>().ok_or("shorter than its header")?;
     let units = (u32::from_le_bytes(*size) / 4) as usize;
     let (trie, normalized) =
         rest.split_at_checked(units * 4).ok_or_else(|| format!("{units} trie units do not fit"))?;
     let normalized = std::str::from_utf8(normalized).map_err(|_| "the replacements are not UTF-8")?;
+    let nuls: Vec<usize> = normalized.bytes().enumerate().filter(|&(_, b)| b == 0).map(|(i, _)| i).collect();
+    // A replacement runs from where it starts to the next NUL.
+    let replacement_len = |at: usize| nuls.get(nuls.partition_point(|&nul| nul < at)).unwrap_or(&normalized.len()) - at;
     let trie: Vec<usize> = trie.chunks_exact(4).map(|u| u32::from_le_bytes(u.try_into().expect("4 bytes")) as usize).collect();
     // The unit layout of spm_precompiled's `ArrayUnitTrait`.
     let has_leaf = |u: usize| (u >> 8) & 1 == 1;
@@ -697,21 +688,23 @@ fn check_precompiled_charsmap(base64: &str) -> std::result::Result<(), String> {
     let label = |u: usize| u & ((1 << 31) | 0xFF);
     let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
     let root = *trie.first().ok_or("the trie is empty")?;
-    // Every node a lookup may reach: each is checked once, the walk is
-    // linear in the trie's size.
+    // Every node a lookup may reach, breadth first so that a node is first
+    // seen at its shortest key: each is checked once, the walk is linear in
+    // the trie's size.
     let mut seen = vec![false; trie.len()];
-    let mut stack = Vec::new();
-    let mut visit = |node: usize, stack: &mut Vec<usize>| match seen.get_mut(node) {
+    let mut queue = std::collections::VecDeque::new();
+    let mut visit = |node: usize, depth: usize, queue: &mut std::collections::VecDeque<(usize, usize)>| match seen.get_mut(node) {
         None => Err(format!("node {node} is past the trie")),
         Some(true) => Ok(()),
         Some(seen) => {
             *seen = true;
-            stack.push(node);
+            queue.push_back((node, depth));
             Ok(())
         }
     };
-    visit(offset(root), &mut stack)?;
-    while let Some(node) = stack.pop() {
+    visit(offset(root), 0, &mut queue)?;
+    let mut growth = 1.0f64;
+    while let Some((node, depth)) = queue.pop_front() {
         for c in 1..=255usize {
             let unit = *trie.get(node ^ c).ok_or_else(|| format!("unit {} is past the trie", node ^ c))?;
             if label(unit) != c {
@@ -724,11 +717,13 @@ fn check_precompiled_charsmap(base64: &str) -> std::result::Result<(), String> {
                 if !normalized.is_char_boundary(at) {
                     return Err(format!("replacement {at} is not a character of the {} bytes of strings", normalized.len()));
                 }
+                // The key so far is `depth + 1` bytes long.
+                growth = growth.max(replacement_len(at) as f64 / (depth + 1) as f64);
             }
-            visit(next, &mut stack)?;
+            visit(next, depth + 1, &mut queue)?;
         }
     }
-    Ok(())
+    Ok(growth)
 }
 
 /// Standard base64 (RFC 4648, `+/`, `=` padding optional), or None.
@@ -953,6 +948,10 @@ mod tests {
         assert_eq!(t.encode("a", false).unwrap(), vec![1]);
         let t = Tokenizer::from_json(&with_normalizer(&charsmap(512, "é", 0)), SpecialTokens::default()).unwrap();
         assert_eq!(t.encode("a", false).unwrap(), vec![2]);
+        // A table whose replacements are long grows a text that much.
+        let err = Tokenizer::from_json(&with_normalizer(&charsmap(512, &"b".repeat(300), 0)), SpecialTokens::default())
+            .unwrap_err();
+        assert!(matches!(&err, HearthError::Tokenizer(m) if m.contains("300-fold")), "{err}");
         // The `tokenizers` crate panics on each of these (indexing past the
         // trie or into the middle of a character).
         for bad in [charsmap(360, "b", 0), charsmap(512, "é", 1), charsmap(512, "b", 3), vec![0; 4], vec![8]] {
