@@ -8,7 +8,7 @@ mod common;
 
 use common::gpu;
 use hearth_llm::gpu::selfcheck::{self, KernelCheck};
-use hearth_llm::gpu::{self as kernels, GpuContext, Kernel};
+use hearth_llm::gpu::{self as kernels, GpuContext, Kernel, Variants};
 use pollster::block_on;
 
 /// Runs `kernel`'s checks, prints each one's max error and asserts they all passed.
@@ -63,7 +63,7 @@ fn matmul_all_weight_types() {
     // Both variants on this adapter: one row per thread (GPUs) and four
     // (CPU-based adapters), whichever the adapter picks by default.
     for rows_per_thread in [1, 4] {
-        let ctx = ctx.with_matmul_rows_per_thread(rows_per_thread);
+        let ctx = ctx.with_variants(Variants { matmul_rows_per_thread: rows_per_thread, ..ctx.variants() });
         let checks = all_pass(&ctx, Kernel::Matmul);
         for ty in selfcheck::WEIGHT_TYPES {
             let of_type = |mode: &str| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")) && c.case.contains(mode));
@@ -83,7 +83,11 @@ fn rope_in_place_and_at_pos() {
 #[test]
 fn attention_causal_gqa_over_cache() {
     let Some(ctx) = gpu() else { return };
-    all_pass(&ctx, Kernel::Attention);
+    // Both variants on this adapter: threads sharing each key (GPUs) and
+    // keys split between threads (CPU-based adapters).
+    for split_keys_attention in [false, true] {
+        all_pass(&ctx.with_variants(Variants { split_keys_attention, ..ctx.variants() }), Kernel::Attention);
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The GPU context: adapter, device, queue and the pipelines built at start.
 
-use super::kernels::Pipelines;
+use super::kernels::{Pipelines, Variants};
 use crate::error::{HearthError, Result};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -109,7 +109,7 @@ impl GpuContext {
             log::error!("GPU device lost ({reason:?}): {message}");
             lock(&lost_slot).get_or_insert(format!("{reason:?}: {message}"));
         });
-        let pipelines = Arc::new(Pipelines::new(matmul_rows_per_thread(&report)));
+        let pipelines = Arc::new(Pipelines::new(variants(&report)));
         Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost })
     }
 
@@ -141,10 +141,15 @@ impl GpuContext {
         fallback
     }
 
-    /// The same device with matmuls compiled for `n` rows per thread (1 or
-    /// 4), so tests can check both variants on any adapter.
-    pub fn with_matmul_rows_per_thread(&self, n: u32) -> Self {
-        GpuContext { pipelines: Arc::new(Pipelines::new(n)), ..self.clone() }
+    /// The same device with kernels compiled as `variants`, so tests can
+    /// check every variant on any adapter.
+    pub fn with_variants(&self, variants: Variants) -> Self {
+        GpuContext { pipelines: Arc::new(Pipelines::new(variants)), ..self.clone() }
+    }
+
+    /// The kernel variants this context compiles.
+    pub fn variants(&self) -> Variants {
+        self.pipelines.variants()
     }
 
     /// Blocking constructor for native callers (CLI, tests, benchmarks).
@@ -198,14 +203,20 @@ fn looks_like_software(name: &str) -> bool {
     ["llvmpipe", "lavapipe", "swiftshader", "warp", "software"].iter().any(|s| name.contains(s))
 }
 
-/// Matmul rows per thread for this adapter (see `Pipelines`); the
-/// environment variable HEARTH_MATMUL_RPT (1 or 4) overrides it natively.
-fn matmul_rows_per_thread(report: &AdapterReport) -> u32 {
-    match std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
-        Some(n @ (1 | 4)) => n,
-        _ if report.is_software => 4,
-        _ => 1,
+/// The kernel variants for this adapter (see `Variants`); natively the
+/// environment variables HEARTH_MATMUL_RPT (1 or 4) and HEARTH_ATTENTION
+/// (`split-keys` or `shared-keys`) override them, to compare the variants.
+fn variants(report: &AdapterReport) -> Variants {
+    let mut variants = Variants::for_adapter(report.is_software);
+    if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
+        variants.matmul_rows_per_thread = n;
     }
+    match std::env::var("HEARTH_ATTENTION").as_deref() {
+        Ok("split-keys") => variants.split_keys_attention = true,
+        Ok("shared-keys") => variants.split_keys_attention = false,
+        _ => {}
+    }
+    variants
 }
 
 /// `info` with the name the browser gives (`GPUAdapter.info`: architecture,

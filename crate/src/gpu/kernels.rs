@@ -33,6 +33,7 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
             Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
+            // (The split-keys variant is picked in `Pipelines::get`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
@@ -46,28 +47,59 @@ impl Kernel {
         matches!(self, Kernel::Embed | Kernel::Matmul)
     }
 
-    fn source(self) -> String {
+    fn source(self, variants: Variants) -> String {
         let quant = if self.reads_weights() { QUANT } else { "" };
-        format!("{STEP}\n{quant}\n{}", self.file())
+        let file = match self {
+            Kernel::Attention if variants.split_keys_attention => ATTENTION_SPLIT_KEYS,
+            _ => self.file(),
+        };
+        format!("{STEP}\n{quant}\n{file}")
     }
 }
 
-/// Compiled pipelines, keyed by kernel and (for weight readers) weight type.
-#[derive(Default)]
-pub struct Pipelines {
-    cache: Mutex<HashMap<(Kernel, Option<TensorType>), Arc<wgpu::ComputePipeline>>>,
+const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_split_keys.wgsl");
+
+/// Kernel choices made per adapter: the fastest design differs between GPUs
+/// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
+/// and every barrier is emulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variants {
     /// Output rows per matmul thread (shaders/matmul.wgsl `RPT`): 1 on GPUs,
     /// 4 on CPU-based adapters, where rows sharing the loads of x pays off.
-    matmul_rows_per_thread: u32,
+    pub matmul_rows_per_thread: u32,
+    /// Attention with the keys split between the threads, each keeping its
+    /// own softmax (shaders/attention_split_keys.wgsl), instead of the
+    /// threads sharing each key (shaders/attention.wgsl): on CPU-based
+    /// adapters, where it saves the barriers and workgroup-memory traffic of
+    /// every chunk of keys.
+    pub split_keys_attention: bool,
+}
+
+impl Variants {
+    /// The choices for a GPU (`software` false) or a CPU-based adapter.
+    pub fn for_adapter(software: bool) -> Self {
+        Variants { matmul_rows_per_thread: if software { 4 } else { 1 }, split_keys_attention: software }
+    }
+}
+
+/// Compiled pipelines, keyed by kernel and (for weight readers) weight
+/// type, all of one set of [`Variants`].
+pub struct Pipelines {
+    cache: Mutex<HashMap<(Kernel, Option<TensorType>), Arc<wgpu::ComputePipeline>>>,
+    variants: Variants,
 }
 
 impl Pipelines {
-    pub fn new(matmul_rows_per_thread: u32) -> Self {
-        Pipelines { cache: Mutex::default(), matmul_rows_per_thread }
+    pub fn new(variants: Variants) -> Self {
+        Pipelines { cache: Mutex::default(), variants }
+    }
+
+    pub fn variants(&self) -> Variants {
+        self.variants
     }
 
     pub fn matmul_rows_per_thread(&self) -> u32 {
-        self.matmul_rows_per_thread.max(1)
+        self.variants.matmul_rows_per_thread.max(1)
     }
 
     /// The pipeline for `kernel` (reading weights of type `weights`, if it
@@ -81,7 +113,7 @@ impl Pipelines {
                 let label = format!("{kernel:?}{}", weights.map(|t| format!("<{t}>")).unwrap_or_default());
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(&label),
-                    source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(kernel.source(self.variants).into()),
                 });
                 let mut constants: Vec<(&str, f64)> =
                     weights.map(|t| vec![("QTYPE", t.ggml_id() as f64)]).unwrap_or_default();

@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use buffers::{staging, storage_from, storage_zeroed, submit_and_read, submit_and_read_via, uniform_from};
 pub use context::{AdapterReport, GpuContext};
-pub use kernels::{Kernel, Pipelines};
+pub use kernels::{Kernel, Pipelines, Variants};
 pub use program::{Dispatch, Step};
 
 use crate::error::{HearthError, Result};

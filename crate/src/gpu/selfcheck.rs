@@ -481,8 +481,11 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 /// Tolerance 1e-5 of max |V| (outputs are convex combinations of V rows).
 async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (heads, kv_heads, head_dim, pos0, tokens): > 64 keys cross online-softmax chunks.
-    let cases = [(9, 3, 64, 60, 7), (4, 4, 32, 130, 3), (9, 3, 64, 0, 1), (4, 4, 32, 0, 7), (4, 2, 128, 63, 2)];
+    // (heads, kv_heads, head_dim, pos0, tokens): > 64 keys cross online-softmax
+    // chunks; 300 keys are many per thread when they are split between
+    // threads; head_dim 256 (the largest) merges the threads' sums in two rounds.
+    let cases =
+        [(9, 3, 64, 60, 7), (4, 4, 32, 130, 3), (9, 3, 64, 0, 1), (4, 4, 32, 0, 7), (4, 2, 128, 63, 2), (9, 3, 64, 300, 1), (2, 1, 256, 40, 2)];
     for (n, &(heads, kv_heads, hd, pos0, tokens)) in cases.iter().enumerate() {
         let case = format!("heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} tokens {tokens}");
         checks.push(
