@@ -102,7 +102,7 @@ try {
   await page.waitForFunction(() => window.engineState, null, { timeout: 120_000 });
   const state = await page.evaluate(() => window.engineState);
   if (!state.ok) throw new Error(state.message);
-  const bandwidth = await page.evaluate(async () => (await window.hearth.Gpu.create()).readBandwidth(64 << 20, 5));
+  const bandwidth = await page.evaluate(async () => (await window.hearth.Gpu.create()).readBandwidth(64 << 20, 9));
   const weightBytes = await page.evaluate(() => window.engine.weightBytes());
   const sizes = engineSize();
   const promptTexts = [];

@@ -461,8 +461,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
     // The streaming-read bandwidth of the memory the weights live in.
     let bandwidth = match &backend {
-        Backend::Gpu(ctx) => block_on(hearth_llm::bench::read_bandwidth(ctx, 128 << 20, 5))?,
-        Backend::Cpu => hearth_llm::bench::cpu_read_bandwidth(256 << 20, 5),
+        Backend::Gpu(ctx) => block_on(hearth_llm::bench::read_bandwidth(ctx, 128 << 20, 9))?,
+        Backend::Cpu => hearth_llm::bench::cpu_read_bandwidth(256 << 20, 9),
     };
     let (adapter, api) = match &backend {
         Backend::Gpu(ctx) => (ctx.report.name.clone(), ctx.report.backend.clone()),
