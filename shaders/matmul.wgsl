@@ -3,7 +3,8 @@
 // neighbouring 16-byte words of the row-interleaved weights (see quant.wgsl)
 // with one wide load each (CPU-based adapters emulate every load lane by
 // lane, so fewer, wider loads matter as much there as on a GPU); with
-// several tokens, each weight word is decoded once for four of them.
+// several tokens, each weight word is decoded once for four of them, and
+// with RPT = 4 each load of x serves four rows too (a 4 × 4 register tile).
 //
 // Bindings (group 0):
 //   0 shape    uniform { rows, cols, scale_base, out_at_pos }
@@ -173,6 +174,42 @@ fn block_dot_rows4(r: vec4<u32>, k: u32, x0: u32) -> vec4<f32> {
     return vec4<f32>(scaled(b.x, qx.x, sum_x), scaled(b.y, qx.y, sum_x), scaled(b.z, qx.z, sum_x), scaled(b.w, qx.w, sum_x));
 }
 
+// Four rows `r` × four tokens (vec4 indices x0..x3) at once: column j of
+// the result is row j's sums for the four tokens. Each load of a weight word
+// serves four tokens and each load of x four rows (a register tile: on
+// CPU-based adapters the loads, not the arithmetic, are what costs).
+fn block_dot_rows4_tokens4(r: vec4<u32>, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> mat4x4<f32> {
+    let rows = shape.rows;
+    var qx = mat4x4<f32>();
+    var sx = vec4<f32>(0.0);
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
+        let ones = vec4<f32>(1.0);
+        let q = array<vec4<u32>, 4>(qvec(r.x, k, 0u, rows), qvec(r.y, k, 0u, rows), qvec(r.z, k, 0u, rows), qvec(r.w, k, 0u, rows));
+        for (var w = 0u; w < 4u; w++) {
+            let l = mat4x4<f32>(x[x0 + w], x[x1 + w], x[x2 + w], x[x3 + w]);
+            let h = mat4x4<f32>(x[x0 + 4u + w], x[x1 + 4u + w], x[x2 + 4u + w], x[x3 + 4u + w]);
+            sx += ones * (l + h); // Σ of each token's values (a row vector times the columns)
+            for (var j = 0u; j < 4u; j++) {
+                // (nibbles · each token's values) for row j: a row vector times l and h.
+                qx[j] += nibbles_lo(q[j][w]) * l + nibbles_hi(q[j][w]) * h;
+            }
+        }
+    } else {
+        for (var g = 0u; g < qs_vec4s(); g++) {
+            let q = array<vec4<u32>, 4>(qvec(r.x, k, g, rows), qvec(r.y, k, g, rows), qvec(r.z, k, g, rows), qvec(r.w, k, g, rows));
+            for (var p = 0u; p < parts(); p++) {
+                let i = g * parts() + p;
+                let xs = mat4x4<f32>(x[x0 + i], x[x1 + i], x[x2 + i], x[x3 + i]);
+                for (var j = 0u; j < 4u; j++) {
+                    qx[j] += part(q[j], p) * xs;
+                }
+            }
+        }
+    }
+    let b = vec4<u32>(k * rows) + r;
+    return mat4x4<f32>(scaled4(b.x, qx[0], sx), scaled4(b.y, qx[1], sx), scaled4(b.z, qx[2], sx), scaled4(b.w, qx[3], sx));
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -184,17 +221,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
     let out_row0 = select(0u, step.pos0, shape.out_at_pos == 1u);
-    if (RPT == 4u && step.tokens == 1u) {
+    if (RPT == 4u) {
         // Rows past the end read the last row (in bounds) and are not written.
         let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
-        var acc = vec4<f32>(0.0);
-        for (var k = 0u; k < blocks; k++) {
-            acc += block_dot_rows4(r, k, 8u * k);
+        // Four tokens at a time (a 4 × 4 tile of rows × tokens), then the rest one by one.
+        let full = step.tokens / 4u * 4u;
+        for (var t = 0u; t < full; t += 4u) {
+            var acc = mat4x4<f32>();
+            for (var k = 0u; k < blocks; k++) {
+                let o = t * row_vec4s + 8u * k;
+                acc += block_dot_rows4_tokens4(r, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+            }
+            for (var j = 0u; j < 4u; j++) {
+                let row = thread + j * stride;
+                if (row < shape.rows) {
+                    for (var i = 0u; i < 4u; i++) {
+                        out[(out_row0 + t + i) * shape.rows + row] = acc[j][i];
+                    }
+                }
+            }
         }
-        for (var j = 0u; j < 4u; j++) {
-            let row = thread + j * stride;
-            if (row < shape.rows) {
-                out[out_row0 * shape.rows + row] = acc[j];
+        for (var t = full; t < step.tokens; t++) {
+            var acc = vec4<f32>(0.0);
+            for (var k = 0u; k < blocks; k++) {
+                acc += block_dot_rows4(r, k, t * row_vec4s + 8u * k);
+            }
+            for (var j = 0u; j < 4u; j++) {
+                let row = thread + j * stride;
+                if (row < shape.rows) {
+                    out[(out_row0 + t) * shape.rows + row] = acc[j];
+                }
             }
         }
         return;
