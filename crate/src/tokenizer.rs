@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use crate::formats::gguf::GgufFile;
+use crate::{HearthError, Result};
 use growth::Growth;
 
 mod growth;
-use crate::{HearthError, Result};
 
 /// GGUF token types (llama.cpp's `llama_token_type`) that become added tokens.
 const TOKEN_TYPE_UNKNOWN: u64 = 2;
@@ -652,7 +652,6 @@ fn check_precompiled_normalizers(doc: &Json) -> Result<()> {
                     .and_then(Json::as_str)
                     .ok_or_else(|| tokenizer_error("a Precompiled normalizer has no precompiled_charsmap string"))?;
                 check_precompiled_charsmap(charsmap)
-                    .map(|_growth| ())
                     .map_err(|e| tokenizer_error(format!("a Precompiled normalizer's table is malformed: {e}")))?;
             }
             map.values().try_for_each(check_precompiled_normalizers)

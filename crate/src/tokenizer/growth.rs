@@ -214,6 +214,44 @@ mod tests {
         assert_eq!(growth_of(fancy, Json::Null).unwrap(), 5.0);
     }
 
+    /// Every step type the `tokenizers` crate has is known here, under the
+    /// name the crate writes it with (a renamed or new one would be refused
+    /// as unsupported).
+    #[test]
+    fn every_step_of_the_crate_has_a_bound() {
+        let normalizers = [
+            (json!({ "type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true }), 7.5),
+            (json!({ "type": "Strip", "strip_left": true, "strip_right": true }), 1.0),
+            (json!({ "type": "StripAccents" }), 1.0),
+            (json!({ "type": "NFC" }), 3.0),
+            (json!({ "type": "NFD" }), 3.0),
+            (json!({ "type": "NFKC" }), 11.0),
+            (json!({ "type": "NFKD" }), 11.0),
+            (json!({ "type": "Lowercase" }), 1.5),
+            (json!({ "type": "Nmt" }), 1.0),
+            (json!({ "type": "Prepend", "prepend": "▁" }), 4.0),
+            (json!({ "type": "ByteLevel" }), 2.0),
+            (replace(json!({ "String": "ab" }), "xyzw"), 2.0),
+        ];
+        for (normalizer, want) in normalizers {
+            assert_eq!(growth_of(normalizer.clone(), Json::Null).unwrap(), want, "{normalizer}");
+        }
+        let pre_tokenizers = [
+            (json!({ "type": "BertPreTokenizer" }), 1.0),
+            (json!({ "type": "CharDelimiterSplit", "delimiter": " " }), 1.0),
+            (json!({ "type": "Whitespace" }), 1.0),
+            (json!({ "type": "WhitespaceSplit" }), 1.0),
+            (json!({ "type": "Punctuation", "behavior": "Isolated" }), 1.0),
+            (json!({ "type": "Digits", "individual_digits": true }), 1.0),
+            (json!({ "type": "UnicodeScripts" }), 1.0),
+            (json!({ "type": "FixedLength", "length": 5 }), 1.0),
+            (json!({ "type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false }), 6.0),
+        ];
+        for (pre_tokenizer, want) in pre_tokenizers {
+            assert_eq!(growth_of(Json::Null, pre_tokenizer.clone()).unwrap(), want, "{pre_tokenizer}");
+        }
+    }
+
     #[test]
     fn steps_that_grow_a_text_without_bound_are_refused() {
         let refused = |normalizer: Json, pre_tokenizer: Json, message: &str| {
