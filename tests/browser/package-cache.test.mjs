@@ -172,3 +172,34 @@ test('a failing cache write is a console warning and the load goes on uncached (
   const quota = warnings.filter((w) => /could not cache .* \(the storage quota is exceeded\); continuing without caching it/.test(w));
   assert.equal(quota.length, manifest.shards.length + 2, `one warning per file (manifest, tokenizer, shards): ${warnings.join(' | ')}`);
 });
+
+test('shards are hashed on a worker beside the upload, and on the loading thread where no worker can start', async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  const got = await page.evaluate(async () => {
+    const { Hasher, sha256Hex } = await import('/hearth/hash.js');
+    const bytes = () => Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 31) & 0xff);
+    const want = await sha256Hex(bytes());
+    const hasher = new Hasher();
+    // Until the worker says it has started, hashes are made here.
+    for (let i = 0; i < 100 && !(hasher.ready); i++) await new Promise((r) => setTimeout(r, 20));
+    const given = bytes();
+    const onWorker = await hasher.hash(given);
+    const sameBytes = onWorker.bytes.every((b, i) => b === ((i * 31) & 0xff));
+    hasher.close();
+    // A page whose policy refuses the worker: the constructor throws.
+    const RealWorker = globalThis.Worker;
+    globalThis.Worker = class { constructor() { throw new DOMException('refused', 'SecurityError'); } };
+    let inline;
+    try {
+      const given2 = bytes();
+      const h = await new Hasher().hash(given2);
+      inline = { hex: h.hex, kept: given2.byteLength === 1 << 20 && h.bytes === given2 };
+    } finally {
+      globalThis.Worker = RealWorker;
+    }
+    return { want, worker: { hex: onWorker.hex, transferred: given.byteLength === 0, sameBytes }, inline };
+  });
+  assert.equal(got.worker.hex, got.want, 'the worker hashes right');
+  assert.ok(got.worker.transferred && got.worker.sameBytes, `the bytes went to the worker and came back whole: ${JSON.stringify(got.worker)}`);
+  assert.deepEqual(got.inline, { hex: got.want, kept: true });
+});

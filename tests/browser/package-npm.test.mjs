@@ -34,7 +34,7 @@ test('npm pack yields a tarball that installs into a fresh app and runs a model 
   const [packed] = JSON.parse(npm(['pack', '--json', '--pack-destination', tmp], WEB));
   const files = packed.files.map((f) => f.path);
   t.diagnostic(`${packed.filename}: ${files.length} files, ${(packed.size / 2 ** 20).toFixed(1)} MiB packed`);
-  for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/worker.js', 'dist/wasm/hearth_llm.js', 'dist/wasm/hearth_llm_bg.wasm', 'dist/wasm/hearth_llm.d.ts',
+  for (const f of ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/worker.js', 'dist/hash-worker.js', 'dist/wasm/hearth_llm.js', 'dist/wasm/hearth_llm_bg.wasm', 'dist/wasm/hearth_llm.d.ts',
     'dist/wasm-threads/hearth_llm.js', 'dist/wasm-threads/hearth_llm_bg.wasm']) {
     assert.ok(files.includes(f), `the tarball has ${f}`);
   }

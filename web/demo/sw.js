@@ -13,7 +13,7 @@
 const SHELL_CACHE = 'hearth-demo-shell-v1';
 const CORE = [
   './', './index.html', './style.css', './app.js', './chat.js', './textgen.js', './stats.js', './format.js', './markdown.js',
-  './hearth/index.js', './hearth/worker.js', './hearth/wasm/hearth_llm.js', './hearth/wasm/hearth_llm_bg.wasm',
+  './hearth/index.js', './hearth/worker.js', './hearth/hash-worker.js', './hearth/wasm/hearth_llm.js', './hearth/wasm/hearth_llm_bg.wasm',
 ];
 
 self.addEventListener('install', (event) => {

@@ -12,6 +12,7 @@
 import { ModelCache, SHA256_HEADER } from './cache.js';
 import { HearthError, toHearthError } from './errors.js';
 import { downloadWithRetry, type RetryOptions } from './fetch.js';
+import { Hasher, sha256Hex } from './hash.js';
 import { packageFileUrl, validateManifest, type Manifest, type ManifestFile } from './manifest.js';
 import { ProgressTracker, type ProgressCallback } from './progress.js';
 
@@ -51,22 +52,23 @@ export interface LoadedModel<E> {
   cachedBytes: number;
 }
 
-/** Lowercase hex sha256 of `bytes` (WebCrypto). */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-}
+export { sha256Hex };
 
-/** Checks `bytes` against the manifest's entry; the error names the file and its URL. */
-async function verify(entry: ManifestFile, bytes: Uint8Array, url: string, isShard: boolean, where: string): Promise<void> {
+/**
+ * Checks `bytes` against the manifest's entry; the error names the file and
+ * its URL. Resolves to the bytes to use from then on (`bytes` itself may be
+ * detached: it went to the hashing worker and back).
+ */
+async function verify(entry: ManifestFile, bytes: Uint8Array, url: string, isShard: boolean, where: string, hasher: Hasher): Promise<Uint8Array> {
   const fields = { url, ...(isShard ? { shard: entry.file } : {}) };
   if (bytes.byteLength !== entry.bytes) {
     throw new HearthError('integrity', `${entry.file} (${where}): ${bytes.byteLength} bytes, the manifest says ${entry.bytes}`, fields);
   }
-  const actual = await sha256Hex(bytes);
-  if (actual !== entry.sha256) {
-    throw new HearthError('integrity', `${entry.file} (${where}): sha256 ${actual} does not match the manifest's ${entry.sha256}`, fields);
+  const { hex, bytes: verified } = await hasher.hash(bytes);
+  if (hex !== entry.sha256) {
+    throw new HearthError('integrity', `${entry.file} (${where}): sha256 ${hex} does not match the manifest's ${entry.sha256}`, fields);
   }
+  return verified;
 }
 
 /** A download's `network` or `not_found` error with `shard` set, as integrity errors have it. */
@@ -122,6 +124,7 @@ async function obtainFile(
   options: LoaderOptions,
   cache: ModelCache,
   progress: ProgressTracker,
+  hasher: Hasher,
 ): Promise<Uint8Array> {
   const url = packageFileUrl(options.baseUrl, entry.file);
   const cached = await cache.get(url);
@@ -130,9 +133,9 @@ async function obtainFile(
     if (storedFor !== null && storedFor !== entry.sha256) {
       await cache.delete(url); // an older version of the file: not corruption
     } else {
-      const bytes = new Uint8Array(await cached.arrayBuffer());
+      let bytes: Uint8Array = new Uint8Array(await cached.arrayBuffer());
       try {
-        await verify(entry, bytes, url, isShard, 'cached copy');
+        bytes = await verify(entry, bytes, url, isShard, 'cached copy', hasher);
       } catch (e) {
         await cache.delete(url);
         throw new HearthError('integrity', `${(e as Error).message}; it was removed from the cache and will be downloaded again on the next load`,
@@ -156,7 +159,7 @@ async function obtainFile(
   } catch (e) {
     throw isShard ? namingShard(e, entry.file) : e;
   }
-  await verify(entry, bytes, url, isShard, 'download');
+  bytes = await verify(entry, bytes, url, isShard, 'download', hasher);
   await cache.put(url, bytes, entry.sha256);
   progress.fileDone(entry.file, entry.bytes, false);
   return bytes;
@@ -194,8 +197,9 @@ export async function loadModel<E>(
   const inner: LoaderOptions = { ...options, signal: stop.signal };
 
   let sink: ShardSink<E> | undefined;
+  const hasher = new Hasher();
   try {
-    const tokenizer = await obtainFile(manifest.tokenizer, false, inner, cache, progress);
+    const tokenizer = await obtainFile(manifest.tokenizer, false, inner, cache, progress, hasher);
     // The GPU device opens while the shards download.
     let firstError: unknown;
     const sinkPromise = createSink(manifestText, new TextDecoder().decode(tokenizer)).then((s) => (sink = s));
@@ -213,7 +217,7 @@ export async function loadModel<E>(
       while (queue.length > 0 && firstError === undefined) {
         const entry = queue.shift()!;
         try {
-          const bytes = await obtainFile(entry, true, inner, cache, progress);
+          const bytes = await obtainFile(entry, true, inner, cache, progress, hasher);
           const upload = uploadChain.then(async () => {
             const target = await sinkPromise;
             if (firstError !== undefined) return;
@@ -255,6 +259,7 @@ export async function loadModel<E>(
     throw toHearthError(e);
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
+    hasher.close();
     sink?.free();
   }
 }
