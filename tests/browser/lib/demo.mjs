@@ -16,15 +16,26 @@ export async function setReplyLength(page, tokens) {
 /** Sends `text` and returns the texts the reply showed while streaming, and its final state. */
 export async function chat(page, text) {
   const before = await page.locator('.message.assistant').count();
+  // Every state the reply passes through while it streams, recorded in the
+  // page as it changes (polling from here misses states of a fast reply).
+  await page.evaluate((index) => {
+    const seen = (window.__replyStates = []);
+    window.__replyObserver?.disconnect();
+    window.__replyObserver = new MutationObserver(() => {
+      const reply = document.querySelectorAll('.message.assistant')[index];
+      const now = reply?.textContent;
+      if (reply?.getAttribute('aria-busy') === 'true' && now && now !== seen[seen.length - 1]) seen.push(now);
+    });
+    window.__replyObserver.observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true });
+  }, before);
   await page.fill('#chat-input', text);
   await page.press('#chat-input', 'Enter');
   const reply = page.locator('.message.assistant').nth(before);
   await reply.waitFor();
-  const seen = [];
-  while ((await reply.getAttribute('aria-busy')) === 'true') {
-    const now = await reply.textContent();
-    if (now && now !== seen[seen.length - 1]) seen.push(now);
-    await page.waitForTimeout(50);
-  }
+  await page.waitForFunction((index) => document.querySelectorAll('.message.assistant')[index].getAttribute('aria-busy') !== 'true', before, { timeout: 0 });
+  const seen = await page.evaluate(() => {
+    window.__replyObserver.disconnect();
+    return window.__replyStates;
+  });
   return { seen, final: await reply.textContent(), reply };
 }
