@@ -6,14 +6,23 @@
 // several tokens, each weight word is decoded once for four of them, and
 // with RPT = 4 each load of x serves four rows too (a 4 × 4 register tile).
 //
+// Several matrices stacked in one (a layer's Q, K and V) are one product
+// whose rows go to up to three outputs: rows below `split1` to `out`, then
+// up to `split2` to `out_k`, the rest to `out_v`, both of these at row
+// pos0 + t (the KV cache). With SWIGLU, the matrix is a layer's FFN gate
+// over its up projection (2 · f rows) and out[t, r] = silu(gate) · up for
+// r < f: each thread computes gate row r before up row r + f (RPT = 2 or 4).
+//
 // Bindings (group 0):
-//   0 shape    uniform { rows, cols, scale_base, out_at_pos }
+//   0 shape    uniform { rows, cols, scale_base, out_at_pos, split1, split2 }
 //   1 step     uniform Step (tokens, pos0)
 //   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
 //   3 x        tokens × cols f32, read as vec4
-//   4 out      (pos0 + tokens) × rows f32 when out_at_pos = 1 (the KV cache), else tokens × rows
+//   4 out      (pos0 + tokens) × split1 f32 when out_at_pos = 1 (the KV cache), else tokens × split1
 //   5 quants   the same buffer as 2, read as vec4<u32>: each thread loads a
 //              block's quant words 16 bytes at a time
+//   6 out_k    (pos0 + tokens) × (split2 - split1) f32 (bound to a spare buffer when split1 = rows)
+//   7 out_v    (pos0 + tokens) × (rows - split2) f32 (likewise)
 // Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
@@ -21,6 +30,10 @@ struct Shape {
     cols: u32,
     scale_base: u32,
     out_at_pos: u32,
+    split1: u32,
+    split2: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override WG: u32 = 64u;
@@ -29,6 +42,11 @@ override WG: u32 = 64u;
 // with one token, the rows share every load of x (CPU-based adapters, where
 // those broadcast loads cost as much as the weights, use 4; GPUs use 1).
 override RPT: u32 = 1u;
+// Set for a layer's stacked Q, K and V (three outputs) and for its stacked
+// FFN gate and up (SwiGLU): other products keep a store with no branches,
+// as on CPU-based adapters every store in a branch costs a pass over the lanes.
+override SPLIT: bool = false;
+override SWIGLU: bool = false;
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -36,10 +54,38 @@ override RPT: u32 = 1u;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> quants: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read_write> out_k: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_v: array<f32>;
 
 // Group g (16 bytes) of the quant words of block k of `row`.
 fn qvec(row: u32, k: u32, g: u32, rows: u32) -> vec4<u32> {
     return quants[(k * qs_vec4s() + g) * rows + row];
+}
+
+// SwiGLU output `r` of token t from its gate and up values.
+fn store_swiglu(t: u32, r: u32, gate: f32, up: f32) {
+    out[t * (shape.rows / 2u) + r] = gate / (1.0 + exp(-gate)) * up; // as shaders/swiglu.wgsl
+}
+
+// Writes row `row` of token t's product (see the top of the file).
+fn store(t: u32, row: u32, v: f32) {
+    if (SWIGLU) {
+        // One row at a time (RPT = 2): the gate, until this thread's up row comes.
+        let f = shape.rows / 2u;
+        if (row < f) {
+            out[t * f + row] = v;
+        } else {
+            store_swiglu(t, row - f, out[t * f + row - f], v);
+        }
+        return;
+    }
+    if (!SPLIT || row < shape.split1) {
+        out[(select(0u, step.pos0, shape.out_at_pos == 1u) + t) * shape.split1 + row] = v;
+    } else if (row < shape.split2) {
+        out_k[(step.pos0 + t) * (shape.split2 - shape.split1) + row - shape.split1] = v;
+    } else {
+        out_v[(step.pos0 + t) * (shape.rows - shape.split2) + row - shape.split2] = v;
+    }
 }
 
 // 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
@@ -220,7 +266,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
-    let out_row0 = select(0u, step.pos0, shape.out_at_pos == 1u);
     if (RPT == 4u) {
         // Rows past the end read the last row (in bounds) and are not written.
         let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
@@ -232,11 +277,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 let o = t * row_vec4s + 8u * k;
                 acc += block_dot_rows4_tokens4(r, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
             }
+            if (SWIGLU) {
+                // Rows 0 and 1 of the thread are gate rows, 2 and 3 their up rows.
+                for (var i = 0u; i < 4u; i++) {
+                    store_swiglu(t + i, thread, acc[0][i], acc[2][i]);
+                    store_swiglu(t + i, thread + stride, acc[1][i], acc[3][i]);
+                }
+                continue;
+            }
             for (var j = 0u; j < 4u; j++) {
                 let row = thread + j * stride;
                 if (row < shape.rows) {
                     for (var i = 0u; i < 4u; i++) {
-                        out[(out_row0 + t + i) * shape.rows + row] = acc[j][i];
+                        store(t + i, row, acc[j][i]);
                     }
                 }
             }
@@ -246,23 +299,28 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             for (var k = 0u; k < blocks; k++) {
                 acc += block_dot_rows4(r, k, t * row_vec4s + 8u * k);
             }
+            if (SWIGLU) {
+                store_swiglu(t, thread, acc.x, acc.z);
+                store_swiglu(t, thread + stride, acc.y, acc.w);
+                continue;
+            }
             for (var j = 0u; j < 4u; j++) {
                 let row = thread + j * stride;
                 if (row < shape.rows) {
-                    out[(out_row0 + t) * shape.rows + row] = acc[j];
+                    store(t, row, acc[j]);
                 }
             }
         }
         return;
     }
     for (var row = thread; row < shape.rows; row += stride) {
-        matmul_row(row, blocks, row_vec4s, out_row0);
+        matmul_row(row, blocks, row_vec4s);
     }
 }
 
 // One output row for every token: four tokens per pass over the row, then
 // the remainder one by one.
-fn matmul_row(row: u32, blocks: u32, row_vec4s: u32, out_row0: u32) {
+fn matmul_row(row: u32, blocks: u32, row_vec4s: u32) {
     let full = step.tokens / 4u * 4u;
     for (var t = 0u; t < full; t += 4u) {
         let x0 = t * row_vec4s;
@@ -272,7 +330,7 @@ fn matmul_row(row: u32, blocks: u32, row_vec4s: u32, out_row0: u32) {
             acc += block_dot4(row, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
         }
         for (var j = 0u; j < 4u; j++) {
-            out[(out_row0 + t + j) * shape.rows + row] = acc[j];
+            store(t + j, row, acc[j]);
         }
     }
     for (var t = full; t < step.tokens; t++) {
@@ -280,6 +338,6 @@ fn matmul_row(row: u32, blocks: u32, row_vec4s: u32, out_row0: u32) {
         for (var k = 0u; k < blocks; k++) {
             acc += block_dot(row, k, t * row_vec4s + 8u * k);
         }
-        out[(out_row0 + t) * shape.rows + row] = acc;
+        store(t, row, acc);
     }
 }

@@ -75,6 +75,21 @@ fn matmul_all_weight_types() {
 }
 
 #[test]
+fn matmul_of_stacked_qkv_and_of_stacked_gate_and_up_with_swiglu() {
+    let Some(ctx) = gpu() else { return };
+    // Both variants: with four rows per thread a thread of the SwiGLU kernel
+    // holds two gate rows and their up rows; otherwise (GPUs) it takes two,
+    // a gate row and then its up row.
+    for rows_per_thread in [1, 4] {
+        let ctx = ctx.with_variants(Variants { matmul_rows_per_thread: rows_per_thread, ..ctx.variants() });
+        for kernel in [Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+            let checks = all_pass(&ctx, kernel);
+            assert!(selfcheck::WEIGHT_TYPES.iter().all(|ty| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")))));
+        }
+    }
+}
+
+#[test]
 fn rope_in_place_and_at_pos() {
     let Some(ctx) = gpu() else { return };
     all_pass(&ctx, Kernel::Rope);
@@ -146,4 +161,45 @@ fn a_gpu_validation_error_is_a_typed_error_and_the_device_stays_usable() {
     // The error was taken; the next operation succeeds.
     let out = block_on(kernels::rms_norm(&ctx, &[3.0, 4.0], &[1.0, 1.0], 0.0)).unwrap();
     assert!((out[0] - 3.0 / 12.5f32.sqrt()).abs() < 1e-6);
+}
+
+#[test]
+fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
+    use hearth_llm::formats::gguf::TensorType;
+    use hearth_llm::gpu::weights::GpuWeights;
+    use hearth_llm::weights::RawTensor;
+    let Some(ctx) = gpu() else { return };
+    let stack = |names: &[&str]| (names.iter().map(|n| (n.to_string(), 64)).collect::<Vec<_>>(), 32);
+    let mut weights = GpuWeights::new(vec![stack(&["a", "b"]), stack(&["c", "d"]), stack(&["e", "f"])]);
+    let q4 = vec![0u8; 64 * 20]; // 64 rows of one Q4_1 block
+    let f32s = vec![0u8; 64 * 128];
+    let tensor = |ty, bytes| RawTensor { ty, shape: vec![64, 32], bytes };
+    weights.add(&ctx, "a", &tensor(TensorType::Q4_1, &q4)).unwrap();
+    // A part waits for the rest of its stack: counted as added, not yet usable.
+    assert!(weights.contains("a") && !weights.contains("b"));
+    assert!(weights.stacked(&["a", "b"]).is_none());
+    weights.add(&ctx, "b", &tensor(TensorType::Q4_1, &q4)).unwrap();
+    let ab = weights.stacked(&["a", "b"]).expect("a and b packed as one");
+    assert_eq!((ab.rows, ab.cols, ab.ty), (128, 32, TensorType::Q4_1));
+    let e = weights.matrix("a", 64, 32).err().expect("a part is only multiplied with its stack");
+    assert!(e.to_string().contains("packed with other matrices"), "{e}");
+    assert!(weights.stacked(&["b", "a"]).is_none(), "only in the stack's order");
+    // Parts of different types go apart, each usable alone.
+    weights.add(&ctx, "c", &tensor(TensorType::Q4_1, &q4)).unwrap();
+    weights.add(&ctx, "d", &tensor(TensorType::F32, &f32s)).unwrap();
+    assert!(weights.stacked(&["c", "d"]).is_none());
+    assert_eq!(weights.matrix("d", 64, 32).unwrap().ty, TensorType::F32);
+    assert_eq!(weights.matrix("c", 64, 32).unwrap().ty, TensorType::Q4_1);
+    // Bytes: the stack's buffer once, then c and d each.
+    let expected = ab.buffer.size() + weights.matrix("c", 64, 32).unwrap().buffer.size() + weights.matrix("d", 64, 32).unwrap().buffer.size();
+    assert_eq!(weights.size_bytes(), expected);
+    // A part of the wrong shape: the stack is given up, so the error names that part.
+    weights.add(&ctx, "e", &tensor(TensorType::Q4_1, &q4)).unwrap();
+    weights.add(&ctx, "f", &RawTensor { ty: TensorType::Q4_1, shape: vec![32, 32], bytes: &q4[..32 * 20] }).unwrap();
+    assert!(weights.stacked(&["e", "f"]).is_none());
+    assert!(weights.matrix("e", 64, 32).is_ok());
+    assert!(weights.matrix("f", 64, 32).err().unwrap().to_string().contains("is 32×32, expected 64×32"));
+    // A stacked part given again.
+    assert!(weights.add(&ctx, "a", &tensor(TensorType::Q4_1, &q4)).err().unwrap().to_string().contains("given twice"));
+    ctx.take_error().expect("no GPU error");
 }

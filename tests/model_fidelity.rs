@@ -12,7 +12,7 @@ use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
 use hearth_llm::model::{Backend, Model, ModelOptions, Weights};
 use hearth_llm::sampler::argmax;
-use hearth_llm::weights::{model_tensor_names, GgufSource};
+use hearth_llm::weights::GgufSource;
 use pollster::block_on;
 
 #[test]
@@ -32,7 +32,7 @@ fn check_against_exact_reference(backend: Backend) {
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let src = GgufSource { gguf: &gguf, bytes: &bytes };
     let options = ModelOptions { context: 256, max_batch: 16 }; // 16: prompts span several chunks
-    let weights = Weights::load_all(&backend, &src, &model_tensor_names(&config)).expect("load weights");
+    let weights = Weights::load_all(&backend, &config, &src).expect("load weights");
     let mut model = Model::load(config, &weights, options).expect("load");
     eprintln!("{}; memory {:.1} MiB, weights {:.1} MiB", backend.describe(),
         model.memory_bytes() as f64 / 1048576.0, model.weight_bytes() as f64 / 1048576.0);

@@ -13,7 +13,7 @@ use crate::model::{Backend, Model, ModelOptions, Weights};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
 use crate::package::Package;
-use crate::weights::{model_tensor_names, GgufSource};
+use crate::weights::GgufSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,7 @@ impl Engine {
             Err(e) => return Err(e),
         };
         crate::plan::check(backend, &config, options, &gguf)?;
-        let weights = Weights::load_all(backend, &GgufSource { gguf: &gguf, bytes }, &model_tensor_names(&config))?;
+        let weights = Weights::load_all(backend, &config, &GgufSource { gguf: &gguf, bytes })?;
         Self::new(config, &weights, tokenizer, template, options)
     }
 
@@ -137,7 +137,7 @@ impl Engine {
     pub fn from_package(backend: &Backend, package: &Package, options: ModelOptions) -> Result<Self> {
         let config = package.manifest.config.clone();
         crate::plan::check(backend, &config, options, &package.manifest)?;
-        let weights = Weights::load_all(backend, package, &model_tensor_names(&config))?;
+        let weights = Weights::load_all(backend, &config, package)?;
         Self::new(config, &weights, package.tokenizer()?, package.chat_template()?, options)
     }
 

@@ -101,6 +101,30 @@ pub fn layer_program(c: &ModelConfig) -> Vec<Op> {
     ops
 }
 
+/// Matrices of a layer that multiply the same input, which the GPU backend
+/// stacks in one buffer and multiplies in one dispatch.
+pub struct Stack {
+    /// True for the FFN's gate and up projections (whose SwiGLU the
+    /// dispatch applies); false for the attention's query, key and value.
+    pub gate_up: bool,
+    /// Names and rows of the parts, in the order of their `Op::Matmul`s.
+    pub parts: Vec<(String, usize)>,
+    /// Their width.
+    pub cols: usize,
+}
+
+/// Every layer's stacks: its Q, K and V projections, its gate and up.
+pub fn stacked_matrices(c: &ModelConfig) -> Vec<Stack> {
+    let mut stacks = Vec::new();
+    for l in 0..c.n_layers {
+        let part = |n: &str, rows: usize| (layer_tensor(l, n), rows);
+        let qkv = vec![part("attn_q", c.q_dim()), part("attn_k", c.kv_dim()), part("attn_v", c.kv_dim())];
+        stacks.push(Stack { gate_up: false, parts: qkv, cols: c.dim });
+        stacks.push(Stack { gate_up: true, parts: vec![part("ffn_gate", c.ffn_dim), part("ffn_up", c.ffn_dim)], cols: c.dim });
+    }
+    stacks
+}
+
 /// The token embedding's tensor.
 pub const EMBEDDING: &str = "token_embd.weight";
 /// The final norm's gain, applied before the output head.

@@ -78,17 +78,17 @@ pub enum Weights {
 }
 
 impl Weights {
-    pub fn new(backend: &Backend) -> Self {
+    pub fn new(backend: &Backend, config: &ModelConfig) -> Self {
         match backend {
-            Backend::Gpu(ctx) => Weights::Gpu(ctx.clone(), GpuWeights::default()),
+            Backend::Gpu(ctx) => Weights::Gpu(ctx.clone(), GpuWeights::new(crate::gpu::model::stacked_matrices(ctx, config))),
             Backend::Cpu => Weights::Cpu(CpuWeights::default()),
         }
     }
 
-    /// Loads every tensor in `names` from `src`.
-    pub fn load_all(backend: &Backend, src: &dyn TensorSource, names: &[String]) -> Result<Self> {
-        let mut weights = Weights::new(backend);
-        for name in names {
+    /// Loads every tensor of a model of `config` from `src`.
+    pub fn load_all(backend: &Backend, config: &ModelConfig, src: &dyn TensorSource) -> Result<Self> {
+        let mut weights = Weights::new(backend, config);
+        for name in &crate::weights::model_tensor_names(config) {
             weights.add(name, &src.tensor(name)?)?;
         }
         Ok(weights)

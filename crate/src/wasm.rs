@@ -286,7 +286,7 @@ impl ModelLoader {
         let template = manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
         let (options, backend) = load_options(&options).await?;
         crate::plan::check(&backend, &manifest.config, options, &manifest)?;
-        let weights = Weights::new(&backend);
+        let weights = Weights::new(&backend, &manifest.config);
         Ok(ModelLoader { backend, manifest, tokenizer, template, options, weights, needed })
     }
 

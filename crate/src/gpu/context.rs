@@ -36,6 +36,9 @@ pub struct GpuContext {
     uncaptured: Arc<Mutex<Option<HearthError>>>,
     /// Why the device was lost, once it is (set by wgpu's callback).
     lost: Arc<Mutex<Option<String>>>,
+    /// Two small buffers a kernel's unused outputs are bound to (distinct:
+    /// WebGPU refuses one buffer bound twice for writing in a dispatch).
+    pub spare_outputs: Arc<[wgpu::Buffer; 2]>,
 }
 
 impl GpuContext {
@@ -110,7 +113,12 @@ impl GpuContext {
             lock(&lost_slot).get_or_insert(format!("{reason:?}: {message}"));
         });
         let pipelines = Arc::new(Pipelines::new(variants(&report)));
-        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost })
+        let spare = |label| {
+            let usage = wgpu::BufferUsages::STORAGE;
+            device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 16, usage, mapped_at_creation: false })
+        };
+        let spare_outputs = Arc::new([spare("spare output 1"), spare("spare output 2")]);
+        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost, spare_outputs })
     }
 
     /// The GPU error raised since the last call, if any, as a typed error
@@ -204,12 +212,16 @@ fn looks_like_software(name: &str) -> bool {
 }
 
 /// The kernel variants for this adapter (see `Variants`); natively the
-/// environment variables HEARTH_MATMUL_RPT (1 or 4) and HEARTH_ATTENTION
-/// (`split-keys` or `shared-keys`) override them, to compare the variants.
+/// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_ATTENTION
+/// (`split-keys` or `shared-keys`) and HEARTH_STACKED (`0`: every matrix
+/// multiplied apart) override them, to compare the variants.
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
+    }
+    if std::env::var("HEARTH_STACKED").as_deref() == Ok("0") {
+        variants.stacked_matmuls = false;
     }
     match std::env::var("HEARTH_ATTENTION").as_deref() {
         Ok("split-keys") => variants.split_keys_attention = true,

@@ -14,6 +14,12 @@ pub enum Kernel {
     Embed,
     RmsNorm,
     Matmul,
+    /// The matmul over a layer's stacked Q, K and V projections, writing the
+    /// queries and both caches (shaders/matmul.wgsl with `SPLIT`).
+    MatmulQkv,
+    /// The matmul over a layer's stacked FFN gate and up projections, with
+    /// SwiGLU applied as it writes (shaders/matmul.wgsl with `SWIGLU`).
+    MatmulSwiglu,
     Rope,
     Attention,
     Swiglu,
@@ -31,7 +37,7 @@ impl Kernel {
         match self {
             Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
-            Kernel::Matmul => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             // (The split-keys variant is picked in `Pipelines::get`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
@@ -44,7 +50,7 @@ impl Kernel {
 
     /// Kernels that decode quantized weights.
     pub fn reads_weights(self) -> bool {
-        matches!(self, Kernel::Embed | Kernel::Matmul)
+        matches!(self, Kernel::Embed | Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu)
     }
 
     fn source(self, variants: Variants) -> String {
@@ -73,12 +79,17 @@ pub struct Variants {
     /// adapters, where it saves the barriers and workgroup-memory traffic of
     /// every chunk of keys.
     pub split_keys_attention: bool,
+    /// A layer's Q, K and V, and its FFN gate and up (with the SwiGLU),
+    /// each multiplied by one dispatch over the matrices packed as one
+    /// (`gpu::model::stacked_matrices`); on every adapter, as a dispatch
+    /// has a cost of its own everywhere.
+    pub stacked_matmuls: bool,
 }
 
 impl Variants {
     /// The choices for a GPU (`software` false) or a CPU-based adapter.
     pub fn for_adapter(software: bool) -> Self {
-        Variants { matmul_rows_per_thread: if software { 4 } else { 1 }, split_keys_attention: software }
+        Variants { matmul_rows_per_thread: if software { 4 } else { 1 }, split_keys_attention: software, stacked_matmuls: true }
     }
 }
 
@@ -102,6 +113,16 @@ impl Pipelines {
         self.variants.matmul_rows_per_thread.max(1)
     }
 
+    /// Rows per thread of `kernel` (a matmul): the fused SwiGLU needs each
+    /// thread to hold a gate row and its up row, so at least 2 (4 stays 4).
+    pub fn rows_per_thread(&self, kernel: Kernel) -> u32 {
+        match (kernel, self.matmul_rows_per_thread()) {
+            (Kernel::MatmulSwiglu, 4) => 4,
+            (Kernel::MatmulSwiglu, _) => 2,
+            (_, rpt) => rpt,
+        }
+    }
+
     /// The pipeline for `kernel` (reading weights of type `weights`, if it
     /// reads any), compiled on first use.
     pub fn get(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>) -> Arc<wgpu::ComputePipeline> {
@@ -117,8 +138,10 @@ impl Pipelines {
                 });
                 let mut constants: Vec<(&str, f64)> =
                     weights.map(|t| vec![("QTYPE", t.ggml_id() as f64)]).unwrap_or_default();
-                if kernel == Kernel::Matmul {
-                    constants.push(("RPT", self.matmul_rows_per_thread() as f64));
+                if matches!(kernel, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu) {
+                    constants.push(("RPT", self.rows_per_thread(kernel) as f64));
+                    constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
+                    constants.push(("SWIGLU", f64::from(kernel == Kernel::MatmulSwiglu)));
                 }
                 Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&label),

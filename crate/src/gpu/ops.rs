@@ -32,20 +32,50 @@ pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, add: Option<&Buf>, w: &Bu
     Dispatch::new(ctx, pipeline(ctx, Kernel::RmsNorm, None), &[&s, step, x, w, out, y], Grid::PerToken)
 }
 
-/// out (tokens × rows) = x (tokens × cols) · Wᵀ. With `out_at_pos`, row t is
-/// written at row pos0 + t of `out` (appending to a KV cache).
-pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: &Buf, out_at_pos: bool) -> Dispatch {
-    let s = shape(ctx, Kernel::Matmul, [w.rows as u32, w.cols as u32, w.scale_base, out_at_pos as u32]);
-    let grid = Grid::Rows { rows: (w.rows as u32).div_ceil(ctx.pipelines.matmul_rows_per_thread()) };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Matmul, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer], grid)
+/// Where a matmul's rows go (shaders/matmul.wgsl).
+pub enum MatmulOut<'a> {
+    /// Every row to `out`; with `at_pos`, token t's at row pos0 + t (appending to a KV cache).
+    One { out: &'a Buf, at_pos: bool },
+    /// A layer's stacked Q, K and V: the first `q_rows` rows to `q`, the
+    /// next `kv_rows` to `k` and the rest to `v`, both at row pos0 + t.
+    Qkv { q: &'a Buf, q_rows: usize, k: &'a Buf, v: &'a Buf, kv_rows: usize },
+    /// A layer's stacked FFN gate and up: silu(gate) · up to `out` (tokens × rows / 2).
+    Swiglu { out: &'a Buf },
 }
 
-/// RoPE in place on x (rows × heads × head_dim) from the cos/sin `table`.
-pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, x: &Buf, heads: usize, head_dim: usize, rope_dim: usize, at_pos: bool) -> Dispatch {
+/// x (tokens × cols) · Wᵀ (tokens × rows), written as `out` says.
+pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>) -> Dispatch {
+    let rows = w.rows as u32;
+    let [spare1, spare2] = &*ctx.spare_outputs;
+    let (kernel, at_pos, split1, split2, outs) = match out {
+        MatmulOut::One { out, at_pos } => (Kernel::Matmul, at_pos, rows, rows, [out, spare1, spare2]),
+        MatmulOut::Qkv { q, q_rows, k, v, kv_rows } => (Kernel::MatmulQkv, false, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v]),
+        MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, false, rows, rows, [out, spare1, spare2]),
+    };
+    let s = uniform_from(ctx, &format!("{kernel:?}.shape"), &[rows, w.cols as u32, w.scale_base, at_pos as u32, split1, split2, 0, 0]);
+    let grid = Grid::Rows { rows: rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) };
+    let [out, out_k, out_v] = outs;
+    Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v], grid)
+}
+
+/// A buffer RoPE rotates in place: rows of `heads` heads, token t's at row
+/// pos0 + t when `at_pos` (a KV cache), else at row t.
+pub struct RopeOn<'a> {
+    pub x: &'a Buf,
+    pub heads: usize,
+    pub at_pos: bool,
+}
+
+/// RoPE in place on `on`, and on `also` in the same dispatch (a layer's
+/// queries and keys), from the cos/sin `table`.
+pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim: usize, on: RopeOn<'_>, also: Option<RopeOn<'_>>) -> Dispatch {
     let pairs = (rope_dim / 2) as u32;
-    let s = shape(ctx, Kernel::Rope, [heads as u32, head_dim as u32, pairs, at_pos as u32]);
-    let grid = Grid::Threads { per_token: heads as u32 * pairs };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, x], grid)
+    let [_, spare] = &*ctx.spare_outputs;
+    let (x2, heads2, at_pos2) = also.map_or((spare, 0, false), |a| (a.x, a.heads, a.at_pos));
+    let words = [on.heads as u32, head_dim as u32, pairs, on.at_pos as u32, heads2 as u32, at_pos2 as u32, 0, 0];
+    let s = uniform_from(ctx, "Rope.shape", &words);
+    let grid = Grid::Threads { per_token: (on.heads + heads2) as u32 * pairs };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, on.x, x2], grid)
 }
 
 /// out (tokens × heads × head_dim) = causal GQA attention of q over the caches.

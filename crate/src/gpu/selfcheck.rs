@@ -16,7 +16,8 @@
 //! `detail`), never a panic; a GPU error (validation, out of memory, lost
 //! device, failed read-back) is an `Err`.
 
-use super::weights::GpuMatrix;
+use super::ops::MatmulOut;
+use super::weights::{GpuMatrix, GpuWeights};
 use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step};
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
@@ -31,10 +32,12 @@ use std::future::Future;
 use web_time::Instant;
 
 /// Every kernel, in the order [`run_all`] checks them.
-pub const KERNELS: [Kernel; 9] = [
+pub const KERNELS: [Kernel; 11] = [
     Kernel::Embed,
     Kernel::RmsNorm,
     Kernel::Matmul,
+    Kernel::MatmulQkv,
+    Kernel::MatmulSwiglu,
     Kernel::Rope,
     Kernel::Attention,
     Kernel::Swiglu,
@@ -73,6 +76,8 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::Embed => "embed",
         Kernel::RmsNorm => "rms_norm",
         Kernel::Matmul => "matmul",
+        Kernel::MatmulQkv => "matmul_qkv",
+        Kernel::MatmulSwiglu => "matmul_swiglu",
         Kernel::Rope => "rope",
         Kernel::Attention => "attention",
         Kernel::Swiglu => "swiglu",
@@ -97,6 +102,8 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::Embed => embed(ctx).await,
         Kernel::RmsNorm => rms_norm(ctx).await,
         Kernel::Matmul => matmul(ctx).await,
+        Kernel::MatmulQkv => matmul_qkv(ctx).await,
+        Kernel::MatmulSwiglu => matmul_swiglu(ctx).await,
         Kernel::Rope => rope(ctx).await,
         Kernel::Attention => attention(ctx).await,
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
@@ -261,6 +268,37 @@ fn random_matrix(ctx: &GpuContext, ty: TensorType, rows: usize, cols: usize, see
     Ok((GpuMatrix::upload(ctx, "w", &raw)?, Matrix { rows, cols, data }))
 }
 
+/// Random matrices of `parts` rows each, stacked in one buffer by
+/// `GpuWeights` as a model's Q, K and V are, as one matrix on the GPU and,
+/// from `quant::dequantize`, the stacked values.
+fn random_stack(ctx: &GpuContext, ty: TensorType, parts: &[usize], cols: usize, seed: u64) -> Result<(GpuMatrix, Matrix)> {
+    let names: Vec<String> = (0..parts.len()).map(|i| format!("part{i}")).collect();
+    let mut weights = GpuWeights::new(vec![(names.iter().cloned().zip(parts.iter().copied()).collect(), cols)]);
+    let mut data = Vec::new();
+    for (i, (name, &rows)) in names.iter().zip(parts).enumerate() {
+        let bytes = random_tensor(ty, rows, cols, seed + i as u64);
+        data.extend(dequantize(ty, &bytes, rows * cols)?);
+        weights.add(ctx, name, &RawTensor { ty, shape: vec![rows, cols], bytes: &bytes })?;
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let stacked = weights.stacked(&names).ok_or_else(|| HearthError::Gpu("the parts were not stacked".into()))?;
+    Ok((stacked, Matrix { rows: parts.iter().sum(), cols, data }))
+}
+
+/// x · Wᵀ in f64 for every token (one row of `rows` values each), and each
+/// value's magnitude: Σ_c blockmax|W[r, c]|·|x[t, c]| (see [`matmul`]).
+fn product_and_magnitude(m: &Matrix, x: &[f32]) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let xs: Vec<Vec<f64>> = x.chunks(m.cols).map(f64s).collect();
+    let block_maxes: Vec<Vec<f64>> = (0..m.rows).map(|r| block_max(m.row(r))).collect();
+    let mag = xs.iter().map(|xt| block_maxes.iter().map(|bm| bm.iter().zip(xt).map(|(a, b)| a * b.abs()).sum()).collect()).collect();
+    (m.matmul(&xs), mag)
+}
+
+/// Reads `len` values of `buffer` back.
+async fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    submit_and_read(ctx, ctx.device.create_command_encoder(&Default::default()), buffer, len).await
+}
+
 /// For each value, the largest |value| of its 32-value block: the scale of
 /// the block's quantization (d·8, |m|, ...), the natural magnitude of its error.
 fn block_max(row: &[f32]) -> Vec<f64> {
@@ -400,19 +438,15 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                     let seed = 2000 + 10 * i as u64 + j as u64;
                     let (w, m) = random_matrix(ctx, ty, rows, cols, seed)?;
                     let x = random_vec(seed, tokens * cols, 1.0);
-                    let xs: Vec<Vec<f64>> = x.chunks(cols).map(f64s).collect();
-                    let prod: Vec<f64> = m.matmul(&xs).concat();
-                    let block_maxes: Vec<Vec<f64>> = (0..rows).map(|r| block_max(m.row(r))).collect();
-                    let mag: Vec<f64> = xs
-                        .iter()
-                        .flat_map(|xt| block_maxes.iter().map(|bm| bm.iter().zip(xt).map(|(a, b)| a * b.abs()).sum::<f64>()).collect::<Vec<_>>())
-                        .collect();
+                    let (prod, mag) = product_and_magnitude(&m, &x);
+                    let (prod, mag) = (prod.concat(), mag.concat());
                     let pos0 = at_pos.unwrap_or(0);
                     let total = if at_pos.is_some() { (pos0 + tokens + 2) * rows } else { tokens * rows };
                     let before = random_vec(seed + 1, total, 100.0); // sentinel rows outside the written range
                     let (x_buf, out) = (storage_from(ctx, "x", &x), storage_from(ctx, "out", &before));
                     let s = step(ctx, tokens, pos0, 0);
-                    let got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, &out, at_pos.is_some())], tokens, &out, total).await?;
+                    let out_to = MatmulOut::One { out: &out, at_pos: at_pos.is_some() };
+                    let got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out_to)], tokens, &out, total).await?;
                     let (mut want, mut full_mag) = (f64s(&before), vec![0.0; total]);
                     let at = pos0 * rows;
                     want[at..at + tokens * rows].copy_from_slice(&prod);
@@ -426,17 +460,118 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     Ok(checks)
 }
 
+/// A layer's Q, K and V stacked in one buffer, multiplied in one dispatch
+/// whose rows go to three outputs (the queries, and both caches at pos0 + t),
+/// for every weight type, against [`matmul`]'s reference and tolerance. The
+/// caches' other rows (random sentinels) must keep their bits.
+async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (q rows, kv rows, cols, tokens, pos0)
+    let cases: [(usize, usize, usize, usize, usize); 3] = [(64, 64, 96, 1, 0), (128, 64, 64, 6, 3), (192, 64, 160, 1, 7)];
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for (j, &(q_rows, kv_rows, cols, tokens, pos0)) in cases.iter().enumerate() {
+            let case = format!("{ty} stacked q {q_rows} k {kv_rows} v {kv_rows} x {cols}, tokens {tokens} at {pos0}");
+            checks.push(
+                check(ctx, Kernel::MatmulQkv, case, async {
+                    let seed = 2500 + 10 * i as u64 + j as u64;
+                    let (w, m) = random_stack(ctx, ty, &[q_rows, kv_rows, kv_rows], cols, seed)?;
+                    let x = random_vec(seed, tokens * cols, 1.0);
+                    let (prod, mag) = product_and_magnitude(&m, &x);
+                    let cache_len = (pos0 + tokens + 2) * kv_rows;
+                    let (k_before, v_before) = (random_vec(seed + 1, cache_len, 100.0), random_vec(seed + 2, cache_len, 100.0));
+                    let q = storage_zeroed(ctx, "q", tokens * q_rows)?;
+                    let (k, v) = (storage_from(ctx, "k", &k_before), storage_from(ctx, "v", &v_before));
+                    let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows };
+                    let x_buf = storage_from(ctx, "x", &x);
+                    let mut got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &step(ctx, tokens, pos0, 0), &w, &x_buf, out)], tokens, &q, tokens * q_rows).await?;
+                    got.extend(read(ctx, &k, cache_len).await?);
+                    got.extend(read(ctx, &v, cache_len).await?);
+                    // Want: the queries, then each cache with rows pos0.. replaced.
+                    let (mut want, mut want_mag) = (Vec::new(), Vec::new());
+                    for t in 0..tokens {
+                        want.extend(&prod[t][..q_rows]);
+                        want_mag.extend(&mag[t][..q_rows]);
+                    }
+                    for (before, rows) in [(&k_before, q_rows..q_rows + kv_rows), (&v_before, q_rows + kv_rows..q_rows + 2 * kv_rows)] {
+                        let (mut cache, mut cache_mag) = (f64s(before), vec![0.0; cache_len]);
+                        for t in 0..tokens {
+                            let at = (pos0 + t) * kv_rows;
+                            cache[at..at + kv_rows].copy_from_slice(&prod[t][rows.clone()]);
+                            cache_mag[at..at + kv_rows].copy_from_slice(&mag[t][rows.clone()]);
+                        }
+                        want.extend(cache);
+                        want_mag.extend(cache_mag);
+                    }
+                    Ok(compare(&got, &want, &want_mag, 1e-5))
+                })
+                .await?,
+            );
+        }
+    }
+    Ok(checks)
+}
+
+/// A layer's FFN gate and up projections stacked in one buffer, multiplied
+/// in one dispatch that writes silu(gate) · up, for every weight type,
+/// against the f64 product. Tolerance 1e-5 of 1.1·|up|·mag(gate) + |gate|·mag(up)
+/// (silu' stays within 1.1 and |silu(g)| within |g|; mag as in [`matmul`]).
+async fn matmul_swiglu(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // (f, cols, tokens): four-token tiles with and without a remainder.
+    let cases: [(usize, usize, usize); 3] = [(64, 96, 1), (128, 64, 7), (64, 160, 4)];
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for (j, &(f, cols, tokens)) in cases.iter().enumerate() {
+            let case = format!("{ty} stacked gate {f} up {f} x {cols}, tokens {tokens}");
+            checks.push(
+                check(ctx, Kernel::MatmulSwiglu, case, async {
+                    let seed = 2700 + 10 * i as u64 + j as u64;
+                    let (w, m) = random_stack(ctx, ty, &[f, f], cols, seed)?;
+                    let x = random_vec(seed, tokens * cols, 1.0);
+                    let (prod, mag) = product_and_magnitude(&m, &x);
+                    let (mut want, mut want_mag) = (Vec::new(), Vec::new());
+                    for (p, mg) in prod.iter().zip(&mag) {
+                        for r in 0..f {
+                            let (g, u) = (p[r], p[f + r]);
+                            want.push(g / (1.0 + (-g).exp()) * u);
+                            want_mag.push(1.1 * u.abs() * mg[r] + g.abs() * mg[f + r]);
+                        }
+                    }
+                    let (x_buf, out) = (storage_from(ctx, "x", &x), storage_zeroed(ctx, "out", tokens * f)?);
+                    let d = ops::matmul(ctx, &step(ctx, tokens, 0, 0), &w, &x_buf, MatmulOut::Swiglu { out: &out });
+                    let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * f).await?;
+                    Ok(compare(&got, &want, &want_mag, 1e-5))
+                })
+                .await?,
+            );
+        }
+    }
+    Ok(checks)
+}
+
 /// RoPE from an f32 cos/sin table (as the model builds it) against
-/// `reference::rope` in f64. Tolerance 1e-6 of |a| + |b| of the pair; dims
-/// past rope_dim and rows outside the step must keep their bits.
+/// `reference::rope` in f64, on one buffer or two in one dispatch (a layer's
+/// queries, and its keys at pos0 + t). Tolerance 1e-6 of |a| + |b| of the
+/// pair; dims past rope_dim and rows outside the step must keep their bits.
 async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     let theta = 10_000f64;
-    // (heads, head_dim, rope_dim, tokens, pos0, at_pos); the last: partial
-    // rotary, dims 32.. untouched.
-    let cases = [(9, 64, 64, 7, 0, false), (3, 32, 32, 3, 70, false), (3, 64, 64, 7, 130, true), (5, 32, 32, 1, 0, true), (3, 64, 32, 3, 41, true)];
-    for (seed, &(heads, hd, rope_dim, tokens, pos0, at_pos)) in cases.iter().enumerate() {
-        let case = format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}");
+    // (heads, head_dim, rope_dim, tokens, pos0, at_pos, a second buffer's
+    // (heads, at_pos)); the fifth and last: partial rotary, dims 32.. untouched.
+    type Case = (usize, usize, usize, usize, usize, bool, Option<(usize, bool)>);
+    let cases: [Case; 7] = [
+        (9, 64, 64, 7, 0, false, None),
+        (3, 32, 32, 3, 70, false, None),
+        (3, 64, 64, 7, 130, true, None),
+        (5, 32, 32, 1, 0, true, None),
+        (3, 64, 32, 3, 41, true, None),
+        (9, 64, 64, 5, 6, false, Some((3, true))),
+        (3, 64, 32, 1, 41, false, Some((1, true))),
+    ];
+    for (seed, &(heads, hd, rope_dim, tokens, pos0, at_pos, second)) in cases.iter().enumerate() {
+        let case = match second {
+            None => format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}"),
+            Some((h2, p2)) => format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}, and heads {h2} at_pos {p2}"),
+        };
         checks.push(
             check(ctx, Kernel::Rope, case, async {
                 let pairs = rope_dim / 2;
@@ -449,25 +584,40 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                         })
                     })
                     .collect();
-                let width = heads * hd;
-                let row0 = if at_pos { pos0 } else { 0 };
-                let total_rows = if at_pos { context } else { tokens };
-                let x = random_vec(400 + seed as u64, total_rows * width, 2.0);
-                let (table_buf, x_buf) = (storage_from(ctx, "table", &table), storage_from(ctx, "x", &x));
-                let s = step(ctx, tokens, pos0, 0);
-                let d = ops::rope(ctx, &s, &table_buf, &x_buf, heads, hd, rope_dim, at_pos);
-                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &x_buf, x.len()).await?;
-                let mut want = f64s(&x);
-                let mut mag = vec![0.0; x.len()];
-                for t in 0..tokens {
-                    let at = (row0 + t) * width;
-                    reference::rope(&mut want[at..at + width], hd, rope_dim, (pos0 + t) as f64, theta);
-                    for (h, i) in (0..heads).flat_map(|h| (0..pairs).map(move |i| (h, i))) {
-                        let p = at + h * hd + 2 * i;
-                        let m = (x[p].abs() + x[p + 1].abs()) as f64;
-                        (mag[p], mag[p + 1]) = (m, m);
+                let table_buf = storage_from(ctx, "table", &table);
+                // A buffer of `heads` heads: its values, and what RoPE makes of them with their magnitudes.
+                let buffer = |seed: u64, heads: usize, at_pos: bool| {
+                    let width = heads * hd;
+                    let row0 = if at_pos { pos0 } else { 0 };
+                    let x = random_vec(seed, if at_pos { context } else { tokens } * width, 2.0);
+                    let (mut want, mut mag) = (f64s(&x), vec![0.0; x.len()]);
+                    for t in 0..tokens {
+                        let at = (row0 + t) * width;
+                        reference::rope(&mut want[at..at + width], hd, rope_dim, (pos0 + t) as f64, theta);
+                        for (h, i) in (0..heads).flat_map(|h| (0..pairs).map(move |i| (h, i))) {
+                            let p = at + h * hd + 2 * i;
+                            let m = (x[p].abs() + x[p + 1].abs()) as f64;
+                            (mag[p], mag[p + 1]) = (m, m);
+                        }
                     }
-                }
+                    (x, want, mag)
+                };
+                let (x, mut want, mut mag) = buffer(400 + seed as u64, heads, at_pos);
+                let x_buf = storage_from(ctx, "x", &x);
+                let s = step(ctx, tokens, pos0, 0);
+                let on = ops::RopeOn { x: &x_buf, heads, at_pos };
+                let Some((heads2, at_pos2)) = second else {
+                    let got: Vec<f32> = dispatch(ctx, &[ops::rope(ctx, &s, &table_buf, hd, rope_dim, on, None)], tokens, &x_buf, x.len()).await?;
+                    return Ok(compare(&got, &want, &mag, 1e-6));
+                };
+                let (x2, want2, mag2) = buffer(450 + seed as u64, heads2, at_pos2);
+                let x2_buf = storage_from(ctx, "x2", &x2);
+                let also = ops::RopeOn { x: &x2_buf, heads: heads2, at_pos: at_pos2 };
+                let d = ops::rope(ctx, &s, &table_buf, hd, rope_dim, on, Some(also));
+                let mut got: Vec<f32> = dispatch(ctx, &[d], tokens, &x_buf, x.len()).await?;
+                got.extend(read(ctx, &x2_buf, x2.len()).await?);
+                want.extend(want2);
+                mag.extend(mag2);
                 Ok(compare(&got, &want, &mag, 1e-6))
             })
             .await?,

@@ -4,12 +4,15 @@
 //! (all quant words, then all scales; see shaders/quant.wgsl) so every block
 //! starts on a 4-byte boundary (ggml's Q8_0 and Q4_0 blocks, 34 and 18 bytes,
 //! do not). The GPU holds the file's tensor bytes, give or take padding to a
-//! whole word: nothing is expanded to f32.
+//! whole word: nothing is expanded to f32. Matrices that one dispatch
+//! computes together (a layer's Q, K and V; its FFN gate and up) are packed
+//! as one, stacked, in one buffer.
 
 use super::GpuContext;
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
 use crate::weights::RawTensor;
+use std::collections::HashMap;
 
 /// A `rows × cols` weight matrix in GPU memory (cloning shares the buffer).
 #[derive(Clone)]
@@ -23,17 +26,13 @@ pub struct GpuMatrix {
 }
 
 impl GpuMatrix {
-    pub fn upload(ctx: &GpuContext, name: &str, t: &RawTensor<'_>) -> Result<Self> {
-        let (rows, cols) = match t.shape[..] {
-            [rows, cols] => (rows, cols),
-            [cols] => (1, cols),
-            _ => return Err(HearthError::Model(format!("{name}: shape {:?} is not a matrix", t.shape))),
-        };
-        let (words, scale_base) = pack(t.ty, t.bytes, rows, cols).map_err(|e| HearthError::Model(format!("{name}: {e}")))?;
-        let bytes = (words.len() * 4) as u64;
-        if bytes > ctx.report.max_storage_buffer_binding_size {
+    /// Packs `bytes` (`rows × cols` of type `ty`, as in the file) into a new buffer.
+    fn upload_bytes(ctx: &GpuContext, name: &str, ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        let (words, scale_base) = pack(ty, bytes, rows, cols).map_err(|e| HearthError::Model(format!("{name}: {e}")))?;
+        let size = (words.len() * 4) as u64;
+        if size > ctx.report.max_storage_buffer_binding_size {
             return Err(HearthError::Model(format!(
-                "{name} needs a {bytes}-byte buffer; this GPU allows at most {}",
+                "{name} needs a {size}-byte buffer; this GPU allows at most {}",
                 ctx.report.max_storage_buffer_binding_size
             )));
         }
@@ -41,16 +40,21 @@ impl GpuMatrix {
         // keeps a second copy of the bytes in wasm memory while mapped.
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
-            size: bytes,
+            size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
-        Ok(GpuMatrix { buffer, ty: t.ty, rows, cols, scale_base })
+        Ok(GpuMatrix { buffer, ty, rows, cols, scale_base })
     }
 
-    pub fn size_bytes(&self) -> u64 {
-        self.buffer.size()
+    pub fn upload(ctx: &GpuContext, name: &str, t: &RawTensor<'_>) -> Result<Self> {
+        let (rows, cols) = match t.shape[..] {
+            [rows, cols] => (rows, cols),
+            [cols] => (1, cols),
+            _ => return Err(HearthError::Model(format!("{name}: shape {:?} is not a matrix", t.shape))),
+        };
+        Self::upload_bytes(ctx, name, t.ty, t.bytes, rows, cols)
     }
 }
 
@@ -135,34 +139,83 @@ fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, words_per_block: 
     ((k * (words_per_block / 4) + w / 4) * rows + r) * 4 + w % 4
 }
 
-/// One uploaded tensor: a matrix in its quantized form, or a vector (norm
+/// One uploaded tensor: a matrix in its quantized form, a part of a stack
+/// (packed with the others: see [`GpuWeights::stacked`]), or a vector (norm
 /// weights) widened to f32.
 enum GpuTensor {
     Matrix(GpuMatrix),
+    Stacked { stack: usize },
     Vector { buffer: wgpu::Buffer, len: usize },
+}
+
+impl GpuTensor {
+    /// The bytes it adds to the total (a stacked matrix's are its stack's).
+    fn own_bytes(&self) -> u64 {
+        match self {
+            GpuTensor::Matrix(matrix) => matrix.buffer.size(),
+            GpuTensor::Stacked { .. } => 0,
+            GpuTensor::Vector { buffer, .. } => buffer.size(),
+        }
+    }
+}
+
+/// Matrices of the same width packed as one (see [`GpuWeights::new`]): the
+/// parts' names and rows; each part's type and file bytes until every part
+/// has arrived; then the packed whole.
+struct Stack {
+    parts: Vec<(String, usize)>,
+    cols: usize,
+    waiting: Vec<Option<(TensorType, Vec<u8>)>>,
+    packed: Option<GpuMatrix>,
 }
 
 /// A model's weights on the GPU, uploaded one tensor at a time in any order
 /// (a web package's shards arrive as they download) and then taken by the
-/// model at load. Only one tensor's repacked bytes are on the CPU at a time.
+/// model at load. Only one tensor's repacked bytes are on the CPU at a time,
+/// but for the parts of a stack, which wait (as they are in the file) until
+/// the stack is whole: a layer's are next to each other in a file.
 #[derive(Default)]
 pub struct GpuWeights {
-    tensors: std::collections::HashMap<String, GpuTensor>,
+    tensors: HashMap<String, GpuTensor>,
+    stacks: Vec<Stack>,
+    /// Stack and part index of each stacked tensor's name.
+    stacked: HashMap<String, (usize, usize)>,
     bytes: u64,
 }
 
 impl GpuWeights {
-    /// Uploads every tensor in `names` from `src`.
-    pub fn upload_all(ctx: &GpuContext, src: &dyn crate::weights::TensorSource, names: &[String]) -> Result<Self> {
+    /// Weights that pack each group of `stacks` (the parts' names and rows,
+    /// all `cols` wide) as one matrix, the parts stacked in order, so that one
+    /// dispatch multiplies them all ([`GpuWeights::stacked`]); a part is then
+    /// not available alone. Parts of different weight types, or whose whole
+    /// would pass the adapter's largest binding, are uploaded each on its own.
+    pub fn new(stacks: Vec<(Vec<(String, usize)>, usize)>) -> Self {
         let mut weights = GpuWeights::default();
-        for name in names {
-            weights.add(ctx, name, &src.tensor(name)?)?;
+        for (parts, cols) in stacks {
+            for (i, (name, _)) in parts.iter().enumerate() {
+                weights.stacked.insert(name.clone(), (weights.stacks.len(), i));
+            }
+            let waiting = vec![None; parts.len()];
+            weights.stacks.push(Stack { parts, cols, waiting, packed: None });
         }
-        Ok(weights)
+        weights
     }
 
-    /// Uploads one tensor: a matrix (two dimensions) as stored, a vector as f32.
+    /// Uploads one tensor: a matrix (two dimensions) as stored, a vector as
+    /// f32; a part of a stack once the stack is whole.
     pub fn add(&mut self, ctx: &GpuContext, name: &str, t: &RawTensor<'_>) -> Result<()> {
+        if let Some(&(s, part)) = self.stacked.get(name) {
+            let stack = &self.stacks[s];
+            if stack.packed.is_some() {
+                return Err(HearthError::Model(format!("{name} is given twice")));
+            }
+            if t.shape[..] == [stack.parts[part].1, stack.cols] {
+                return self.add_to_stack(ctx, s, part, t);
+            }
+            // Not the shape its stack needs: every part goes on its own, so
+            // that the model's error names this one.
+            self.unstack(ctx, s)?;
+        }
         let tensor = match t.shape.len() {
             2 => GpuTensor::Matrix(GpuMatrix::upload(ctx, name, t)?),
             1 => {
@@ -172,22 +225,64 @@ impl GpuWeights {
             }
             _ => return Err(HearthError::Model(format!("{name}: shape {:?} is neither a matrix nor a vector", t.shape))),
         };
-        let size = match &tensor {
-            GpuTensor::Matrix(m) => m.size_bytes(),
-            GpuTensor::Vector { buffer, .. } => buffer.size(),
-        };
-        if let Some(old) = self.tensors.insert(name.to_string(), tensor) {
-            self.bytes -= match old {
-                GpuTensor::Matrix(m) => m.size_bytes(),
-                GpuTensor::Vector { buffer, .. } => buffer.size(),
-            };
-        }
-        self.bytes += size;
+        self.insert(name, tensor);
         Ok(())
     }
 
+    /// Gives up stack `s` (parts of different types, a part of the wrong
+    /// shape, or a whole larger than a buffer binding may be): its waiting
+    /// parts are uploaded each on its own, as the rest will be.
+    fn unstack(&mut self, ctx: &GpuContext, s: usize) -> Result<()> {
+        let stack = &mut self.stacks[s];
+        let waiting: Vec<_> = stack.waiting.iter_mut().map(Option::take).collect();
+        let (parts, cols) = (stack.parts.clone(), stack.cols);
+        for ((name, rows), waiting) in parts.iter().zip(waiting) {
+            self.stacked.remove(name);
+            if let Some((ty, bytes)) = waiting {
+                let matrix = GpuMatrix::upload_bytes(ctx, name, ty, &bytes, *rows, cols)?;
+                self.insert(name, GpuTensor::Matrix(matrix));
+            }
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, name: &str, tensor: GpuTensor) {
+        self.bytes += tensor.own_bytes();
+        if let Some(old) = self.tensors.insert(name.to_string(), tensor) {
+            self.bytes -= old.own_bytes();
+        }
+    }
+
+    /// Keeps part `part` of stack `s` until the last part arrives, then packs
+    /// and uploads the stack.
+    fn add_to_stack(&mut self, ctx: &GpuContext, s: usize, part: usize, t: &RawTensor<'_>) -> Result<()> {
+        let stack = &mut self.stacks[s];
+        stack.waiting[part] = Some((t.ty, t.bytes.to_vec()));
+        if stack.waiting.iter().any(Option::is_none) {
+            return Ok(());
+        }
+        let ty = t.ty;
+        let all_rows = stack.parts.iter().map(|(_, r)| r).sum();
+        let fits = Packing::of(ty, all_rows, stack.cols).is_ok_and(|p| p.bytes() <= ctx.report.max_storage_buffer_binding_size);
+        if !fits || stack.waiting.iter().flatten().any(|(other, _)| *other != ty) {
+            return self.unstack(ctx, s);
+        }
+        // Row-major blocks: the stacked matrix's file bytes are the parts' one after another.
+        let bytes: Vec<u8> = stack.waiting.iter_mut().flat_map(|w| w.take().expect("all arrived").1).collect();
+        let label = stack.parts.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+");
+        let whole = GpuMatrix::upload_bytes(ctx, &label, ty, &bytes, all_rows, stack.cols)?;
+        self.bytes += whole.buffer.size();
+        for (name, _) in stack.parts.clone() {
+            self.insert(&name, GpuTensor::Stacked { stack: s });
+        }
+        self.stacks[s].packed = Some(whole);
+        Ok(())
+    }
+
+    /// True once `name` has been added (a stack's part even while it waits for the others).
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+            || self.stacked.get(name).is_some_and(|&(s, part)| self.stacks[s].waiting[part].is_some())
     }
 
     /// GPU bytes of the weights uploaded so far.
@@ -200,9 +295,22 @@ impl GpuWeights {
         match self.tensors.get(name) {
             Some(GpuTensor::Matrix(m)) if (m.rows, m.cols) == (rows, cols) => Ok(m.clone()),
             Some(GpuTensor::Matrix(m)) => Err(HearthError::Model(format!("{name} is {}×{}, expected {rows}×{cols}", m.rows, m.cols))),
+            Some(GpuTensor::Stacked { .. }) => Err(HearthError::Model(format!("{name} is packed with other matrices: multiply it with them"))),
             Some(GpuTensor::Vector { .. }) => Err(HearthError::Model(format!("{name} is a vector, expected a {rows}×{cols} matrix"))),
             None => Err(HearthError::Model(format!("tensor {name} is missing"))),
         }
+    }
+
+    /// The matrices `names`, stacked in this order, as one matrix, when they
+    /// were packed as one (else None: multiply them apart).
+    pub fn stacked(&self, names: &[&str]) -> Option<GpuMatrix> {
+        let (s, _) = *self.stacked.get(*names.first()?)?;
+        let stack = &self.stacks[s];
+        let whole = stack.packed.as_ref()?;
+        let in_order = stack.parts.len() == names.len() && stack.parts.iter().zip(names).all(|((part, _), name)| part == name);
+        // (A part added again later went on its own.)
+        let all_in = names.iter().all(|n| matches!(self.tensors.get(*n), Some(GpuTensor::Stacked { stack }) if *stack == s));
+        (in_order && all_in).then(|| whole.clone())
     }
 
     /// The vector `name` of `len` values.
@@ -210,7 +318,7 @@ impl GpuWeights {
         match self.tensors.get(name) {
             Some(GpuTensor::Vector { buffer, len: n }) if *n == len => Ok(buffer.clone()),
             Some(GpuTensor::Vector { len: n, .. }) => Err(HearthError::Model(format!("{name} has {n} values, expected {len}"))),
-            Some(GpuTensor::Matrix(_)) => Err(HearthError::Model(format!("{name} is a matrix, expected a vector of {len}"))),
+            Some(GpuTensor::Matrix(_) | GpuTensor::Stacked { .. }) => Err(HearthError::Model(format!("{name} is a matrix, expected a vector of {len}"))),
             None => Err(HearthError::Model(format!("tensor {name} is missing"))),
         }
     }
