@@ -170,9 +170,9 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
     use hearth_llm::weights::RawTensor;
     let Some(ctx) = gpu() else { return };
     let stack = |names: &[&str]| (names.iter().map(|n| (n.to_string(), 64)).collect::<Vec<_>>(), 32);
-    let mut weights = GpuWeights::new(vec![stack(&["a", "b"]), stack(&["c", "d"]), stack(&["e", "f"])]);
+    let wide = (vec![("c".to_string(), 64), ("d".to_string(), 64)], 64);
+    let mut weights = GpuWeights::new(vec![stack(&["a", "b"]), wide, stack(&["e", "f"])]);
     let q4 = vec![0u8; 64 * 20]; // 64 rows of one Q4_1 block
-    let f32s = vec![0u8; 64 * 128];
     let tensor = |ty, bytes| RawTensor { ty, shape: vec![64, 32], bytes };
     weights.add(&ctx, "a", &tensor(TensorType::Q4_1, &q4)).unwrap();
     // A part waits for the rest of its stack: counted as added, not yet usable.
@@ -184,14 +184,31 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
     let e = weights.matrix("a", 64, 32).err().expect("a part is only multiplied with its stack");
     assert!(e.to_string().contains("packed with other matrices"), "{e}");
     assert!(weights.stacked(&["b", "a"]).is_none(), "only in the stack's order");
-    // Parts of different types go apart, each usable alone.
-    weights.add(&ctx, "c", &tensor(TensorType::Q4_1, &q4)).unwrap();
-    weights.add(&ctx, "d", &tensor(TensorType::F32, &f32s)).unwrap();
+    // Parts of different types go apart, each usable alone: c, packed into
+    // the stack's layout when it came, is taken out of it again and
+    // multiplies as if uploaded on its own (Q4_0: two scales to a word).
+    let q4_0: Vec<u8> = (0..64 * 2 * 18).map(|i| (i * 37 % 251) as u8 & if i % 18 == 1 { 0x3b } else { 0xff }).collect();
+    let wide_tensor = |ty, bytes| RawTensor { ty, shape: vec![64, 64], bytes };
+    weights.add(&ctx, "c", &wide_tensor(TensorType::Q4_0, &q4_0)).unwrap();
+    let wide_f32s = vec![0u8; 64 * 64 * 4];
+    weights.add(&ctx, "d", &wide_tensor(TensorType::F32, &wide_f32s)).unwrap();
     assert!(weights.stacked(&["c", "d"]).is_none());
-    assert_eq!(weights.matrix("d", 64, 32).unwrap().ty, TensorType::F32);
-    assert_eq!(weights.matrix("c", 64, 32).unwrap().ty, TensorType::Q4_1);
+    assert_eq!(weights.matrix("d", 64, 64).unwrap().ty, TensorType::F32);
+    let product = |m: &hearth_llm::gpu::weights::GpuMatrix| {
+        let x = kernels::storage_from(&ctx, "x", &(0..64).map(|i| i as f32 / 7.0 - 4.0).collect::<Vec<f32>>());
+        let out = kernels::storage_zeroed(&ctx, "out", 64).unwrap();
+        let step = kernels::uniform_from(&ctx, "step", &kernels::Step { tokens: 1, ..Default::default() });
+        let d = kernels::ops::matmul(&ctx, &step, m, &x, kernels::ops::MatmulOut::One { out: &out, at_pos: false });
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        kernels::program::encode(&mut encoder, &[d], 1);
+        block_on(kernels::submit_and_read::<f32>(&ctx, encoder, &out, 64)).unwrap()
+    };
+    let alone = hearth_llm::gpu::weights::GpuMatrix::upload(&ctx, "c alone", &wide_tensor(TensorType::Q4_0, &q4_0)).unwrap();
+    let want = product(&alone);
+    assert!(want.iter().any(|v| *v != 0.0));
+    assert_eq!(product(&weights.matrix("c", 64, 64).unwrap()), want);
     // Bytes: the stack's buffer once, then c and d each.
-    let expected = ab.buffer.size() + weights.matrix("c", 64, 32).unwrap().buffer.size() + weights.matrix("d", 64, 32).unwrap().buffer.size();
+    let expected = ab.buffer.size() + weights.matrix("c", 64, 64).unwrap().buffer.size() + weights.matrix("d", 64, 64).unwrap().buffer.size();
     assert_eq!(weights.size_bytes(), expected);
     // A part of the wrong shape: the stack is given up, so the error names that part.
     weights.add(&ctx, "e", &tensor(TensorType::Q4_1, &q4)).unwrap();

@@ -26,9 +26,8 @@ pub struct GpuMatrix {
 }
 
 impl GpuMatrix {
-    /// Packs `bytes` (`rows × cols` of type `ty`, as in the file) into a new buffer.
-    fn upload_bytes(ctx: &GpuContext, name: &str, ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
-        let (words, scale_base) = pack(ty, bytes, rows, cols).map_err(|e| HearthError::Model(format!("{name}: {e}")))?;
+    /// A new buffer holding `words` (`rows × cols` of type `ty`, packed).
+    fn from_words(ctx: &GpuContext, name: &str, ty: TensorType, words: &[u32], scale_base: u32, rows: usize, cols: usize) -> Result<Self> {
         let size = (words.len() * 4) as u64;
         if size > ctx.report.max_storage_buffer_binding_size {
             return Err(HearthError::Model(format!(
@@ -44,7 +43,7 @@ impl GpuMatrix {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(&words));
+        ctx.queue.write_buffer(&buffer, 0, bytemuck::cast_slice(words));
         Ok(GpuMatrix { buffer, ty, rows, cols, scale_base })
     }
 
@@ -54,7 +53,8 @@ impl GpuMatrix {
             [cols] => (1, cols),
             _ => return Err(HearthError::Model(format!("{name}: shape {:?} is not a matrix", t.shape))),
         };
-        Self::upload_bytes(ctx, name, t.ty, t.bytes, rows, cols)
+        let (words, scale_base) = pack(t.ty, t.bytes, rows, cols).map_err(|e| HearthError::Model(format!("{name}: {e}")))?;
+        Self::from_words(ctx, name, t.ty, &words, scale_base, rows, cols)
     }
 }
 
@@ -106,21 +106,31 @@ impl Packing {
 /// words (see [`quant_word_index`]), then the scales,
 /// index `k * rows + r`. Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
-    let Packing { file_block, scale_bytes, words_per_block, scale_base, words: len } = Packing::of(ty, rows, cols)?;
-    let expected = rows * cols / 32 * file_block;
-    if bytes.len() != expected {
+    let packing = Packing::of(ty, rows, cols)?;
+    let mut words = vec![0u32; packing.words];
+    pack_rows(ty, bytes, rows, cols, &mut words, rows, 0)?;
+    Ok((words, packing.scale_base as u32))
+}
+
+/// Packs `bytes` (`rows × cols` of type `ty`) as rows `row0 ..` of `words`,
+/// the zeroed layout of a `layout_rows`-row matrix (a stack's parts go into
+/// it one by one).
+fn pack_rows(ty: TensorType, bytes: &[u8], rows: usize, cols: usize, words: &mut [u32], layout_rows: usize, row0: usize) -> std::result::Result<(), String> {
+    let Packing { file_block, scale_bytes, words_per_block, scale_base, .. } = Packing::of(ty, layout_rows, cols)?;
+    let blocks_per_row = cols / 32;
+    let row_bytes = blocks_per_row * file_block;
+    let expected = rows * row_bytes;
+    if bytes.len() != expected || row0 + rows > layout_rows {
         return Err(format!("{} bytes, expected {expected} for {rows}×{cols} {ty}", bytes.len()));
     }
-    let blocks_per_row = cols / 32;
-    let mut words = vec![0u32; len];
-    for r in 0..rows {
-        for k in 0..blocks_per_row {
-            let b = &bytes[(r * blocks_per_row + k) * file_block..][..file_block];
+    for (i, row) in bytes.chunks_exact(row_bytes).enumerate() {
+        let r = row0 + i;
+        for (k, b) in row.chunks_exact(file_block).enumerate() {
             let quants = &b[scale_bytes..];
             for w in 0..words_per_block {
-                words[quant_word_index(k, w, r, rows, words_per_block)] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
+                words[quant_word_index(k, w, r, layout_rows, words_per_block)] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
             }
-            let s = k * rows + r; // scale index
+            let s = k * layout_rows + r; // scale index
             match scale_bytes {
                 4 => words[scale_base + s] = u32::from_le_bytes(b[..4].try_into().unwrap()),
                 2 => words[scale_base + s / 2] |= u32::from(u16::from_le_bytes([b[0], b[1]])) << (16 * (s % 2)),
@@ -128,7 +138,29 @@ pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::resu
             }
         }
     }
-    Ok((words, scale_base as u32))
+    Ok(())
+}
+
+/// Rows `row0 .. row0 + rows` of `words` (the layout of a `layout_rows`-row
+/// matrix) as a matrix of their own: its words and where its scales begin.
+fn unpack_rows(ty: TensorType, words: &[u32], cols: usize, layout_rows: usize, row0: usize, rows: usize) -> std::result::Result<(Vec<u32>, u32), String> {
+    let from = Packing::of(ty, layout_rows, cols)?;
+    let to = Packing::of(ty, rows, cols)?;
+    let mut out = vec![0u32; to.words];
+    for r in 0..rows {
+        for k in 0..cols / 32 {
+            for w in 0..to.words_per_block {
+                out[quant_word_index(k, w, r, rows, to.words_per_block)] = words[quant_word_index(k, w, row0 + r, layout_rows, to.words_per_block)];
+            }
+            let (s, s_from) = (k * rows + r, k * layout_rows + row0 + r);
+            match to.scale_bytes {
+                4 => out[to.scale_base + s] = words[from.scale_base + s_from],
+                2 => out[to.scale_base + s / 2] |= ((words[from.scale_base + s_from / 2] >> (16 * (s_from % 2))) & 0xffff) << (16 * (s % 2)),
+                _ => {}
+            }
+        }
+    }
+    Ok((out, to.scale_base as u32))
 }
 
 /// Where word `w` of block `k` of row `r` lies (shaders/quant.wgsl `qword`):
@@ -160,20 +192,32 @@ impl GpuTensor {
 }
 
 /// Matrices of the same width packed as one (see [`GpuWeights::new`]): the
-/// parts' names and rows; each part's type and file bytes until every part
-/// has arrived; then the packed whole.
+/// parts' names and rows; while parts arrive, the whole's layout on the CPU
+/// (for the first part's type) with the parts packed into it so far; then the
+/// whole on the GPU.
 struct Stack {
     parts: Vec<(String, usize)>,
     cols: usize,
-    waiting: Vec<Option<(TensorType, Vec<u8>)>>,
+    arrived: Vec<bool>,
+    filling: Option<(TensorType, Vec<u32>)>,
     packed: Option<GpuMatrix>,
+}
+
+impl Stack {
+    fn rows(&self) -> usize {
+        self.parts.iter().map(|(_, r)| r).sum()
+    }
+
+    fn rows_above(&self, part: usize) -> usize {
+        self.parts[..part].iter().map(|(_, r)| r).sum()
+    }
 }
 
 /// A model's weights on the GPU, uploaded one tensor at a time in any order
 /// (a web package's shards arrive as they download) and then taken by the
 /// model at load. Only one tensor's repacked bytes are on the CPU at a time,
-/// but for the parts of a stack, which wait (as they are in the file) until
-/// the stack is whole: a layer's are next to each other in a file.
+/// but for the parts of a stack, which wait there, packed, until the stack is
+/// whole (a layer's are next to each other in a file).
 #[derive(Default)]
 pub struct GpuWeights {
     tensors: HashMap<String, GpuTensor>,
@@ -195,8 +239,8 @@ impl GpuWeights {
             for (i, (name, _)) in parts.iter().enumerate() {
                 weights.stacked.insert(name.clone(), (weights.stacks.len(), i));
             }
-            let waiting = vec![None; parts.len()];
-            weights.stacks.push(Stack { parts, cols, waiting, packed: None });
+            let arrived = vec![false; parts.len()];
+            weights.stacks.push(Stack { parts, cols, arrived, filling: None, packed: None });
         }
         weights
     }
@@ -206,15 +250,18 @@ impl GpuWeights {
     pub fn add(&mut self, ctx: &GpuContext, name: &str, t: &RawTensor<'_>) -> Result<()> {
         if let Some(&(s, part)) = self.stacked.get(name) {
             let stack = &self.stacks[s];
-            if stack.packed.is_some() {
+            if stack.arrived[part] {
                 return Err(HearthError::Model(format!("{name} is given twice")));
             }
             if t.shape[..] == [stack.parts[part].1, stack.cols] {
-                return self.add_to_stack(ctx, s, part, t);
+                if self.add_to_stack(ctx, s, part, t)? {
+                    return Ok(());
+                }
+            } else {
+                // Not the shape its stack needs: every part goes on its own,
+                // so that the model's error names this one.
+                self.unstack(ctx, s)?;
             }
-            // Not the shape its stack needs: every part goes on its own, so
-            // that the model's error names this one.
-            self.unstack(ctx, s)?;
         }
         let tensor = match t.shape.len() {
             2 => GpuTensor::Matrix(GpuMatrix::upload(ctx, name, t)?),
@@ -230,18 +277,23 @@ impl GpuWeights {
     }
 
     /// Gives up stack `s` (parts of different types, a part of the wrong
-    /// shape, or a whole larger than a buffer binding may be): its waiting
-    /// parts are uploaded each on its own, as the rest will be.
+    /// shape, or a whole larger than a buffer binding may be): the parts
+    /// packed so far are uploaded each on its own, as the rest will be.
     fn unstack(&mut self, ctx: &GpuContext, s: usize) -> Result<()> {
         let stack = &mut self.stacks[s];
-        let waiting: Vec<_> = stack.waiting.iter_mut().map(Option::take).collect();
-        let (parts, cols) = (stack.parts.clone(), stack.cols);
-        for ((name, rows), waiting) in parts.iter().zip(waiting) {
+        let filling = stack.filling.take();
+        let (parts, cols, all_rows) = (stack.parts.clone(), stack.cols, stack.rows());
+        let arrived = std::mem::take(&mut stack.arrived);
+        let mut row0 = 0;
+        for ((name, rows), arrived) in parts.iter().zip(arrived) {
             self.stacked.remove(name);
-            if let Some((ty, bytes)) = waiting {
-                let matrix = GpuMatrix::upload_bytes(ctx, name, ty, &bytes, *rows, cols)?;
+            if let (true, Some((ty, words))) = (arrived, &filling) {
+                let model_error = |e: String| HearthError::Model(format!("{name}: {e}"));
+                let (own, scale_base) = unpack_rows(*ty, words, cols, all_rows, row0, *rows).map_err(model_error)?;
+                let matrix = GpuMatrix::from_words(ctx, name, *ty, &own, scale_base, *rows, cols)?;
                 self.insert(name, GpuTensor::Matrix(matrix));
             }
+            row0 += rows;
         }
         Ok(())
     }
@@ -253,36 +305,45 @@ impl GpuWeights {
         }
     }
 
-    /// Keeps part `part` of stack `s` until the last part arrives, then packs
-    /// and uploads the stack.
-    fn add_to_stack(&mut self, ctx: &GpuContext, s: usize, part: usize, t: &RawTensor<'_>) -> Result<()> {
+    /// Packs part `part` of stack `s` into the stack's layout on the CPU;
+    /// once every part is in, uploads the whole. Returns false (and gives the
+    /// stack up) where the part cannot go in: another weight type than the
+    /// first part's, or a whole past the adapter's largest binding.
+    fn add_to_stack(&mut self, ctx: &GpuContext, s: usize, part: usize, t: &RawTensor<'_>) -> Result<bool> {
+        let limit = ctx.report.max_storage_buffer_binding_size;
         let stack = &mut self.stacks[s];
-        stack.waiting[part] = Some((t.ty, t.bytes.to_vec()));
-        if stack.waiting.iter().any(Option::is_none) {
-            return Ok(());
+        let (all_rows, row0, cols) = (stack.rows(), stack.rows_above(part), stack.cols);
+        let model_error = |e: String| HearthError::Model(format!("{}: {e}", stack.parts[part].0));
+        if stack.filling.is_none() {
+            let packing = Packing::of(t.ty, all_rows, cols).map_err(model_error)?;
+            if packing.bytes() <= limit {
+                stack.filling = Some((t.ty, vec![0; packing.words]));
+            }
         }
-        let ty = t.ty;
-        let all_rows = stack.parts.iter().map(|(_, r)| r).sum();
-        let fits = Packing::of(ty, all_rows, stack.cols).is_ok_and(|p| p.bytes() <= ctx.report.max_storage_buffer_binding_size);
-        if !fits || stack.waiting.iter().flatten().any(|(other, _)| *other != ty) {
-            return self.unstack(ctx, s);
+        let Some((ty, words)) = stack.filling.as_mut().filter(|(ty, _)| *ty == t.ty) else {
+            self.unstack(ctx, s)?;
+            return Ok(false);
+        };
+        pack_rows(*ty, t.bytes, stack.parts[part].1, cols, words, all_rows, row0).map_err(model_error)?;
+        stack.arrived[part] = true;
+        if stack.arrived.iter().all(|&a| a) {
+            let (ty, words) = stack.filling.take().expect("filled above");
+            let label = stack.parts.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+");
+            let scale_base = Packing::of(ty, all_rows, cols).map_err(model_error)?.scale_base as u32;
+            let whole = GpuMatrix::from_words(ctx, &label, ty, &words, scale_base, all_rows, cols)?;
+            self.bytes += whole.buffer.size();
+            for (name, _) in self.stacks[s].parts.clone() {
+                self.insert(&name, GpuTensor::Stacked { stack: s });
+            }
+            self.stacks[s].packed = Some(whole);
         }
-        // Row-major blocks: the stacked matrix's file bytes are the parts' one after another.
-        let bytes: Vec<u8> = stack.waiting.iter_mut().flat_map(|w| w.take().expect("all arrived").1).collect();
-        let label = stack.parts.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join("+");
-        let whole = GpuMatrix::upload_bytes(ctx, &label, ty, &bytes, all_rows, stack.cols)?;
-        self.bytes += whole.buffer.size();
-        for (name, _) in stack.parts.clone() {
-            self.insert(&name, GpuTensor::Stacked { stack: s });
-        }
-        self.stacks[s].packed = Some(whole);
-        Ok(())
+        Ok(true)
     }
 
     /// True once `name` has been added (a stack's part even while it waits for the others).
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
-            || self.stacked.get(name).is_some_and(|&(s, part)| self.stacks[s].waiting[part].is_some())
+            || self.stacked.get(name).is_some_and(|&(s, part)| self.stacks[s].arrived[part])
     }
 
     /// GPU bytes of the weights uploaded so far.
