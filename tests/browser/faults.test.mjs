@@ -263,12 +263,15 @@ test('storage quota exceeded (a real QuotaExceededError): warnings, the model lo
   const cachedShards = shards.filter((s) => partial.cached.includes(s));
   t.diagnostic(`under 40 MiB, cached: ${cachedShards.join(', ')}`);
   assert.ok(cachedShards.length >= 1 && cachedShards.length < shards.length, `some shards fit, not all: ${cachedShards.join(', ')}`);
-  assert.equal(quotaWarnings().length, shards.length - cachedShards.length);
+  // (With two shards let in, the cache is over its quota and the manifest's
+  // rewrite on the next load warns too: only the shards' warnings are counted.)
+  const shardWarnings = () => quotaWarnings().filter((w) => shards.some((s) => w.includes(`/${s} `)));
+  assert.equal(shardWarnings().length, shards.length - cachedShards.length);
   served();
   const fourth = await load(page);
   assertLoaded(fourth, 'after a partial cache');
   assert.deepEqual(files(served()), ['manifest.json', ...shards.filter((s) => !cachedShards.includes(s))].sort(), 'the cached shards are used; the rest downloaded');
-  assert.equal(quotaWarnings().length, shards.length - cachedShards.length);
+  assert.equal(shardWarnings().length, shards.length - cachedShards.length);
 
   // The quota lifted: everything is cached and the next load needs only the manifest.
   await quota(undefined);
