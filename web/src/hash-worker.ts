@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { HashReply, HashRequest } from './hash.js';
+import { sha256Hex, type HashReply, type HashRequest } from './hash.js';
 
 const scope = self as unknown as {
   postMessage(message: HashReply, transfer: Transferable[]): void;
@@ -17,8 +17,8 @@ const scope = self as unknown as {
 
 scope.addEventListener('message', async ({ data: { id, buffer } }) => {
   try {
-    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', buffer));
-    scope.postMessage({ id, buffer, hex: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('') }, [buffer]);
+    const hex = await sha256Hex(new Uint8Array(buffer));
+    scope.postMessage({ id, buffer, hex }, [buffer]);
   } catch (e) {
     scope.postMessage({ id, buffer, error: e instanceof Error ? e.message : String(e) }, [buffer]);
   }

@@ -11,7 +11,7 @@ fn pipeline(ctx: &GpuContext, kernel: Kernel, w: Option<&GpuMatrix>) -> std::syn
     ctx.pipelines.get(&ctx.device, kernel, w.map(|w| w.ty))
 }
 
-fn shape(ctx: &GpuContext, kernel: Kernel, words: [u32; 4]) -> Buf {
+fn shape<const N: usize>(ctx: &GpuContext, kernel: Kernel, words: [u32; N]) -> Buf {
     uniform_from(ctx, &format!("{kernel:?}.shape"), &words)
 }
 
@@ -52,7 +52,7 @@ pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulO
         MatmulOut::Qkv { q, q_rows, k, v, kv_rows } => (Kernel::MatmulQkv, false, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v]),
         MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, false, rows, rows, [out, spare1, spare2]),
     };
-    let s = uniform_from(ctx, &format!("{kernel:?}.shape"), &[rows, w.cols as u32, w.scale_base, at_pos as u32, split1, split2, 0, 0]);
+    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, at_pos as u32, split1, split2, 0, 0]);
     let grid = Grid::Rows { rows: rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) };
     let [out, out_k, out_v] = outs;
     Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v], grid)
@@ -72,8 +72,7 @@ pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim
     let pairs = (rope_dim / 2) as u32;
     let [_, spare] = &*ctx.spare_outputs;
     let (x2, heads2, at_pos2) = also.map_or((spare, 0, false), |a| (a.x, a.heads, a.at_pos));
-    let words = [on.heads as u32, head_dim as u32, pairs, on.at_pos as u32, heads2 as u32, at_pos2 as u32, 0, 0];
-    let s = uniform_from(ctx, "Rope.shape", &words);
+    let s = shape(ctx, Kernel::Rope, [on.heads as u32, head_dim as u32, pairs, on.at_pos as u32, heads2 as u32, at_pos2 as u32, 0, 0]);
     let grid = Grid::Threads { per_token: (on.heads + heads2) as u32 * pairs };
     Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, on.x, x2], grid)
 }

@@ -176,7 +176,7 @@ fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, words_per_block: 
 /// weights) widened to f32.
 enum GpuTensor {
     Matrix(GpuMatrix),
-    Stacked { stack: usize },
+    Stacked,
     Vector { buffer: wgpu::Buffer, len: usize },
 }
 
@@ -185,7 +185,7 @@ impl GpuTensor {
     fn own_bytes(&self) -> u64 {
         match self {
             GpuTensor::Matrix(matrix) => matrix.buffer.size(),
-            GpuTensor::Stacked { .. } => 0,
+            GpuTensor::Stacked => 0,
             GpuTensor::Vector { buffer, .. } => buffer.size(),
         }
     }
@@ -333,7 +333,7 @@ impl GpuWeights {
             let whole = GpuMatrix::from_words(ctx, &label, ty, &words, scale_base, all_rows, cols)?;
             self.bytes += whole.buffer.size();
             for (name, _) in self.stacks[s].parts.clone() {
-                self.insert(&name, GpuTensor::Stacked { stack: s });
+                self.insert(&name, GpuTensor::Stacked);
             }
             self.stacks[s].packed = Some(whole);
         }
@@ -356,7 +356,7 @@ impl GpuWeights {
         match self.tensors.get(name) {
             Some(GpuTensor::Matrix(m)) if (m.rows, m.cols) == (rows, cols) => Ok(m.clone()),
             Some(GpuTensor::Matrix(m)) => Err(HearthError::Model(format!("{name} is {}×{}, expected {rows}×{cols}", m.rows, m.cols))),
-            Some(GpuTensor::Stacked { .. }) => Err(HearthError::Model(format!("{name} is packed with other matrices: multiply it with them"))),
+            Some(GpuTensor::Stacked) => Err(HearthError::Model(format!("{name} is packed with other matrices: multiply it with them"))),
             Some(GpuTensor::Vector { .. }) => Err(HearthError::Model(format!("{name} is a vector, expected a {rows}×{cols} matrix"))),
             None => Err(HearthError::Model(format!("tensor {name} is missing"))),
         }
@@ -368,10 +368,9 @@ impl GpuWeights {
         let (s, _) = *self.stacked.get(*names.first()?)?;
         let stack = &self.stacks[s];
         let whole = stack.packed.as_ref()?;
+        // (Once packed, a stack's parts cannot be replaced: see `add`.)
         let in_order = stack.parts.len() == names.len() && stack.parts.iter().zip(names).all(|((part, _), name)| part == name);
-        // (A part added again later went on its own.)
-        let all_in = names.iter().all(|n| matches!(self.tensors.get(*n), Some(GpuTensor::Stacked { stack }) if *stack == s));
-        (in_order && all_in).then(|| whole.clone())
+        in_order.then(|| whole.clone())
     }
 
     /// The vector `name` of `len` values.
@@ -379,7 +378,7 @@ impl GpuWeights {
         match self.tensors.get(name) {
             Some(GpuTensor::Vector { buffer, len: n }) if *n == len => Ok(buffer.clone()),
             Some(GpuTensor::Vector { len: n, .. }) => Err(HearthError::Model(format!("{name} has {n} values, expected {len}"))),
-            Some(GpuTensor::Matrix(_) | GpuTensor::Stacked { .. }) => Err(HearthError::Model(format!("{name} is a matrix, expected a vector of {len}"))),
+            Some(GpuTensor::Matrix(_) | GpuTensor::Stacked) => Err(HearthError::Model(format!("{name} is a matrix, expected a vector of {len}"))),
             None => Err(HearthError::Model(format!("tensor {name} is missing"))),
         }
     }
