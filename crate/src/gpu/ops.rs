@@ -105,9 +105,27 @@ pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
 }
 
 /// Reads all of `data` (`words` u32s, a multiple of 4) with `threads` threads,
-/// one u32 each into `out` (the benchmark's bandwidth probe).
-pub fn read_bandwidth(ctx: &GpuContext, step: &Buf, data: &Buf, out: &Buf, words: usize, threads: u32) -> Dispatch {
-    let s = shape(ctx, Kernel::ReadBandwidth, [(words / 4) as u32, threads, 0, 0]);
+/// one u32 each into `out` (the benchmark's bandwidth probe), in runs or
+/// grid-stride (see shaders/read_bandwidth.wgsl and [`read_bandwidth_reads`]).
+pub fn read_bandwidth(ctx: &GpuContext, step: &Buf, data: &Buf, out: &Buf, words: usize, threads: u32, runs: bool) -> Dispatch {
+    let s = shape(ctx, Kernel::ReadBandwidth, [(words / 4) as u32, threads, runs as u32, 0]);
     let grid = Grid::Threads { per_token: threads };
     Dispatch::new(ctx, pipeline(ctx, Kernel::ReadBandwidth, None), &[&s, step, data, out], grid)
+}
+
+/// Threads per run of the bandwidth probe (shaders/read_bandwidth.wgsl RUN_GROUP).
+const RUN_GROUP: usize = 8;
+
+/// The vec4s thread `t` of the bandwidth probe reads (of `vec4s`, with
+/// `threads` threads): what shaders/read_bandwidth.wgsl does, on the CPU.
+pub fn read_bandwidth_reads(t: usize, threads: usize, vec4s: usize, runs: bool) -> std::iter::StepBy<std::ops::Range<usize>> {
+    if !runs {
+        return (t..vec4s).step_by(threads);
+    }
+    let group = t / RUN_GROUP;
+    let run = vec4s.div_ceil(threads.div_ceil(RUN_GROUP));
+    let start = (group * run).min(vec4s);
+    let end = (start + run).min(vec4s);
+    let lanes = RUN_GROUP.min(threads - group * RUN_GROUP);
+    ((start + t % RUN_GROUP).min(end)..end).step_by(lanes)
 }

@@ -113,28 +113,36 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
     }
 }
 
-/// The benchmark's read probe: thread t folds vec4s t, t + threads, ... by XOR.
+/// The benchmark's read probe, both orders: each thread's XOR of the vec4s
+/// `ops::read_bandwidth_reads` lists, and every vec4 read once.
 async fn read_bandwidth(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (vec4s, threads): fewer threads than data, more, and counts off the workgroup size.
-    for (vec4s, threads) in [(1000usize, 7u32), (1000, 64), (257, 300), (4096, 130)] {
-        checks.push(
-            check(ctx, Kernel::ReadBandwidth, format!("vec4s {vec4s} threads {threads}"), async {
-                let data: Vec<u32> = (0..vec4s as u32 * 4).map(|i| i.wrapping_mul(2_654_435_761) ^ (i >> 3)).collect();
-                let step = uniform_from(ctx, "step", &Step { tokens: 1, ..Default::default() });
-                let (buf, out) = (storage_from(ctx, "data", &data), storage_zeroed(ctx, "out", threads as usize)?);
-                let d = ops::read_bandwidth(ctx, &step, &buf, &out, data.len(), threads);
-                let got: Vec<u32> = dispatch(ctx, &[d], 1, &out, threads as usize).await?;
-                let want: Vec<u32> = (0..threads as usize)
-                    .map(|t| (t..vec4s).step_by(threads as usize).flat_map(|v| &data[4 * v..4 * v + 4]).fold(0, |a, &w| a ^ w))
-                    .collect();
-                Ok(match got.iter().zip(&want).position(|(g, w)| g != w) {
-                    Some(t) => Outcome { max_error: 1.0, tolerance: 0.0, passed: false, detail: format!("thread {t}: got {:#x}, want {:#x}", got[t], want[t]) },
-                    None => Outcome { max_error: 0.0, tolerance: 0.0, passed: true, detail: format!("{threads} folds, exact") },
+    // (vec4s, threads): fewer threads than data, more, and counts off the
+    // workgroup size and off the runs' thread groups.
+    for runs in [false, true] {
+        for (vec4s, threads) in [(1000usize, 7u32), (1000, 64), (257, 300), (4096, 130), (1001, 21)] {
+            checks.push(
+                check(ctx, Kernel::ReadBandwidth, format!("vec4s {vec4s} threads {threads} runs {runs}"), async {
+                    let data: Vec<u32> = (0..vec4s as u32 * 4).map(|i| i.wrapping_mul(2_654_435_761) ^ (i >> 3)).collect();
+                    let step = uniform_from(ctx, "step", &Step { tokens: 1, ..Default::default() });
+                    let (buf, out) = (storage_from(ctx, "data", &data), storage_zeroed(ctx, "out", threads as usize)?);
+                    let d = ops::read_bandwidth(ctx, &step, &buf, &out, data.len(), threads, runs);
+                    let got: Vec<u32> = dispatch(ctx, &[d], 1, &out, threads as usize).await?;
+                    let reads = |t: usize| ops::read_bandwidth_reads(t, threads as usize, vec4s, runs);
+                    let mut times_read = vec![0; vec4s];
+                    (0..threads as usize).flat_map(reads).for_each(|v| times_read[v] += 1);
+                    let want: Vec<u32> = (0..threads as usize).map(|t| reads(t).flat_map(|v| &data[4 * v..4 * v + 4]).fold(0, |a, &w| a ^ w)).collect();
+                    Ok(if let Some(v) = times_read.iter().position(|&n| n != 1) {
+                        Outcome { max_error: 1.0, tolerance: 0.0, passed: false, detail: format!("vec4 {v} is read {} times", times_read[v]) }
+                    } else if let Some(t) = got.iter().zip(&want).position(|(g, w)| g != w) {
+                        Outcome { max_error: 1.0, tolerance: 0.0, passed: false, detail: format!("thread {t}: got {:#x}, want {:#x}", got[t], want[t]) }
+                    } else {
+                        Outcome { max_error: 0.0, tolerance: 0.0, passed: true, detail: format!("{threads} folds, exact") }
+                    })
                 })
-            })
-            .await?,
-        );
+                .await?,
+            );
+        }
     }
     Ok(checks)
 }
