@@ -34,7 +34,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let t = i / blocks_per_row;
     let k = i % blocks_per_row;
     let id = min(ids[t], shape.vocab - 1u); // ids are validated on the CPU; never read out of bounds
-    let v = dequant_block(id, k, shape.vocab, shape.scale_base);
+    let v = dequant_block(row_at(id, shape.vocab, blocks_per_row), k, shape.scale_base);
     let base = t * shape.cols + k * 32u;
     for (var j = 0u; j < 32u; j++) {
         out[base + j] = v[j];

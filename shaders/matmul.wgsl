@@ -57,9 +57,30 @@ override SWIGLU: bool = false;
 @group(0) @binding(6) var<storage, read_write> out_k: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out_v: array<f32>;
 
-// Group g (16 bytes) of the quant words of block k of `row`.
-fn qvec(row: u32, k: u32, g: u32, rows: u32) -> vec4<u32> {
-    return quants[(k * qs_vec4s() + g) * rows + row];
+// Group g (16 bytes) of the quant words of block k of the row at `at`.
+fn qvec(at: RowAt, k: u32, g: u32) -> vec4<u32> {
+    return quants[at.quants + (k * qs_vec4s() + g) * at.step];
+}
+
+// Where four rows lie (a `RowAt` per component).
+struct Rows4At {
+    quants: vec4<u32>,
+    scales: vec4<u32>,
+    step: vec4<u32>,
+}
+
+fn rows4_at(r: vec4<u32>, blocks: u32) -> Rows4At {
+    let a = array<RowAt, 4>(row_at(r.x, shape.rows, blocks), row_at(r.y, shape.rows, blocks),
+                            row_at(r.z, shape.rows, blocks), row_at(r.w, shape.rows, blocks));
+    return Rows4At(vec4<u32>(a[0].quants, a[1].quants, a[2].quants, a[3].quants),
+                   vec4<u32>(a[0].scales, a[1].scales, a[2].scales, a[3].scales),
+                   vec4<u32>(a[0].step, a[1].step, a[2].step, a[3].step));
+}
+
+// Group g of block k of each of the four rows at `at`.
+fn qvecs4(at: Rows4At, k: u32, g: u32) -> array<vec4<u32>, 4> {
+    let i = at.quants + (k * qs_vec4s() + g) * at.step;
+    return array<vec4<u32>, 4>(quants[i.x], quants[i.y], quants[i.z], quants[i.w]);
 }
 
 // SwiGLU output `r` of token t from its gate and up values.
@@ -89,7 +110,9 @@ fn store(t: u32, row: u32, v: f32) {
 }
 
 // 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
-// part j of group g holds values 4 * (g * parts() + j) .. + 3 of the block.
+// part j of group g holds values 4 * (g * parts() + j) .. + 3 of the block,
+// to be dotted with x times `part_scale()`: Q8_0's bytes come plus 128 and
+// in place (see bytes_offset), and `scaled4` takes 128 · Σ x off again.
 fn parts() -> u32 {
     if (QTYPE == T_Q8_0) { return 4u; }
     if (QTYPE == T_F16) { return 2u; }
@@ -97,7 +120,7 @@ fn parts() -> u32 {
 }
 fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
     if (QTYPE == T_Q8_0) {
-        return bytes_i8(q[j]);
+        return bytes_offset(q[j]);
     }
     if (QTYPE == T_F16) {
         let a = q[2u * j];
@@ -105,6 +128,10 @@ fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
         return vec4<f32>(f16_to_f32(a & 0xffffu), f16_to_f32(a >> 16u), f16_to_f32(c & 0xffffu), f16_to_f32(c >> 16u));
     }
     return bitcast<vec4<f32>>(q);
+}
+fn part_scale() -> vec4<f32> {
+    if (QTYPE == T_Q8_0) { return BYTE_SCALE; }
+    return vec4<f32>(1.0);
 }
 
 // The block's scale (index b) applied to Σ q·x (`qx`) given Σ x (`sx`, Q4
@@ -119,7 +146,7 @@ fn scaled4(b: u32, qx: vec4<f32>, sx: vec4<f32>) -> vec4<f32> {
         return packed_half(shape.scale_base, b) * (qx - 8.0 * sx);
     }
     if (QTYPE == T_Q8_0) {
-        return packed_half(shape.scale_base, b) * qx;
+        return packed_half(shape.scale_base, b) * (qx - 128.0 * sx);
     }
     return qx;
 }
@@ -127,39 +154,39 @@ fn scaled(b: u32, qx: f32, sum_x: f32) -> f32 {
     return scaled4(b, vec4<f32>(qx), vec4<f32>(sum_x)).x;
 }
 
-// Σ_j W[row, 32k + j] · x[x0 + j] for one token (`x0` a vec4 index).
-fn block_dot(row: u32, k: u32, x0: u32) -> f32 {
-    let rows = shape.rows;
+// Σ_j W[row, 32k + j] · x[x0 + j] for one token (`x0` a vec4 index), the row at `at`.
+fn block_dot(at: RowAt, k: u32, x0: u32) -> f32 {
     var qx = 0.0;
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        let q = qvec(row, k, 0u, rows);
+        let q = qvec(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
             let lo = x[x0 + w];      // values 4w .. 4w+3
             let hi = x[x0 + 4u + w]; // values 16+4w .. 16+4w+3
-            qx += dot(nibbles_lo(q[w]), lo) + dot(nibbles_hi(q[w]), hi);
+            qx += dot(nibbles_lo(q[w]), lo * NIBBLE_SCALE) + dot(nibbles_hi(q[w]), hi * NIBBLE_SCALE);
             sx += lo + hi;
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
-            let q = qvec(row, k, g, rows);
+            let q = qvec(at, k, g);
             for (var j = 0u; j < parts(); j++) {
-                qx += dot(part(q, j), x[x0 + g * parts() + j]);
+                let xv = x[x0 + g * parts() + j];
+                qx += dot(part(q, j), xv * part_scale());
+                sx += xv;
             }
         }
     }
-    return scaled(k * rows + row, qx, dot(sx, vec4<f32>(1.0)));
+    return scaled(at.scales + k * at.step, qx, dot(sx, vec4<f32>(1.0)));
 }
 
 // block_dot for four tokens at once (vec4 indices x0..x3): each weight word
 // is decoded once and used four times. Component j belongs to token j.
-fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32> {
-    let rows = shape.rows;
+fn block_dot4(at: RowAt, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32> {
     var qx = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
         let ones = vec4<f32>(1.0);
-        let q = qvec(row, k, 0u, rows);
+        let q = qvec(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
             let lo = nibbles_lo(q[w]);
             let hi = nibbles_hi(q[w]);
@@ -167,56 +194,61 @@ fn block_dot4(row: u32, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32>
             let l1 = x[x1 + w]; let h1 = x[x1 + 4u + w];
             let l2 = x[x2 + w]; let h2 = x[x2 + 4u + w];
             let l3 = x[x3 + w]; let h3 = x[x3 + 4u + w];
-            qx += vec4<f32>(dot(lo, l0) + dot(hi, h0), dot(lo, l1) + dot(hi, h1),
-                            dot(lo, l2) + dot(hi, h2), dot(lo, l3) + dot(hi, h3));
+            let s = NIBBLE_SCALE;
+            qx += vec4<f32>(dot(lo, l0 * s) + dot(hi, h0 * s), dot(lo, l1 * s) + dot(hi, h1 * s),
+                            dot(lo, l2 * s) + dot(hi, h2 * s), dot(lo, l3 * s) + dot(hi, h3 * s));
             sx += vec4<f32>(dot(l0 + h0, ones), dot(l1 + h1, ones), dot(l2 + h2, ones), dot(l3 + h3, ones));
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
-            let q = qvec(row, k, g, rows);
+            let q = qvec(at, k, g);
             for (var j = 0u; j < parts(); j++) {
                 let v = part(q, j);
                 let i = g * parts() + j;
-                qx += vec4<f32>(dot(v, x[x0 + i]), dot(v, x[x1 + i]), dot(v, x[x2 + i]), dot(v, x[x3 + i]));
+                let xs = mat4x4<f32>(x[x0 + i], x[x1 + i], x[x2 + i], x[x3 + i]);
+                let s = part_scale();
+                qx += vec4<f32>(dot(v, xs[0] * s), dot(v, xs[1] * s), dot(v, xs[2] * s), dot(v, xs[3] * s));
+                sx += vec4<f32>(1.0) * xs;
             }
         }
     }
-    return scaled4(k * rows + row, qx, sx);
+    return scaled4(at.scales + k * at.step, qx, sx);
 }
 
-// block_dot for four rows `r` at once (one token): each load of x serves all four.
-fn block_dot_rows4(r: vec4<u32>, k: u32, x0: u32) -> vec4<f32> {
-    let rows = shape.rows;
+// block_dot for the four rows at `at` at once (one token): each load of x serves all four.
+fn block_dot_rows4(at: Rows4At, k: u32, x0: u32) -> vec4<f32> {
     var qx = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        let q0 = qvec(r.x, k, 0u, rows);
-        let q1 = qvec(r.y, k, 0u, rows);
-        let q2 = qvec(r.z, k, 0u, rows);
-        let q3 = qvec(r.w, k, 0u, rows);
+        let q = qvecs4(at, k, 0u);
+        let q0 = q[0];
+        let q1 = q[1];
+        let q2 = q[2];
+        let q3 = q[3];
         for (var w = 0u; w < 4u; w++) {
             let lo = x[x0 + w];
             let hi = x[x0 + 4u + w];
             sx += lo + hi;
-            qx += vec4<f32>(dot(nibbles_lo(q0[w]), lo) + dot(nibbles_hi(q0[w]), hi),
-                            dot(nibbles_lo(q1[w]), lo) + dot(nibbles_hi(q1[w]), hi),
-                            dot(nibbles_lo(q2[w]), lo) + dot(nibbles_hi(q2[w]), hi),
-                            dot(nibbles_lo(q3[w]), lo) + dot(nibbles_hi(q3[w]), hi));
+            let l = lo * NIBBLE_SCALE;
+            let h = hi * NIBBLE_SCALE;
+            qx += vec4<f32>(dot(nibbles_lo(q0[w]), l) + dot(nibbles_hi(q0[w]), h),
+                            dot(nibbles_lo(q1[w]), l) + dot(nibbles_hi(q1[w]), h),
+                            dot(nibbles_lo(q2[w]), l) + dot(nibbles_hi(q2[w]), h),
+                            dot(nibbles_lo(q3[w]), l) + dot(nibbles_hi(q3[w]), h));
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
-            let q0 = qvec(r.x, k, g, rows);
-            let q1 = qvec(r.y, k, g, rows);
-            let q2 = qvec(r.z, k, g, rows);
-            let q3 = qvec(r.w, k, g, rows);
+            let q = qvecs4(at, k, g);
             for (var j = 0u; j < parts(); j++) {
                 let xv = x[x0 + g * parts() + j];
-                qx += vec4<f32>(dot(part(q0, j), xv), dot(part(q1, j), xv), dot(part(q2, j), xv), dot(part(q3, j), xv));
+                sx += xv;
+                let xs = xv * part_scale();
+                qx += vec4<f32>(dot(part(q[0], j), xs), dot(part(q[1], j), xs), dot(part(q[2], j), xs), dot(part(q[3], j), xs));
             }
         }
     }
     let sum_x = dot(sx, vec4<f32>(1.0));
-    let b = vec4<u32>(k * rows) + r;
+    let b = at.scales + k * at.step;
     return vec4<f32>(scaled(b.x, qx.x, sum_x), scaled(b.y, qx.y, sum_x), scaled(b.z, qx.z, sum_x), scaled(b.w, qx.w, sum_x));
 }
 
@@ -224,35 +256,40 @@ fn block_dot_rows4(r: vec4<u32>, k: u32, x0: u32) -> vec4<f32> {
 // the result is row j's sums for the four tokens. Each load of a weight word
 // serves four tokens and each load of x four rows (a register tile: on
 // CPU-based adapters the loads, not the arithmetic, are what costs).
-fn block_dot_rows4_tokens4(r: vec4<u32>, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> mat4x4<f32> {
-    let rows = shape.rows;
+fn block_dot_rows4_tokens4(at: Rows4At, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> mat4x4<f32> {
     var qx = mat4x4<f32>();
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
         let ones = vec4<f32>(1.0);
-        let q = array<vec4<u32>, 4>(qvec(r.x, k, 0u, rows), qvec(r.y, k, 0u, rows), qvec(r.z, k, 0u, rows), qvec(r.w, k, 0u, rows));
+        let q = qvecs4(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
             let l = mat4x4<f32>(x[x0 + w], x[x1 + w], x[x2 + w], x[x3 + w]);
             let h = mat4x4<f32>(x[x0 + 4u + w], x[x1 + 4u + w], x[x2 + 4u + w], x[x3 + 4u + w]);
             sx += ones * (l + h); // Σ of each token's values (a row vector times the columns)
+            let s = NIBBLE_SCALE;
+            let ls = mat4x4<f32>(l[0] * s, l[1] * s, l[2] * s, l[3] * s);
+            let hs = mat4x4<f32>(h[0] * s, h[1] * s, h[2] * s, h[3] * s);
             for (var j = 0u; j < 4u; j++) {
                 // (nibbles · each token's values) for row j: a row vector times l and h.
-                qx[j] += nibbles_lo(q[j][w]) * l + nibbles_hi(q[j][w]) * h;
+                qx[j] += nibbles_lo(q[j][w]) * ls + nibbles_hi(q[j][w]) * hs;
             }
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
-            let q = array<vec4<u32>, 4>(qvec(r.x, k, g, rows), qvec(r.y, k, g, rows), qvec(r.z, k, g, rows), qvec(r.w, k, g, rows));
+            let q = qvecs4(at, k, g);
             for (var p = 0u; p < parts(); p++) {
                 let i = g * parts() + p;
                 let xs = mat4x4<f32>(x[x0 + i], x[x1 + i], x[x2 + i], x[x3 + i]);
+                sx += vec4<f32>(1.0) * xs;
+                let s = part_scale();
+                let scaled_xs = mat4x4<f32>(xs[0] * s, xs[1] * s, xs[2] * s, xs[3] * s);
                 for (var j = 0u; j < 4u; j++) {
-                    qx[j] += part(q[j], p) * xs;
+                    qx[j] += part(q[j], p) * scaled_xs;
                 }
             }
         }
     }
-    let b = vec4<u32>(k * rows) + r;
+    let b = at.scales + k * at.step;
     return mat4x4<f32>(scaled4(b.x, qx[0], sx), scaled4(b.y, qx[1], sx), scaled4(b.z, qx[2], sx), scaled4(b.w, qx[3], sx));
 }
 
@@ -269,13 +306,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (RPT == 4u) {
         // Rows past the end read the last row (in bounds) and are not written.
         let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
+        let at = rows4_at(r, blocks);
         // Four tokens at a time (a 4 × 4 tile of rows × tokens), then the rest one by one.
         let full = step.tokens / 4u * 4u;
         for (var t = 0u; t < full; t += 4u) {
             var acc = mat4x4<f32>();
             for (var k = 0u; k < blocks; k++) {
                 let o = t * row_vec4s + 8u * k;
-                acc += block_dot_rows4_tokens4(r, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+                acc += block_dot_rows4_tokens4(at, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
             }
             if (SWIGLU) {
                 // Rows 0 and 1 of the thread are gate rows, 2 and 3 their up rows.
@@ -297,7 +335,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         for (var t = full; t < step.tokens; t++) {
             var acc = vec4<f32>(0.0);
             for (var k = 0u; k < blocks; k++) {
-                acc += block_dot_rows4(r, k, t * row_vec4s + 8u * k);
+                acc += block_dot_rows4(at, k, t * row_vec4s + 8u * k);
             }
             if (SWIGLU) {
                 store_swiglu(t, thread, acc.x, acc.z);
@@ -321,13 +359,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 // One output row for every token: four tokens per pass over the row, then
 // the remainder one by one.
 fn matmul_row(row: u32, blocks: u32, row_vec4s: u32) {
+    let at = row_at(row, shape.rows, blocks);
     let full = step.tokens / 4u * 4u;
     for (var t = 0u; t < full; t += 4u) {
         let x0 = t * row_vec4s;
         var acc = vec4<f32>(0.0);
         for (var k = 0u; k < blocks; k++) {
             let o = x0 + 8u * k;
-            acc += block_dot4(row, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+            acc += block_dot4(at, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
         }
         for (var j = 0u; j < 4u; j++) {
             store(t + j, row, acc[j]);
@@ -336,7 +375,7 @@ fn matmul_row(row: u32, blocks: u32, row_vec4s: u32) {
     for (var t = full; t < step.tokens; t++) {
         var acc = 0.0;
         for (var k = 0u; k < blocks; k++) {
-            acc += block_dot(row, k, t * row_vec4s + 8u * k);
+            acc += block_dot(at, k, t * row_vec4s + 8u * k);
         }
         store(t, row, acc);
     }

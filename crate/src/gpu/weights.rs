@@ -103,8 +103,7 @@ impl Packing {
 }
 
 /// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): the quant
-/// words (see [`quant_word_index`]), then the scales,
-/// index `k * rows + r`. Returns the words and where the scales begin.
+/// words (see [`quant_word_index`]), then the scales (see [`scale_index`]). Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
     let packing = Packing::of(ty, rows, cols)?;
     let mut words = vec![0u32; packing.words];
@@ -128,9 +127,10 @@ fn pack_rows(ty: TensorType, bytes: &[u8], rows: usize, cols: usize, words: &mut
         for (k, b) in row.chunks_exact(file_block).enumerate() {
             let quants = &b[scale_bytes..];
             for w in 0..words_per_block {
-                words[quant_word_index(k, w, r, layout_rows, words_per_block)] = u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
+                words[quant_word_index(k, w, r, layout_rows, blocks_per_row, words_per_block)] =
+                    u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
             }
-            let s = k * layout_rows + r; // scale index
+            let s = scale_index(k, r, layout_rows, blocks_per_row);
             match scale_bytes {
                 4 => words[scale_base + s] = u32::from_le_bytes(b[..4].try_into().unwrap()),
                 2 => words[scale_base + s / 2] |= u32::from(u16::from_le_bytes([b[0], b[1]])) << (16 * (s % 2)),
@@ -147,12 +147,14 @@ fn unpack_rows(ty: TensorType, words: &[u32], cols: usize, layout_rows: usize, r
     let from = Packing::of(ty, layout_rows, cols)?;
     let to = Packing::of(ty, rows, cols)?;
     let mut out = vec![0u32; to.words];
+    let blocks = cols / 32;
     for r in 0..rows {
-        for k in 0..cols / 32 {
+        for k in 0..blocks {
             for w in 0..to.words_per_block {
-                out[quant_word_index(k, w, r, rows, to.words_per_block)] = words[quant_word_index(k, w, row0 + r, layout_rows, to.words_per_block)];
+                out[quant_word_index(k, w, r, rows, blocks, to.words_per_block)] =
+                    words[quant_word_index(k, w, row0 + r, layout_rows, blocks, to.words_per_block)];
             }
-            let (s, s_from) = (k * rows + r, k * layout_rows + row0 + r);
+            let (s, s_from) = (scale_index(k, r, rows, blocks), scale_index(k, row0 + r, layout_rows, blocks));
             match to.scale_bytes {
                 4 => out[to.scale_base + s] = words[from.scale_base + s_from],
                 2 => out[to.scale_base + s / 2] |= ((words[from.scale_base + s_from / 2] >> (16 * (s_from % 2))) & 0xffff) << (16 * (s % 2)),
@@ -163,12 +165,34 @@ fn unpack_rows(ty: TensorType, words: &[u32], cols: usize, layout_rows: usize, r
     Ok((out, to.scale_base as u32))
 }
 
-/// Where word `w` of block `k` of row `r` lies (shaders/quant.wgsl `qword`):
-/// a block's words go in groups of four (one `vec4<u32>`, 16 bytes), and
-/// group `g` of block `k` of every row are side by side, so that threads on
-/// neighbouring rows read neighbouring 16-byte words.
-fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, words_per_block: usize) -> usize {
-    ((k * (words_per_block / 4) + w / 4) * rows + r) * 4 + w % 4
+/// Rows lie in groups of this many (shaders/quant.wgsl `ROW_GROUP`).
+const ROW_GROUP: usize = 8;
+
+/// Where row `r` of a `rows`-row matrix starts in the layout (counted in
+/// 16-byte groups of `per_block` per block, `blocks` blocks per row), and
+/// how far apart its consecutive groups lie: its row group's rows are
+/// interleaved group by group (shaders/quant.wgsl `row_at`).
+fn row_start(r: usize, rows: usize, blocks: usize, per_block: usize) -> (usize, usize) {
+    let first = r - r % ROW_GROUP;
+    (first * blocks * per_block + r - first, ROW_GROUP.min(rows - first))
+}
+
+/// Where word `w` of block `k` of row `r` lies (shaders/quant.wgsl): a
+/// block's words go in groups of four (one `vec4<u32>`, 16 bytes), and the
+/// groups of a row group's rows side by side, so neighbouring threads read
+/// neighbouring 16-byte words and each thread's next group follows a
+/// row group's width further on.
+fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, blocks: usize, words_per_block: usize) -> usize {
+    let per_block = words_per_block / 4;
+    let (start, step) = row_start(r, rows, blocks, per_block);
+    (start + (k * per_block + w / 4) * step) * 4 + w % 4
+}
+
+/// The index of block `k` of row `r`'s scale among the matrix's scales:
+/// the same interleaving, one scale per block.
+fn scale_index(k: usize, r: usize, rows: usize, blocks: usize) -> usize {
+    let (start, step) = row_start(r, rows, blocks, 1);
+    start + k * step
 }
 
 /// One uploaded tensor: a matrix in its quantized form, a part of a stack
