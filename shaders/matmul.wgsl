@@ -123,9 +123,7 @@ fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
         return bytes_offset(q[j]);
     }
     if (QTYPE == T_F16) {
-        let a = q[2u * j];
-        let c = q[2u * j + 1u];
-        return vec4<f32>(f16_to_f32(a & 0xffffu), f16_to_f32(a >> 16u), f16_to_f32(c & 0xffffu), f16_to_f32(c >> 16u));
+        return vec4<f32>(halves(q[2u * j]), halves(q[2u * j + 1u]));
     }
     return bitcast<vec4<f32>>(q);
 }
@@ -140,7 +138,8 @@ fn part_scale() -> vec4<f32> {
 fn scaled4(b: u32, qx: vec4<f32>, sx: vec4<f32>) -> vec4<f32> {
     if (QTYPE == T_Q4_1) {
         let dm = weights[shape.scale_base + b];
-        return f16_to_f32(dm & 0xffffu) * qx + f16_to_f32(dm >> 16u) * sx;
+        let h = halves(dm); // (d, m)
+        return h.x * qx + h.y * sx;
     }
     if (QTYPE == T_Q4_0) {
         return packed_half(shape.scale_base, b) * (qx - 8.0 * sx);

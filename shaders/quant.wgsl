@@ -48,9 +48,22 @@ fn f16_to_f32(h: u32) -> f32 {
     return bitcast<f32>(((h & 0x8000u) << 16u) | ((e + 112u) << 23u) | (m << 13u));
 }
 
+// Set where this adapter's unpack2x16float was found to convert subnormal
+// halves exactly (gpu::context probes it): one instruction on most
+// hardware and on lavapipe, and a sixth off SwiftShader's Q4_1 matmul.
+override HALF_UNPACK_EXACT: bool = false;
+
+// The two halves of a word, low one first, exactly.
+fn halves(word: u32) -> vec2<f32> {
+    if (HALF_UNPACK_EXACT) {
+        return unpack2x16float(word);
+    }
+    return vec2<f32>(f16_to_f32(word & 0xffffu), f16_to_f32(word >> 16u));
+}
+
 // f16 number `b` of an array packed two per word, starting at word `base`.
 fn packed_half(base: u32, b: u32) -> f32 {
-    return f16_to_f32((weights[base + b / 2u] >> (16u * (b & 1u))) & 0xffffu);
+    return halves(weights[base + b / 2u])[b & 1u];
 }
 
 // The four signed bytes of a word plus 128, each left in place as the
@@ -112,8 +125,9 @@ fn dequant_block(at: RowAt, k: u32, scale_base: u32) -> array<f32, 32> {
     let b = at.scales + k * at.step; // scale index
     if (QTYPE == T_Q4_1) {
         let dm = weights[scale_base + b];
-        let d = f16_to_f32(dm & 0xffffu);
-        let m = f16_to_f32(dm >> 16u);
+        let dm_f = halves(dm);
+        let d = dm_f.x;
+        let m = dm_f.y;
         for (var w = 0u; w < 4u; w++) {
             let word = qword(at, k, w);
             for (var j = 0u; j < 4u; j++) {
@@ -143,8 +157,9 @@ fn dequant_block(at: RowAt, k: u32, scale_base: u32) -> array<f32, 32> {
     } else if (QTYPE == T_F16) {
         for (var w = 0u; w < 16u; w++) {
             let word = qword(at, k, w);
-            v[2u * w] = f16_to_f32(word & 0xffffu);
-            v[2u * w + 1u] = f16_to_f32(word >> 16u);
+            let h = halves(word);
+            v[2u * w] = h.x;
+            v[2u * w + 1u] = h.y;
         }
     } else {
         for (var i = 0u; i < 32u; i++) {

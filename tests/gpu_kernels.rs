@@ -74,6 +74,23 @@ fn matmul_all_weight_types() {
     }
 }
 
+/// The weight readers with halves (scales, f16 weights) converted bit by
+/// bit, as on adapters whose unpack2x16float flushes subnormals, and (where
+/// this adapter keeps them: the probe says so) by unpack2x16float; the
+/// checks' scales include subnormals.
+#[test]
+fn weight_readers_with_either_half_conversion() {
+    let Some(ctx) = gpu() else { return };
+    let probed = ctx.variants().exact_half_unpack;
+    eprintln!("this adapter's unpack2x16float keeps subnormals: {probed}");
+    for exact_half_unpack in [false, probed] {
+        let ctx = ctx.with_variants(Variants { exact_half_unpack, ..ctx.variants() });
+        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu, Kernel::Embed] {
+            all_pass(&ctx, kernel);
+        }
+    }
+}
+
 #[test]
 fn matmul_of_stacked_qkv_and_of_stacked_gate_and_up_with_swiglu() {
     let Some(ctx) = gpu() else { return };

@@ -118,7 +118,9 @@ impl GpuContext {
             device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: 16, usage, mapped_at_creation: false })
         };
         let spare_outputs = Arc::new([spare("spare output 1"), spare("spare output 2")]);
-        Ok(Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost, spare_outputs })
+        let ctx = Self { device, queue, report: Arc::new(report), pipelines, uncaptured, lost, spare_outputs };
+        let exact_half_unpack = unpacks_subnormal_halves(&ctx).await && std::env::var("HEARTH_HALF_UNPACK").as_deref() != Ok("bits");
+        Ok(ctx.with_variants(Variants { exact_half_unpack, ..ctx.variants() }))
     }
 
     /// The GPU error raised since the last call, if any, as a typed error
@@ -186,6 +188,54 @@ async fn sleep_ms(ms: i32) {
     let _ = ms;
 }
 
+/// Whether `unpack2x16float` converts subnormal halves exactly on this
+/// device (WGSL lets implementations flush them to zero, and weight scales
+/// have them): a few, read from a buffer (so no compiler folds them), go
+/// through it in one dispatch and are compared with `half`'s conversion.
+/// Any failure counts as no.
+async fn unpacks_subnormal_halves(ctx: &GpuContext) -> bool {
+    const SOURCE: &str = "
+@group(0) @binding(0) var<storage, read> words: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec2<f32>>;
+@compute @workgroup_size(1)
+fn main(@builtin(workgroup_id) id: vec3<u32>) {
+    out[id.x] = unpack2x16float(words[id.x]);
+}";
+    // Subnormals of both signs, the smallest and largest, and two normals.
+    let words: [u32; 4] = [0x8001_0001, 0x03ff_0200, 0x83ff_0155, 0x3c00_0400];
+    let want: Vec<f32> = words.iter().flat_map(|w| [w & 0xffff, w >> 16]).map(|h| half::f16::from_bits(h as u16).to_f32()).collect();
+    ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("half probe"), source: wgpu::ShaderSource::Wgsl(SOURCE.into()) });
+    let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("half probe"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let input = super::storage_from(ctx, "half probe in", &words);
+    let Ok(out) = super::storage_zeroed(ctx, "half probe out", want.len()) else { return false };
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: input.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
+        ],
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    {
+        let mut pass = encoder.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(words.len() as u32, 1, 1);
+    }
+    let got = super::submit_and_read::<f32>(ctx, encoder, &out, want.len()).await;
+    let invalid = ctx.device.pop_error_scope().await;
+    invalid.is_none() && got.is_ok_and(|got| got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()))
+}
+
 /// A poisoned error slot still holds a valid `Option`: take it anyway.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -213,8 +263,10 @@ fn looks_like_software(name: &str) -> bool {
 
 /// The kernel variants for this adapter (see `Variants`); natively the
 /// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_ATTENTION
-/// (`split-keys` or `shared-keys`) and HEARTH_STACKED (`0`: every matrix
-/// multiplied apart) override them, to compare the variants.
+/// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
+/// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
+/// by bit even where unpack2x16float is exact) override them, to compare
+/// the variants.
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {

@@ -84,12 +84,22 @@ pub struct Variants {
     /// (`gpu::model::stacked_matrices`); on every adapter, as a dispatch
     /// has a cost of its own everywhere.
     pub stacked_matmuls: bool,
+    /// Halves (weight scales, f16 weights) converted by `unpack2x16float`
+    /// rather than bit by bit (shaders/quant.wgsl `HALF_UNPACK_EXACT`):
+    /// where the adapter was found to keep subnormal halves exact
+    /// (`GpuContext::new` probes it; WGSL lets implementations flush them).
+    pub exact_half_unpack: bool,
 }
 
 impl Variants {
     /// The choices for a GPU (`software` false) or a CPU-based adapter.
     pub fn for_adapter(software: bool) -> Self {
-        Variants { matmul_rows_per_thread: if software { 4 } else { 1 }, split_keys_attention: software, stacked_matmuls: true }
+        Variants {
+            matmul_rows_per_thread: if software { 4 } else { 1 },
+            split_keys_attention: software,
+            stacked_matmuls: true,
+            exact_half_unpack: false,
+        }
     }
 }
 
@@ -136,8 +146,10 @@ impl Pipelines {
                     label: Some(&label),
                     source: wgpu::ShaderSource::Wgsl(kernel.source(self.variants).into()),
                 });
-                let mut constants: Vec<(&str, f64)> =
-                    weights.map(|t| vec![("QTYPE", t.ggml_id() as f64)]).unwrap_or_default();
+                let mut constants: Vec<(&str, f64)> = match weights {
+                    Some(t) => vec![("QTYPE", t.ggml_id() as f64), ("HALF_UNPACK_EXACT", f64::from(self.variants.exact_half_unpack))],
+                    None => Vec::new(),
+                };
                 if matches!(kernel, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu) {
                     constants.push(("RPT", self.rows_per_thread(kernel) as f64));
                     constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
