@@ -103,7 +103,7 @@ impl Packing {
 }
 
 /// Repacks ggml blocks into the GPU layout (shaders/quant.wgsl): the quant
-/// words (see [`quant_word_index`]), then the scales (see [`scale_index`]). Returns the words and where the scales begin.
+/// words, then the scales (see [`RowAt`]). Returns the words and where the scales begin.
 pub fn pack(ty: TensorType, bytes: &[u8], rows: usize, cols: usize) -> std::result::Result<(Vec<u32>, u32), String> {
     let packing = Packing::of(ty, rows, cols)?;
     let mut words = vec![0u32; packing.words];
@@ -123,14 +123,12 @@ fn pack_rows(ty: TensorType, bytes: &[u8], rows: usize, cols: usize, words: &mut
         return Err(format!("{} bytes, expected {expected} for {rows}×{cols} {ty}", bytes.len()));
     }
     for (i, row) in bytes.chunks_exact(row_bytes).enumerate() {
-        let r = row0 + i;
+        let at = RowAt::new(row0 + i, layout_rows, blocks_per_row, words_per_block);
         for (k, b) in row.chunks_exact(file_block).enumerate() {
-            let quants = &b[scale_bytes..];
-            for w in 0..words_per_block {
-                words[quant_word_index(k, w, r, layout_rows, blocks_per_row, words_per_block)] =
-                    u32::from_le_bytes(quants[4 * w..4 * w + 4].try_into().unwrap());
+            for (w, word) in b[scale_bytes..].chunks_exact(4).enumerate() {
+                words[at.word(k, w)] = u32::from_le_bytes(word.try_into().unwrap());
             }
-            let s = scale_index(k, r, layout_rows, blocks_per_row);
+            let s = at.scale(k);
             match scale_bytes {
                 4 => words[scale_base + s] = u32::from_le_bytes(b[..4].try_into().unwrap()),
                 2 => words[scale_base + s / 2] |= u32::from(u16::from_le_bytes([b[0], b[1]])) << (16 * (s % 2)),
@@ -149,12 +147,12 @@ fn unpack_rows(ty: TensorType, words: &[u32], cols: usize, layout_rows: usize, r
     let mut out = vec![0u32; to.words];
     let blocks = cols / 32;
     for r in 0..rows {
+        let (at, at_from) = (RowAt::new(r, rows, blocks, to.words_per_block), RowAt::new(row0 + r, layout_rows, blocks, to.words_per_block));
         for k in 0..blocks {
             for w in 0..to.words_per_block {
-                out[quant_word_index(k, w, r, rows, blocks, to.words_per_block)] =
-                    words[quant_word_index(k, w, row0 + r, layout_rows, blocks, to.words_per_block)];
+                out[at.word(k, w)] = words[at_from.word(k, w)];
             }
-            let (s, s_from) = (scale_index(k, r, rows, blocks), scale_index(k, row0 + r, layout_rows, blocks));
+            let (s, s_from) = (at.scale(k), at_from.scale(k));
             match to.scale_bytes {
                 4 => out[to.scale_base + s] = words[from.scale_base + s_from],
                 2 => out[to.scale_base + s / 2] |= ((words[from.scale_base + s_from / 2] >> (16 * (s_from % 2))) & 0xffff) << (16 * (s % 2)),
@@ -168,31 +166,38 @@ fn unpack_rows(ty: TensorType, words: &[u32], cols: usize, layout_rows: usize, r
 /// Rows lie in groups of this many (shaders/quant.wgsl `ROW_GROUP`).
 const ROW_GROUP: usize = 8;
 
-/// Where row `r` of a `rows`-row matrix starts in the layout (counted in
-/// 16-byte groups of `per_block` per block, `blocks` blocks per row), and
-/// how far apart its consecutive groups lie: its row group's rows are
-/// interleaved group by group (shaders/quant.wgsl `row_at`).
-fn row_start(r: usize, rows: usize, blocks: usize, per_block: usize) -> (usize, usize) {
-    let first = r - r % ROW_GROUP;
-    (first * blocks * per_block + r - first, ROW_GROUP.min(rows - first))
+/// Where a row lies in the layout (shaders/quant.wgsl `RowAt`): its row
+/// group's rows are interleaved 16 bytes at a time, so a block's 16-byte
+/// groups of neighbouring rows sit side by side and a row's next group lies
+/// `step` (its group's row count) groups further on; the scales likewise,
+/// one per block.
+struct RowAt {
+    /// The 16-byte group number of the row's first block's first group.
+    quants: usize,
+    /// The scale number of the row's first block.
+    scales: usize,
+    step: usize,
+    /// 16-byte groups per block.
+    per_block: usize,
 }
 
-/// Where word `w` of block `k` of row `r` lies (shaders/quant.wgsl): a
-/// block's words go in groups of four (one `vec4<u32>`, 16 bytes), and the
-/// groups of a row group's rows side by side, so neighbouring threads read
-/// neighbouring 16-byte words and each thread's next group follows a
-/// row group's width further on.
-fn quant_word_index(k: usize, w: usize, r: usize, rows: usize, blocks: usize, words_per_block: usize) -> usize {
-    let per_block = words_per_block / 4;
-    let (start, step) = row_start(r, rows, blocks, per_block);
-    (start + (k * per_block + w / 4) * step) * 4 + w % 4
-}
+impl RowAt {
+    /// Row `r` of a `rows`-row matrix of `blocks` blocks per row, with
+    /// `words_per_block` quant words per block.
+    fn new(r: usize, rows: usize, blocks: usize, words_per_block: usize) -> Self {
+        let (first, per_block) = (r - r % ROW_GROUP, words_per_block / 4);
+        RowAt { quants: first * blocks * per_block + r - first, scales: first * blocks + r - first, step: ROW_GROUP.min(rows - first), per_block }
+    }
 
-/// The index of block `k` of row `r`'s scale among the matrix's scales:
-/// the same interleaving, one scale per block.
-fn scale_index(k: usize, r: usize, rows: usize, blocks: usize) -> usize {
-    let (start, step) = row_start(r, rows, blocks, 1);
-    start + k * step
+    /// The index of quant word `w` of block `k`.
+    fn word(&self, k: usize, w: usize) -> usize {
+        (self.quants + (k * self.per_block + w / 4) * self.step) * 4 + w % 4
+    }
+
+    /// The index of block `k`'s scale among the matrix's scales.
+    fn scale(&self, k: usize) -> usize {
+        self.scales + k * self.step
+    }
 }
 
 /// One uploaded tensor: a matrix in its quantized form, a part of a stack
