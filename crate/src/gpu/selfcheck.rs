@@ -641,9 +641,19 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     // (heads, kv_heads, head_dim, pos0, tokens): > 64 keys cross online-softmax
     // chunks; 300 keys are many per thread when they are split between
-    // threads; head_dim 256 (the largest) merges the threads' sums in two rounds.
-    let cases =
-        [(9, 3, 64, 60, 7), (4, 4, 32, 130, 3), (9, 3, 64, 0, 1), (4, 4, 32, 0, 7), (4, 2, 128, 63, 2), (9, 3, 64, 300, 1), (2, 1, 256, 40, 2)];
+    // threads; head_dim 256 (the largest) merges the threads' sums in two
+    // rounds (16 threads); 6 and 8 query heads share a KV head in the last two.
+    let cases = [
+        (9, 3, 64, 60, 7),
+        (4, 4, 32, 130, 3),
+        (9, 3, 64, 0, 1),
+        (4, 4, 32, 0, 7),
+        (4, 2, 128, 63, 2),
+        (9, 3, 64, 300, 1),
+        (2, 1, 256, 40, 2),
+        (12, 2, 32, 70, 3),
+        (8, 1, 64, 20, 2),
+    ];
     for (n, &(heads, kv_heads, hd, pos0, tokens)) in cases.iter().enumerate() {
         let case = format!("heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} tokens {tokens}");
         checks.push(
