@@ -1,7 +1,7 @@
 // Quantized matrix product: out[t, r] = Σ_c W[r, c] · x[t, c] for every token t.
 // One thread per output row, no barriers: neighbouring threads read
-// neighbouring 16-byte words of the row-interleaved weights (see quant.wgsl)
-// with one wide load each (CPU-based adapters emulate every load lane by
+// neighbouring 16-byte words of the weights (row groups interleaved, see
+// quant.wgsl) with one wide load each (CPU-based adapters emulate every load lane by
 // lane, so fewer, wider loads matter as much there as on a GPU); with
 // several tokens, each weight word is decoded once for four of them, and
 // with RPT = 4 each load of x serves four rows too (a 4 × 4 register tile).
