@@ -1,8 +1,8 @@
 // Quantized matrix product: out[t, r] = Σ_c W[r, c] · x[t, c] for every token t.
 // One thread per output row, no barriers: neighbouring threads read
 // neighbouring 16-byte words of the weights (row groups interleaved, see
-// quant.wgsl) with one wide load each (CPU-based adapters emulate every load lane by
-// lane, so fewer, wider loads matter as much there as on a GPU); with
+// quant.wgsl) with one wide load each (CPU-based adapters emulate every load
+// lane by lane, so fewer, wider loads matter as much there as on a GPU); with
 // several tokens, each weight word is decoded once for four of them, and
 // with RPT = 4 each load of x serves four rows too (a 4 × 4 register tile).
 //
@@ -220,20 +220,16 @@ fn block_dot_rows4(at: Rows4At, k: u32, x0: u32) -> vec4<f32> {
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
         let q = qvecs4(at, k, 0u);
-        let q0 = q[0];
-        let q1 = q[1];
-        let q2 = q[2];
-        let q3 = q[3];
         for (var w = 0u; w < 4u; w++) {
             let lo = x[x0 + w];
             let hi = x[x0 + 4u + w];
             sx += lo + hi;
             let l = lo * NIBBLE_SCALE;
             let h = hi * NIBBLE_SCALE;
-            qx += vec4<f32>(dot(nibbles_lo(q0[w]), l) + dot(nibbles_hi(q0[w]), h),
-                            dot(nibbles_lo(q1[w]), l) + dot(nibbles_hi(q1[w]), h),
-                            dot(nibbles_lo(q2[w]), l) + dot(nibbles_hi(q2[w]), h),
-                            dot(nibbles_lo(q3[w]), l) + dot(nibbles_hi(q3[w]), h));
+            qx += vec4<f32>(dot(nibbles_lo(q[0][w]), l) + dot(nibbles_hi(q[0][w]), h),
+                            dot(nibbles_lo(q[1][w]), l) + dot(nibbles_hi(q[1][w]), h),
+                            dot(nibbles_lo(q[2][w]), l) + dot(nibbles_hi(q[2][w]), h),
+                            dot(nibbles_lo(q[3][w]), l) + dot(nibbles_hi(q[3][w]), h));
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {

@@ -1,6 +1,7 @@
 //! The GPU context: adapter, device, queue and the pipelines built at start.
 
 use super::kernels::{Pipelines, Variants};
+use super::program::{self, Dispatch, Grid};
 use crate::error::{HearthError, Result};
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -197,9 +198,9 @@ async fn unpacks_subnormal_halves(ctx: &GpuContext) -> bool {
     const SOURCE: &str = "
 @group(0) @binding(0) var<storage, read> words: array<u32>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec2<f32>>;
-@compute @workgroup_size(1)
-fn main(@builtin(workgroup_id) id: vec3<u32>) {
-    out[id.x] = unpack2x16float(words[id.x]);
+@compute @workgroup_size(4)
+fn main(@builtin(local_invocation_index) i: u32) {
+    out[i] = unpack2x16float(words[i]);
 }";
     // Subnormals of both signs, the smallest and largest, and two normals.
     let words: [u32; 4] = [0x8001_0001, 0x03ff_0200, 0x83ff_0155, 0x3c00_0400];
@@ -216,21 +217,9 @@ fn main(@builtin(workgroup_id) id: vec3<u32>) {
     });
     let input = super::storage_from(ctx, "half probe in", &words);
     let Ok(out) = super::storage_zeroed(ctx, "half probe out", want.len()) else { return false };
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[
-            wgpu::BindGroupEntry { binding: 0, resource: input.as_entire_binding() },
-            wgpu::BindGroupEntry { binding: 1, resource: out.as_entire_binding() },
-        ],
-    });
+    let dispatch = Dispatch::new(ctx, Arc::new(pipeline), &[&input, &out], Grid::Single);
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    {
-        let mut pass = encoder.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(words.len() as u32, 1, 1);
-    }
+    program::encode(&mut encoder, &[dispatch], 1);
     let got = super::submit_and_read::<f32>(ctx, encoder, &out, want.len()).await;
     let invalid = ctx.device.pop_error_scope().await;
     invalid.is_none() && got.is_ok_and(|got| got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()))
