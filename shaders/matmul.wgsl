@@ -109,16 +109,26 @@ fn store(t: u32, row: u32, v: f32) {
     }
 }
 
-// 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
-// part j of group g holds values 4 * (g * parts() + j) .. + 3 of the block,
-// to be dotted with x times `part_scale()`: Q8_0's bytes come plus 128 and
-// in place (see bytes_offset), and `scaled4` takes 128 · Σ x off again.
+// Values per 16-byte group come in `parts()` vec4s; part j of group g holds
+// values 4 * (g * parts() + j) .. + 3 of the block, to be dotted with x
+// times `part_scale()`: Q8_0's bytes come plus 128 and in place (see
+// bytes_offset), and `scaled4` takes 128 · Σ x off again; Q4 nibbles come
+// in place too (see nibbles_lo), the low ones first. (The kernels below
+// read Q4 blocks a word at a time, both nibbles of it together, and use
+// parts for the other types only; matmul_x_subgroup.wgsl uses them for all.)
 fn parts() -> u32 {
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) { return 8u; }
     if (QTYPE == T_Q8_0) { return 4u; }
     if (QTYPE == T_F16) { return 2u; }
     return 1u;
 }
 fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
+        if (j < 4u) {
+            return nibbles_lo(q[j]);
+        }
+        return nibbles_hi(q[j - 4u]);
+    }
     if (QTYPE == T_Q8_0) {
         return bytes_offset(q[j]);
     }
@@ -128,8 +138,33 @@ fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(q);
 }
 fn part_scale() -> vec4<f32> {
+    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) { return NIBBLE_SCALE; }
     if (QTYPE == T_Q8_0) { return BYTE_SCALE; }
     return vec4<f32>(1.0);
+}
+
+// Part j of group q of four rows dotted with one vec4 of x: each row's sum.
+fn rows4_part_dot(q: array<vec4<u32>, 4>, j: u32, xv: vec4<f32>) -> vec4<f32> {
+    let xs = xv * part_scale();
+    return vec4<f32>(dot(part(q[0], j), xs), dot(part(q[1], j), xs), dot(part(q[2], j), xs), dot(part(q[3], j), xs));
+}
+
+// Word w of the Q4 group q of four rows dotted with x's vec4s w (`lo`, the
+// low nibbles' values) and 4 + w (`hi`): each row's sum.
+fn rows4_nibbles_dot(q: array<vec4<u32>, 4>, w: u32, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
+    let l = lo * NIBBLE_SCALE;
+    let h = hi * NIBBLE_SCALE;
+    return vec4<f32>(dot(nibbles_lo(q[0][w]), l) + dot(nibbles_hi(q[0][w]), h),
+                     dot(nibbles_lo(q[1][w]), l) + dot(nibbles_hi(q[1][w]), h),
+                     dot(nibbles_lo(q[2][w]), l) + dot(nibbles_hi(q[2][w]), h),
+                     dot(nibbles_lo(q[3][w]), l) + dot(nibbles_hi(q[3][w]), h));
+}
+
+// Block k's scales (four rows at `at`) applied to their Σ q·x given x's vec4 sum `sx`.
+fn scaled_rows4(at: Rows4At, k: u32, qx: vec4<f32>, sx: vec4<f32>) -> vec4<f32> {
+    let sum_x = dot(sx, vec4<f32>(1.0));
+    let b = at.scales + k * at.step;
+    return vec4<f32>(scaled(b.x, qx.x, sum_x), scaled(b.y, qx.y, sum_x), scaled(b.z, qx.z, sum_x), scaled(b.w, qx.w, sum_x));
 }
 
 // The block's scale (index b) applied to Σ q·x (`qx`) given Σ x (`sx`, Q4
@@ -224,12 +259,7 @@ fn block_dot_rows4(at: Rows4At, k: u32, x0: u32) -> vec4<f32> {
             let lo = x[x0 + w];
             let hi = x[x0 + 4u + w];
             sx += lo + hi;
-            let l = lo * NIBBLE_SCALE;
-            let h = hi * NIBBLE_SCALE;
-            qx += vec4<f32>(dot(nibbles_lo(q[0][w]), l) + dot(nibbles_hi(q[0][w]), h),
-                            dot(nibbles_lo(q[1][w]), l) + dot(nibbles_hi(q[1][w]), h),
-                            dot(nibbles_lo(q[2][w]), l) + dot(nibbles_hi(q[2][w]), h),
-                            dot(nibbles_lo(q[3][w]), l) + dot(nibbles_hi(q[3][w]), h));
+            qx += rows4_nibbles_dot(q, w, lo, hi);
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
@@ -237,14 +267,11 @@ fn block_dot_rows4(at: Rows4At, k: u32, x0: u32) -> vec4<f32> {
             for (var j = 0u; j < parts(); j++) {
                 let xv = x[x0 + g * parts() + j];
                 sx += xv;
-                let xs = xv * part_scale();
-                qx += vec4<f32>(dot(part(q[0], j), xs), dot(part(q[1], j), xs), dot(part(q[2], j), xs), dot(part(q[3], j), xs));
+                qx += rows4_part_dot(q, j, xv);
             }
         }
     }
-    let sum_x = dot(sx, vec4<f32>(1.0));
-    let b = at.scales + k * at.step;
-    return vec4<f32>(scaled(b.x, qx.x, sum_x), scaled(b.y, qx.y, sum_x), scaled(b.z, qx.z, sum_x), scaled(b.w, qx.w, sum_x));
+    return scaled_rows4(at, k, qx, sx);
 }
 
 // Four rows `r` × four tokens (vec4 indices x0..x3) at once: column j of
@@ -288,17 +315,25 @@ fn block_dot_rows4_tokens4(at: Rows4At, k: u32, x0: u32, x1: u32, x2: u32, x3: u
     return mat4x4<f32>(scaled4(b.x, qx[0], sx), scaled4(b.y, qx[1], sx), scaled4(b.z, qx[2], sx), scaled4(b.w, qx[3], sx));
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let thread = (wg.y * groups.x + wg.x) * WG + lid;
-    let stride = (shape.rows + RPT - 1u) / RPT;
-    if (thread >= stride) {
-        return;
-    }
+// Threads the product needs: one per RPT rows.
+fn matmul_threads() -> u32 {
+    return (shape.rows + RPT - 1u) / RPT;
+}
+
+// The product for thread `thread_id`. The entry point is in
+// matmul_x_loads.wgsl or matmul_x_subgroup.wgsl, which also give
+// `block_dot_rows4_x`, block_dot_rows4 with x loaded by each thread or
+// shared in its subgroup (`lane`: the thread's subgroup invocation id
+// where that is used).
+fn matmul(thread_id: u32, lane: u32) {
+    let stride = matmul_threads();
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
     if (RPT == 4u) {
+        // Threads past the last row that the entry point keeps (their
+        // subgroup needs every lane) go on with the last row, and write nothing.
+        let live = thread_id < stride;
+        let thread = min(thread_id, stride - 1u);
         // Rows past the end read the last row (in bounds) and are not written.
         let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
         let at = rows4_at(r, blocks);
@@ -309,6 +344,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             for (var k = 0u; k < blocks; k++) {
                 let o = t * row_vec4s + 8u * k;
                 acc += block_dot_rows4_tokens4(at, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+            }
+            if (!live) {
+                continue;
             }
             if (SWIGLU) {
                 // Rows 0 and 1 of the thread are gate rows, 2 and 3 their up rows.
@@ -330,7 +368,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         for (var t = full; t < step.tokens; t++) {
             var acc = vec4<f32>(0.0);
             for (var k = 0u; k < blocks; k++) {
-                acc += block_dot_rows4(at, k, t * row_vec4s + 8u * k);
+                acc += block_dot_rows4_x(at, k, t * row_vec4s + 8u * k, lane);
+            }
+            if (!live) {
+                continue;
             }
             if (SWIGLU) {
                 store_swiglu(t, thread, acc.x, acc.z);
@@ -346,7 +387,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         }
         return;
     }
-    for (var row = thread; row < shape.rows; row += stride) {
+    for (var row = thread_id; row < shape.rows; row += stride) {
         matmul_row(row, blocks, row_vec4s);
     }
 }

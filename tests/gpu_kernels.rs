@@ -237,3 +237,19 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
     assert!(weights.add(&ctx, "a", &tensor(TensorType::Q4_1, &q4)).err().unwrap().to_string().contains("given twice"));
     ctx.take_error().expect("no GPU error");
 }
+
+/// The four-rows-per-thread matmuls (CPU-based adapters) with x loaded by
+/// every thread and, where this adapter's subgroups have at least 8 lanes,
+/// shared through subgroupBroadcast (as on llvmpipe by default).
+#[test]
+fn matmul_with_x_loaded_or_shared_through_subgroups() {
+    let Some(ctx) = gpu() else { return };
+    let subgroups = ctx.report.subgroup_sizes.is_some_and(|[least, _]| least >= 8);
+    eprintln!("subgroups of 8 or more lanes: {subgroups} ({:?})", ctx.report.subgroup_sizes);
+    for matmul_x_subgroup in [false, subgroups] {
+        let ctx = ctx.with_variants(Variants { matmul_rows_per_thread: 4, matmul_x_subgroup, ..ctx.variants() });
+        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+            all_pass(&ctx, kernel);
+        }
+    }
+}

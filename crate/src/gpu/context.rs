@@ -20,6 +20,10 @@ pub struct AdapterReport {
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub shader_f16: bool,
+    /// The adapter's subgroup sizes (least, most) where the device has
+    /// subgroups (native wgpu: `Features::SUBGROUP`; wgpu's WebGPU backend
+    /// does not offer them yet).
+    pub subgroup_sizes: Option<[u32; 2]>,
 }
 
 /// Device, queue and every compute pipeline, created once and shared.
@@ -71,7 +75,7 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
-                required_features: wgpu::Features::empty(),
+                required_features: features & wgpu::Features::SUBGROUP,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -96,6 +100,9 @@ impl GpuContext {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
             max_buffer_size: limits.max_buffer_size,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroup_sizes: features
+                .contains(wgpu::Features::SUBGROUP)
+                .then_some([limits.min_subgroup_size, limits.max_subgroup_size]),
         };
         let uncaptured = Arc::new(Mutex::new(None::<HearthError>));
         let slot = Arc::clone(&uncaptured);
@@ -254,10 +261,15 @@ fn looks_like_software(name: &str) -> bool {
 /// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_ATTENTION
 /// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
-/// by bit even where unpack2x16float is exact) override them, to compare
+/// by bit even where unpack2x16float is exact) and HEARTH_MATMUL_X
+/// (`loads`: every matmul thread loads x itself) override them, to compare
 /// the variants.
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
+    // Only llvmpipe gains from it (see the variant).
+    variants.matmul_x_subgroup = report.driver == "llvmpipe"
+        && report.subgroup_sizes.is_some_and(|[least, _]| least >= 8)
+        && std::env::var("HEARTH_MATMUL_X").as_deref() != Ok("loads");
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
     }

@@ -59,11 +59,19 @@ impl Kernel {
             Kernel::Attention if variants.split_keys_attention => ATTENTION_SPLIT_KEYS,
             _ => self.file(),
         };
-        format!("{STEP}\n{quant}\n{file}")
+        let entry = match self {
+            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu if variants.matmul_x_subgroup => MATMUL_X_SUBGROUP,
+            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => MATMUL_X_LOADS,
+            _ => "",
+        };
+        format!("{STEP}\n{quant}\n{file}\n{entry}")
     }
 }
 
 const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_split_keys.wgsl");
+// The matmul's entry point, with the way its threads get x (see `Variants::matmul_x_subgroup`).
+const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
+const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
 
 /// Kernel choices made per adapter: the fastest design differs between GPUs
 /// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
@@ -89,6 +97,12 @@ pub struct Variants {
     /// where the adapter was found to keep subnormal halves exact
     /// (`GpuContext::new` probes it; WGSL lets implementations flush them).
     pub exact_half_unpack: bool,
+    /// With four rows per thread, one token's x shared between the lanes
+    /// of each subgroup by subgroupBroadcast (shaders/matmul_x_subgroup.wgsl)
+    /// instead of loaded by every thread: on llvmpipe, where every storage
+    /// load is a loop over the lanes and a broadcast a register extract.
+    /// Needs subgroups of at least 8 lanes (`GpuContext::new` sets it).
+    pub matmul_x_subgroup: bool,
 }
 
 impl Variants {
@@ -99,6 +113,7 @@ impl Variants {
             split_keys_attention: software,
             stacked_matmuls: true,
             exact_half_unpack: false,
+            matmul_x_subgroup: false,
         }
     }
 }
