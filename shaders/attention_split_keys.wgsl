@@ -44,37 +44,35 @@ const MERGE: u32 = 512u;
 @group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-var<workgroup> q_tile: array<vec4<f32>, MAX_HD4>;
 var<workgroup> maxima: array<f32, WG>;
 var<workgroup> denominators: array<f32, WG>;
 var<workgroup> partial: array<vec4<f32>, MERGE>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let head = wg.x;
-    let t = wg.y;
+// The attention of head `head` of token t for thread `lid`. The entry point
+// is in attention_q_tile.wgsl or attention_q_subgroup.wgsl, which also give
+// `load_q` and `q_dot_key`, the query held in workgroup memory or shared in
+// the subgroup (`lane`: the thread's subgroup invocation id where used).
+fn attend(head: u32, t: u32, lid: u32, lane: u32) {
     let hd4 = shape.head_dim / 4u;
     let kv_stride = shape.kv_heads * hd4;
     let kv_off = (head / (shape.heads / shape.kv_heads)) * hd4;
     let n_keys = step.pos0 + t + 1u;
     let q_off = (t * shape.heads + head) * hd4;
+    load_q(q_off, lid);
 
-    for (var d = lid; d < hd4; d += WG) {
-        q_tile[d] = q[q_off + d];
-    }
-    workgroupBarrier();
-
-    // This thread's keys. A thread without any keeps a weight of 0.
+    // This thread's keys: s = lid, lid + WG, ... Every thread goes round
+    // the loop as often as the first (q_dot_key may need all lanes), one
+    // past its last key reading the last key again with a weight of 0.
     var running_max = -3.0e38;
     var denom = 0.0;
     var acc: array<vec4<f32>, MAX_HD4>;
-    for (var s = lid; s < n_keys; s += WG) {
+    for (var s0 = 0u; s0 < n_keys; s0 += WG) {
+        let s = min(s0 + lid, n_keys - 1u);
         let row = s * kv_stride + kv_off;
-        var dot4 = vec4<f32>(0.0);
-        for (var d = 0u; d < hd4; d++) {
-            dot4 += q_tile[d] * k_cache[row + d];
+        let score = q_dot_key(q_off, row, lane) * shape.scale;
+        if (s0 + lid >= n_keys) {
+            continue;
         }
-        let score = dot(dot4, vec4<f32>(1.0)) * shape.scale;
         let new_max = max(running_max, score);
         let correction = exp(running_max - new_max);
         let weight = exp(score - new_max);

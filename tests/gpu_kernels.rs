@@ -238,17 +238,19 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
     ctx.take_error().expect("no GPU error");
 }
 
-/// The four-rows-per-thread matmuls (CPU-based adapters) with x loaded by
-/// every thread and, where this adapter's subgroups have at least 8 lanes,
-/// shared through subgroupBroadcast (as on llvmpipe by default).
+/// The four-rows-per-thread matmuls (CPU-based adapters) and the
+/// split-keys attention with x and the query loaded by every thread and,
+/// where this adapter's subgroups have at least 8 lanes, shared through
+/// subgroupBroadcast (as on llvmpipe by default).
 #[test]
-fn matmul_with_x_loaded_or_shared_through_subgroups() {
+fn matmul_and_attention_with_loads_shared_through_subgroups_or_not() {
     let Some(ctx) = gpu() else { return };
     let subgroups = ctx.report.subgroup_sizes.is_some_and(|[least, _]| least >= 8);
     eprintln!("subgroups of 8 or more lanes: {subgroups} ({:?})", ctx.report.subgroup_sizes);
-    for matmul_x_subgroup in [false, subgroups] {
-        let ctx = ctx.with_variants(Variants { matmul_rows_per_thread: 4, matmul_x_subgroup, ..ctx.variants() });
-        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+    for subgroup_shared_loads in [false, subgroups] {
+        let variants = Variants { matmul_rows_per_thread: 4, split_keys_attention: true, subgroup_shared_loads, ..ctx.variants() };
+        let ctx = ctx.with_variants(variants);
+        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu, Kernel::Attention] {
             all_pass(&ctx, kernel);
         }
     }

@@ -261,15 +261,15 @@ fn looks_like_software(name: &str) -> bool {
 /// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_ATTENTION
 /// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
-/// by bit even where unpack2x16float is exact) and HEARTH_MATMUL_X
-/// (`loads`: every matmul thread loads x itself) override them, to compare
+/// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
+/// every thread loads x and the query itself) override them, to compare
 /// the variants.
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
     // Only llvmpipe gains from it (see the variant).
-    variants.matmul_x_subgroup = report.driver == "llvmpipe"
+    variants.subgroup_shared_loads = report.driver == "llvmpipe"
         && report.subgroup_sizes.is_some_and(|[least, _]| least >= 8)
-        && std::env::var("HEARTH_MATMUL_X").as_deref() != Ok("loads");
+        && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
     }

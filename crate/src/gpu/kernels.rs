@@ -59,9 +59,12 @@ impl Kernel {
             Kernel::Attention if variants.split_keys_attention => ATTENTION_SPLIT_KEYS,
             _ => self.file(),
         };
+        let shared = variants.subgroup_shared_loads;
         let entry = match self {
-            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu if variants.matmul_x_subgroup => MATMUL_X_SUBGROUP,
+            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu if shared => MATMUL_X_SUBGROUP,
             Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => MATMUL_X_LOADS,
+            Kernel::Attention if variants.split_keys_attention && shared => ATTENTION_Q_SUBGROUP,
+            Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE,
             _ => "",
         };
         format!("{STEP}\n{quant}\n{file}\n{entry}")
@@ -69,9 +72,12 @@ impl Kernel {
 }
 
 const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_split_keys.wgsl");
-// The matmul's entry point, with the way its threads get x (see `Variants::matmul_x_subgroup`).
+// Entry points of the matmul and the split-keys attention, with the way their
+// threads get x or the query (see `Variants::subgroup_shared_loads`).
 const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
 const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
+const ATTENTION_Q_TILE: &str = include_str!("../../../shaders/attention_q_tile.wgsl");
+const ATTENTION_Q_SUBGROUP: &str = include_str!("../../../shaders/attention_q_subgroup.wgsl");
 
 /// Kernel choices made per adapter: the fastest design differs between GPUs
 /// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
@@ -97,12 +103,15 @@ pub struct Variants {
     /// where the adapter was found to keep subnormal halves exact
     /// (`GpuContext::new` probes it; WGSL lets implementations flush them).
     pub exact_half_unpack: bool,
-    /// With four rows per thread, one token's x shared between the lanes
-    /// of each subgroup by subgroupBroadcast (shaders/matmul_x_subgroup.wgsl)
-    /// instead of loaded by every thread: on llvmpipe, where every storage
-    /// load is a loop over the lanes and a broadcast a register extract.
-    /// Needs subgroups of at least 8 lanes (`GpuContext::new` sets it).
-    pub matmul_x_subgroup: bool,
+    /// Values every thread of a subgroup reads (one token's x in the matmul
+    /// with four rows per thread, the query in the split-keys attention)
+    /// loaded once, a vec4 per lane, and shared by subgroupBroadcast
+    /// (shaders/matmul_x_subgroup.wgsl, attention_q_subgroup.wgsl) instead
+    /// of loaded by every thread: on llvmpipe, where every storage or
+    /// workgroup-memory load is a loop over the lanes and a broadcast a
+    /// register extract. Needs subgroups of at least 8 lanes
+    /// (`GpuContext::new` sets it).
+    pub subgroup_shared_loads: bool,
 }
 
 impl Variants {
@@ -113,7 +122,7 @@ impl Variants {
             split_keys_attention: software,
             stacked_matmuls: true,
             exact_half_unpack: false,
-            matmul_x_subgroup: false,
+            subgroup_shared_loads: false,
         }
     }
 }

@@ -642,7 +642,9 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     // (heads, kv_heads, head_dim, pos0, tokens): > 64 keys cross online-softmax
     // chunks; 300 keys are many per thread when they are split between
     // threads; head_dim 256 (the largest) merges the threads' sums in two
-    // rounds (16 threads); 6 and 8 query heads share a KV head in the last two.
+    // rounds (16 threads); 6 and 8 query heads share a KV head in the next
+    // two; head_dim 48 is not a multiple of 32 (the query shared in eights of
+    // vec4s and the rest read apart) and 3-4 keys leave threads without any.
     let cases = [
         (9, 3, 64, 60, 7),
         (4, 4, 32, 130, 3),
@@ -653,6 +655,7 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
         (2, 1, 256, 40, 2),
         (12, 2, 32, 70, 3),
         (8, 1, 64, 20, 2),
+        (3, 1, 48, 2, 2),
     ];
     for (n, &(heads, kv_heads, hd, pos0, tokens)) in cases.iter().enumerate() {
         let case = format!("heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} tokens {tokens}");
