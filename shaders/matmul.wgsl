@@ -282,19 +282,12 @@ fn block_dot_rows4_tokens4(at: Rows4At, k: u32, x0: u32, x1: u32, x2: u32, x3: u
     var qx = mat4x4<f32>();
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        let ones = vec4<f32>(1.0);
         let q = qvecs4(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
             let l = mat4x4<f32>(x[x0 + w], x[x1 + w], x[x2 + w], x[x3 + w]);
             let h = mat4x4<f32>(x[x0 + 4u + w], x[x1 + 4u + w], x[x2 + 4u + w], x[x3 + 4u + w]);
-            sx += ones * (l + h); // Σ of each token's values (a row vector times the columns)
-            let s = NIBBLE_SCALE;
-            let ls = mat4x4<f32>(l[0] * s, l[1] * s, l[2] * s, l[3] * s);
-            let hs = mat4x4<f32>(h[0] * s, h[1] * s, h[2] * s, h[3] * s);
-            for (var j = 0u; j < 4u; j++) {
-                // (nibbles · each token's values) for row j: a row vector times l and h.
-                qx[j] += nibbles_lo(q[j][w]) * ls + nibbles_hi(q[j][w]) * hs;
-            }
+            sx += vec4<f32>(1.0) * (l + h); // Σ of each token's values (a row vector times the columns)
+            qx += tile_nibbles_dot(q, w, l, h);
         }
     } else {
         for (var g = 0u; g < qs_vec4s(); g++) {
@@ -303,16 +296,41 @@ fn block_dot_rows4_tokens4(at: Rows4At, k: u32, x0: u32, x1: u32, x2: u32, x3: u
                 let i = g * parts() + p;
                 let xs = mat4x4<f32>(x[x0 + i], x[x1 + i], x[x2 + i], x[x3 + i]);
                 sx += vec4<f32>(1.0) * xs;
-                let s = part_scale();
-                let scaled_xs = mat4x4<f32>(xs[0] * s, xs[1] * s, xs[2] * s, xs[3] * s);
-                for (var j = 0u; j < 4u; j++) {
-                    qx[j] += part(q[j], p) * scaled_xs;
-                }
+                qx += tile_part_dot(q, p, xs);
             }
         }
     }
+    return scaled_tile(at, k, qx, sx);
+}
+
+// Block k's scales (four rows at `at`) applied to a tile's Σ q·x given each
+// token's Σ x (`sx`).
+fn scaled_tile(at: Rows4At, k: u32, qx: mat4x4<f32>, sx: vec4<f32>) -> mat4x4<f32> {
     let b = at.scales + k * at.step;
     return mat4x4<f32>(scaled4(b.x, qx[0], sx), scaled4(b.y, qx[1], sx), scaled4(b.z, qx[2], sx), scaled4(b.w, qx[3], sx));
+}
+
+// Part p of group q of four rows dotted with four tokens' vec4 `xs` (column
+// j token j's): column j of the result is row j's sums for the four tokens.
+// (Whole matrices rather than a loop over the rows: SwiftShader keeps a
+// matrix indexed by a loop variable in memory, and prefilled at half the speed.)
+fn tile_part_dot(q: array<vec4<u32>, 4>, p: u32, xs: mat4x4<f32>) -> mat4x4<f32> {
+    let s = part_scale();
+    let scaled = mat4x4<f32>(xs[0] * s, xs[1] * s, xs[2] * s, xs[3] * s);
+    return mat4x4<f32>(part(q[0], p) * scaled, part(q[1], p) * scaled, part(q[2], p) * scaled, part(q[3], p) * scaled);
+}
+
+// Word w of the Q4 group q of four rows dotted with four tokens' vec4s w
+// (`l`, column j token j's, the low nibbles' values) and 4 + w (`h`):
+// column j of the result is row j's sums for the four tokens (whole
+// matrices again, as in tile_part_dot).
+fn tile_nibbles_dot(q: array<vec4<u32>, 4>, w: u32, l: mat4x4<f32>, h: mat4x4<f32>) -> mat4x4<f32> {
+    let s = NIBBLE_SCALE;
+    let ls = mat4x4<f32>(l[0] * s, l[1] * s, l[2] * s, l[3] * s);
+    let hs = mat4x4<f32>(h[0] * s, h[1] * s, h[2] * s, h[3] * s);
+    // (nibbles · each token's values) for row j: a row vector times ls and hs.
+    return mat4x4<f32>(nibbles_lo(q[0][w]) * ls + nibbles_hi(q[0][w]) * hs, nibbles_lo(q[1][w]) * ls + nibbles_hi(q[1][w]) * hs,
+                       nibbles_lo(q[2][w]) * ls + nibbles_hi(q[2][w]) * hs, nibbles_lo(q[3][w]) * ls + nibbles_hi(q[3][w]) * hs);
 }
 
 // Threads the product needs: one per RPT rows.
@@ -343,7 +361,7 @@ fn matmul(thread_id: u32, lane: u32) {
             var acc = mat4x4<f32>();
             for (var k = 0u; k < blocks; k++) {
                 let o = t * row_vec4s + 8u * k;
-                acc += block_dot_rows4_tokens4(at, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s);
+                acc += block_dot_rows4_tokens4_x(at, k, o, o + row_vec4s, o + 2u * row_vec4s, o + 3u * row_vec4s, lane);
             }
             if (!live) {
                 continue;

@@ -36,6 +36,33 @@ fn block_dot_rows4_x(at: Rows4At, k: u32, x0: u32, lane: u32) -> vec4<f32> {
     return scaled_rows4(at, k, qx, sx);
 }
 
+// block_dot_rows4_tokens4 with the four tokens' x blocks shared in the
+// subgroup: four load loops per block instead of 32, prefill twice as fast.
+// Written out for Q4 types (a loop over arrays of the broadcasts was three
+// times slower than the loads); the others load x themselves.
+fn block_dot_rows4_tokens4_x(at: Rows4At, k: u32, x0: u32, x1: u32, x2: u32, x3: u32, lane: u32) -> mat4x4<f32> {
+    if (QTYPE != T_Q4_0 && QTYPE != T_Q4_1) {
+        return block_dot_rows4_tokens4(at, k, x0, x1, x2, x3);
+    }
+    let i = lane % 8u;
+    let v0 = x[x0 + i];
+    let v1 = x[x1 + i];
+    let v2 = x[x2 + i];
+    let v3 = x[x3 + i];
+    let q = qvecs4(at, k, 0u);
+    let l0 = mat4x4<f32>(subgroupBroadcast(v0, 0u), subgroupBroadcast(v1, 0u), subgroupBroadcast(v2, 0u), subgroupBroadcast(v3, 0u));
+    let h0 = mat4x4<f32>(subgroupBroadcast(v0, 4u), subgroupBroadcast(v1, 4u), subgroupBroadcast(v2, 4u), subgroupBroadcast(v3, 4u));
+    let l1 = mat4x4<f32>(subgroupBroadcast(v0, 1u), subgroupBroadcast(v1, 1u), subgroupBroadcast(v2, 1u), subgroupBroadcast(v3, 1u));
+    let h1 = mat4x4<f32>(subgroupBroadcast(v0, 5u), subgroupBroadcast(v1, 5u), subgroupBroadcast(v2, 5u), subgroupBroadcast(v3, 5u));
+    let l2 = mat4x4<f32>(subgroupBroadcast(v0, 2u), subgroupBroadcast(v1, 2u), subgroupBroadcast(v2, 2u), subgroupBroadcast(v3, 2u));
+    let h2 = mat4x4<f32>(subgroupBroadcast(v0, 6u), subgroupBroadcast(v1, 6u), subgroupBroadcast(v2, 6u), subgroupBroadcast(v3, 6u));
+    let l3 = mat4x4<f32>(subgroupBroadcast(v0, 3u), subgroupBroadcast(v1, 3u), subgroupBroadcast(v2, 3u), subgroupBroadcast(v3, 3u));
+    let h3 = mat4x4<f32>(subgroupBroadcast(v0, 7u), subgroupBroadcast(v1, 7u), subgroupBroadcast(v2, 7u), subgroupBroadcast(v3, 7u));
+    let qx = tile_nibbles_dot(q, 0u, l0, h0) + tile_nibbles_dot(q, 1u, l1, h1) + tile_nibbles_dot(q, 2u, l2, h2) + tile_nibbles_dot(q, 3u, l3, h3);
+    let sx = vec4<f32>(1.0) * (l0 + h0 + l1 + h1 + l2 + h2 + l3 + h3);
+    return scaled_tile(at, k, qx, sx);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
