@@ -109,26 +109,17 @@ fn store(t: u32, row: u32, v: f32) {
     }
 }
 
-// Values per 16-byte group come in `parts()` vec4s; part j of group g holds
-// values 4 * (g * parts() + j) .. + 3 of the block, to be dotted with x
-// times `part_scale()`: Q8_0's bytes come plus 128 and in place (see
-// bytes_offset), and `scaled4` takes 128 · Σ x off again; Q4 nibbles come
-// in place too (see nibbles_lo), the low ones first. (The kernels below
-// read Q4 blocks a word at a time, both nibbles of it together, and use
-// parts for the other types only; matmul_x_subgroup.wgsl uses them for all.)
+// 8-bit and float types: values per 16-byte group come in `parts()` vec4s;
+// part j of group g holds values 4 * (g * parts() + j) .. + 3 of the block,
+// to be dotted with x times `part_scale()`: Q8_0's bytes come plus 128 and
+// in place (see bytes_offset), and `scaled4` takes 128 · Σ x off again.
+// (Q4 blocks are read a word at a time, both nibbles of it together.)
 fn parts() -> u32 {
-    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) { return 8u; }
     if (QTYPE == T_Q8_0) { return 4u; }
     if (QTYPE == T_F16) { return 2u; }
     return 1u;
 }
 fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
-    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        if (j < 4u) {
-            return nibbles_lo(q[j]);
-        }
-        return nibbles_hi(q[j - 4u]);
-    }
     if (QTYPE == T_Q8_0) {
         return bytes_offset(q[j]);
     }
@@ -138,7 +129,6 @@ fn part(q: vec4<u32>, j: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(q);
 }
 fn part_scale() -> vec4<f32> {
-    if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) { return NIBBLE_SCALE; }
     if (QTYPE == T_Q8_0) { return BYTE_SCALE; }
     return vec4<f32>(1.0);
 }

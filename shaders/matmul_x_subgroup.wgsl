@@ -16,8 +16,8 @@ fn block_dot_rows4_x(at: Rows4At, k: u32, x0: u32, lane: u32) -> vec4<f32> {
     var qx = vec4<f32>(0.0);
     var sx = vec4<f32>(0.0);
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
-        // Both nibbles of each word at once, as block_dot_rows4 does (a loop
-        // over the eight parts is three times slower here).
+        // Both nibbles of each word at once, as block_dot_rows4 does (one
+        // nibble vec4 at a time, eight per block, was three times slower).
         let q = qvecs4(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
             sx += xs[w] + xs[4u + w];

@@ -245,7 +245,7 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
 #[test]
 fn matmul_and_attention_with_loads_shared_through_subgroups_or_not() {
     let Some(ctx) = gpu() else { return };
-    let subgroups = ctx.report.subgroup_sizes.is_some_and(|[least, _]| least >= 8);
+    let subgroups = ctx.report.has_subgroups_of(8);
     eprintln!("subgroups of 8 or more lanes: {subgroups} ({:?})", ctx.report.subgroup_sizes);
     for subgroup_shared_loads in [false, subgroups] {
         let variants = Variants { matmul_rows_per_thread: 4, split_keys_attention: true, subgroup_shared_loads, ..ctx.variants() };

@@ -26,6 +26,13 @@ pub struct AdapterReport {
     pub subgroup_sizes: Option<[u32; 2]>,
 }
 
+impl AdapterReport {
+    /// Whether the device has subgroups, none of fewer than `lanes` lanes.
+    pub fn has_subgroups_of(&self, lanes: u32) -> bool {
+        self.subgroup_sizes.is_some_and(|[least, _]| least >= lanes)
+    }
+}
+
 /// Device, queue and every compute pipeline, created once and shared.
 ///
 /// Cloning is cheap (handles are reference-counted), which lets async wasm
@@ -268,7 +275,7 @@ fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
     // Only llvmpipe gains from it (see the variant).
     variants.subgroup_shared_loads = report.driver == "llvmpipe"
-        && report.subgroup_sizes.is_some_and(|[least, _]| least >= 8)
+        && report.has_subgroups_of(8)
         && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
