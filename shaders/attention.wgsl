@@ -13,8 +13,8 @@
 //   0 shape    uniform { heads, kv_heads, head_dim, scale }
 //   1 step     uniform Step (tokens, pos0)
 //   2 q        tokens × heads × head_dim f32
-//   3 k_cache  context × kv_heads × head_dim f32
-//   4 v_cache  context × kv_heads × head_dim f32
+//   3 k_cache  context × kv_heads × head_dim kv (the cache's element type, f32 or f16)
+//   4 v_cache  context × kv_heads × head_dim kv
 //   5 out      tokens × heads × head_dim f32
 // Dispatch: (heads, tokens) workgroups; head_dim <= min(4 * WG, MAX_HEAD_DIM), a multiple of 4.
 
@@ -31,8 +31,8 @@ const MAX_HEAD_DIM: u32 = 256u;
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<kv>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<kv>>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
 var<workgroup> q_tile: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let k_row = s * kv_stride + kv_off;
             var dot4 = vec4<f32>(0.0);
             for (var d = 0u; d < hd4; d++) {
-                dot4 += q_tile[d] * k_cache[k_row + d];
+                dot4 += q_tile[d] * vec4<f32>(k_cache[k_row + d]);
             }
             score = dot(dot4, vec4<f32>(1.0)) * shape.scale;
         }
@@ -98,7 +98,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var chunk_acc = vec4<f32>(0.0);
         if (group < groups) {
             for (var j = group; j < count; j += groups) {
-                chunk_acc += weights[j / 4u][j % 4u] * v_cache[(s0 + j) * kv_stride + kv_off + dim4];
+                chunk_acc += weights[j / 4u][j % 4u] * vec4<f32>(v_cache[(s0 + j) * kv_stride + kv_off + dim4]);
             }
         }
         acc = acc * correction + chunk_acc;

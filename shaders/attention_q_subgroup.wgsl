@@ -15,13 +15,13 @@ fn q_dot_key(q_off: u32, row: u32, lane: u32) -> f32 {
     for (var d = 0u; d < broadcast; d += 8u) {
         let v = q[q_off + d + lane % 8u];
         // (subgroupBroadcast takes constant lanes only.)
-        dot4 += subgroupBroadcast(v, 0u) * k_cache[row + d] + subgroupBroadcast(v, 1u) * k_cache[row + d + 1u]
-              + subgroupBroadcast(v, 2u) * k_cache[row + d + 2u] + subgroupBroadcast(v, 3u) * k_cache[row + d + 3u]
-              + subgroupBroadcast(v, 4u) * k_cache[row + d + 4u] + subgroupBroadcast(v, 5u) * k_cache[row + d + 5u]
-              + subgroupBroadcast(v, 6u) * k_cache[row + d + 6u] + subgroupBroadcast(v, 7u) * k_cache[row + d + 7u];
+        dot4 += subgroupBroadcast(v, 0u) * key(row + d) + subgroupBroadcast(v, 1u) * key(row + d + 1u)
+              + subgroupBroadcast(v, 2u) * key(row + d + 2u) + subgroupBroadcast(v, 3u) * key(row + d + 3u)
+              + subgroupBroadcast(v, 4u) * key(row + d + 4u) + subgroupBroadcast(v, 5u) * key(row + d + 5u)
+              + subgroupBroadcast(v, 6u) * key(row + d + 6u) + subgroupBroadcast(v, 7u) * key(row + d + 7u);
     }
     for (var d = broadcast; d < hd4; d++) {
-        dot4 += q[q_off + d] * k_cache[row + d];
+        dot4 += q[q_off + d] * key(row + d);
     }
     return dot(dot4, vec4<f32>(1.0));
 }

@@ -14,7 +14,7 @@ fn load_q(q_off: u32, lid: u32) {
 fn q_dot_key(q_off: u32, row: u32, lane: u32) -> f32 {
     var dot4 = vec4<f32>(0.0);
     for (var d = 0u; d < shape.head_dim / 4u; d++) {
-        dot4 += q_tile[d] * k_cache[row + d];
+        dot4 += q_tile[d] * key(row + d);
     }
     return dot(dot4, vec4<f32>(1.0));
 }

@@ -16,8 +16,8 @@
 //   0 shape    uniform { heads, kv_heads, head_dim, scale }
 //   1 step     uniform Step (tokens, pos0)
 //   2 q        tokens × heads × head_dim f32
-//   3 k_cache  context × kv_heads × head_dim f32
-//   4 v_cache  context × kv_heads × head_dim f32
+//   3 k_cache  context × kv_heads × head_dim kv (the cache's element type, f32 or f16)
+//   4 v_cache  context × kv_heads × head_dim kv
 //   5 out      tokens × heads × head_dim f32
 // Dispatch: (heads, tokens) workgroups; head_dim <= MAX_HEAD_DIM, a multiple of 4.
 
@@ -40,9 +40,14 @@ const MERGE: u32 = 512u;
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<uniform> step: Step;
 @group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> k_cache: array<vec4<kv>>;
+@group(0) @binding(4) var<storage, read> v_cache: array<vec4<kv>>;
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
+
+// Key vec4 i of the cache, in f32.
+fn key(i: u32) -> vec4<f32> {
+    return vec4<f32>(k_cache[i]);
+}
 
 var<workgroup> maxima: array<f32, WG>;
 var<workgroup> denominators: array<f32, WG>;
@@ -78,7 +83,7 @@ fn attend(head: u32, t: u32, lid: u32, lane: u32) {
         let weight = exp(score - new_max);
         denom = denom * correction + weight;
         for (var d = 0u; d < hd4; d++) {
-            acc[d] = acc[d] * correction + weight * v_cache[row + d];
+            acc[d] = acc[d] * correction + weight * vec4<f32>(v_cache[row + d]);
         }
         running_max = new_max;
     }

@@ -8,32 +8,33 @@
 //
 // Several matrices stacked in one (a layer's Q, K and V) are one product
 // whose rows go to up to three outputs: rows below `split1` to `out`, then
-// up to `split2` to `out_k`, the rest to `out_v`, both of these at row
-// pos0 + t (the KV cache). With SWIGLU, the matrix is a layer's FFN gate
+// up to `split2` to `out_k` (the keys, before RoPE writes them into the
+// cache), the rest to `out_v`, the value cache (of element type `kv`), at
+// row pos0 + t. With SWIGLU, the matrix is a layer's FFN gate
 // over its up projection (2 · f rows) and out[t, r] = silu(gate) · up for
 // r < f: each thread computes gate row r before up row r + f (RPT = 2 or 4).
 //
 // Bindings (group 0):
-//   0 shape    uniform { rows, cols, scale_base, out_at_pos, split1, split2 }
+//   0 shape    uniform { rows, cols, scale_base, split1, split2 }
 //   1 step     uniform Step (tokens, pos0)
 //   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
 //   3 x        tokens × cols f32, read as vec4
-//   4 out      (pos0 + tokens) × split1 f32 when out_at_pos = 1 (the KV cache), else tokens × split1
+//   4 out      tokens × split1 f32
 //   5 quants   the same buffer as 2, read as vec4<u32>: each thread loads a
 //              block's quant words 16 bytes at a time
-//   6 out_k    (pos0 + tokens) × (split2 - split1) f32 (bound to a spare buffer when split1 = rows)
-//   7 out_v    (pos0 + tokens) × (rows - split2) f32 (likewise)
+//   6 out_k    tokens × (split2 - split1) f32 (bound to a spare buffer when split1 = rows)
+//   7 out_v    (pos0 + tokens) × (rows - split2) kv (likewise when split2 = rows)
 // Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
     rows: u32,
     cols: u32,
     scale_base: u32,
-    out_at_pos: u32,
     split1: u32,
     split2: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -55,7 +56,7 @@ override SWIGLU: bool = false;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> quants: array<vec4<u32>>;
 @group(0) @binding(6) var<storage, read_write> out_k: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out_v: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_v: array<kv>;
 
 // Group g (16 bytes) of the quant words of block k of the row at `at`.
 fn qvec(at: RowAt, k: u32, g: u32) -> vec4<u32> {
@@ -101,11 +102,11 @@ fn store(t: u32, row: u32, v: f32) {
         return;
     }
     if (!SPLIT || row < shape.split1) {
-        out[(select(0u, step.pos0, shape.out_at_pos == 1u) + t) * shape.split1 + row] = v;
+        out[t * shape.split1 + row] = v;
     } else if (row < shape.split2) {
-        out_k[(step.pos0 + t) * (shape.split2 - shape.split1) + row - shape.split1] = v;
+        out_k[t * (shape.split2 - shape.split1) + row - shape.split1] = v;
     } else {
-        out_v[(step.pos0 + t) * (shape.rows - shape.split2) + row - shape.split2] = v;
+        out_v[(step.pos0 + t) * (shape.rows - shape.split2) + row - shape.split2] = kv(v);
     }
 }
 

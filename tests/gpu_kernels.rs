@@ -66,8 +66,8 @@ fn matmul_all_weight_types() {
         let ctx = ctx.with_variants(Variants { matmul_rows_per_thread: rows_per_thread, ..ctx.variants() });
         let checks = all_pass(&ctx, Kernel::Matmul);
         for ty in selfcheck::WEIGHT_TYPES {
-            let of_type = |mode: &str| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")) && c.case.contains(mode));
-            assert!(of_type("out_at_pos None") && of_type("out_at_pos Some"), "matmul: {ty} lacks a mode");
+            let of_type = |tokens: &str| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")) && c.case.ends_with(tokens));
+            assert!(of_type("tokens 1") && of_type("tokens 7"), "matmul: {ty} lacks one token or several");
         }
         let worst = checks.iter().map(|c| c.max_error).fold(0f64, f64::max);
         eprintln!("matmul, {rows_per_thread} rows per thread: worst {worst:.2e}");
@@ -107,9 +107,28 @@ fn matmul_of_stacked_qkv_and_of_stacked_gate_and_up_with_swiglu() {
 }
 
 #[test]
-fn rope_in_place_and_at_pos() {
+fn rope_of_queries_in_place_and_of_keys_into_their_cache() {
     let Some(ctx) = gpu() else { return };
-    all_pass(&ctx, Kernel::Rope);
+    let checks = all_pass(&ctx, Kernel::Rope);
+    assert!(checks.iter().any(|c| c.case.contains("heads 9 kv_heads 3")), "queries and keys in one dispatch");
+}
+
+/// The kernels that touch the KV cache (the V projection, RoPE into the
+/// key cache, attention) with the cache in f32 and, where this adapter has
+/// shader-f16 (lavapipe has), in f16, as the model would use them.
+#[test]
+fn kv_cache_kernels_in_f32_and_in_f16() {
+    let Some(ctx) = gpu() else { return };
+    eprintln!("shader-f16: {}, the KV cache in f16 by default: {}", ctx.report.shader_f16, ctx.variants().f16_kv_cache);
+    for f16_kv_cache in [false, ctx.report.shader_f16] {
+        let ctx = ctx.with_variants(Variants { f16_kv_cache, ..ctx.variants() });
+        for split_keys_attention in [false, true] {
+            let ctx = ctx.with_variants(Variants { split_keys_attention, ..ctx.variants() });
+            for kernel in [Kernel::MatmulQkv, Kernel::Rope, Kernel::Attention] {
+                all_pass(&ctx, kernel);
+            }
+        }
+    }
 }
 
 #[test]
@@ -215,7 +234,7 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
         let x = kernels::storage_from(&ctx, "x", &(0..64).map(|i| i as f32 / 7.0 - 4.0).collect::<Vec<f32>>());
         let out = kernels::storage_zeroed(&ctx, "out", 64).unwrap();
         let step = kernels::uniform_from(&ctx, "step", &kernels::Step { tokens: 1, ..Default::default() });
-        let d = kernels::ops::matmul(&ctx, &step, m, &x, kernels::ops::MatmulOut::One { out: &out, at_pos: false });
+        let d = kernels::ops::matmul(&ctx, &step, m, &x, kernels::ops::MatmulOut::One { out: &out });
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         kernels::program::encode(&mut encoder, &[d], 1);
         block_on(kernels::submit_and_read::<f32>(&ctx, encoder, &out, 64)).unwrap()

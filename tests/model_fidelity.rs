@@ -10,6 +10,7 @@ mod common;
 use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
+use hearth_llm::gpu::Variants;
 use hearth_llm::model::{Backend, Model, ModelOptions, Weights};
 use hearth_llm::sampler::argmax;
 use hearth_llm::weights::GgufSource;
@@ -19,6 +20,19 @@ use pollster::block_on;
 fn gpu_model_matches_exact_reference() {
     let Some(ctx) = gpu() else { return };
     check_against_exact_reference(Backend::Gpu(ctx));
+}
+
+/// The GPU model with its KV cache in f16 (the default on GPUs that have
+/// shader-f16; CPU-based adapters keep f32), where this adapter has shader-f16
+/// (lavapipe has): the same thresholds hold.
+#[test]
+fn gpu_model_with_f16_kv_cache_matches_exact_reference() {
+    let Some(ctx) = gpu() else { return };
+    if !ctx.report.shader_f16 {
+        eprintln!("SKIPPED: {} has no shader-f16", ctx.report.name);
+        return;
+    }
+    check_against_exact_reference(Backend::Gpu(ctx.with_variants(Variants { f16_kv_cache: true, ..ctx.variants() })));
 }
 
 #[test]

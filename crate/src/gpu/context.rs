@@ -82,7 +82,7 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
-                required_features: features & wgpu::Features::SUBGROUP,
+                required_features: features & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16),
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -269,14 +269,23 @@ fn looks_like_software(name: &str) -> bool {
 /// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
 /// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
-/// every thread loads x and the query itself) override them, to compare
-/// the variants.
+/// every thread loads x and the query itself) and HEARTH_KV (`f16` or
+/// `f32`: the KV cache's type, f16 only where the device has shader-f16)
+/// override them, to compare the variants.
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = Variants::for_adapter(report.is_software);
     // Only llvmpipe gains from it (see the variant).
     variants.subgroup_shared_loads = report.driver == "llvmpipe"
         && report.has_subgroups_of(8)
         && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
+    // On GPUs; CPU-based adapters convert halves lane by lane (lavapipe
+    // decoded 5-10 % slower with it), so they keep the exact f32 cache.
+    variants.f16_kv_cache = report.shader_f16
+        && match std::env::var("HEARTH_KV").as_deref() {
+            Ok("f16") => true,
+            Ok("f32") => false,
+            _ => !report.is_software,
+        };
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
     }

@@ -67,7 +67,8 @@ impl Kernel {
             Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE,
             _ => "",
         };
-        format!("{STEP}\n{quant}\n{file}\n{entry}")
+        let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
+        format!("{kv}\n{STEP}\n{quant}\n{file}\n{entry}")
     }
 }
 
@@ -112,6 +113,12 @@ pub struct Variants {
     /// register extract. Needs subgroups of at least 8 lanes
     /// (`GpuContext::new` sets it).
     pub subgroup_shared_loads: bool,
+    /// The KV cache held in f16 (WGSL `kv`, see shaders/step.wgsl): half
+    /// the memory of f32 and of the attention's reads, as llama.cpp keeps
+    /// it; the keys are rotated in f32 and rounded once. Needs the device's
+    /// shader-f16; `GpuContext::new` sets it on GPUs that have it (the
+    /// fixtures' logits move by about 1e-2, against 5e-5 in f32).
+    pub f16_kv_cache: bool,
 }
 
 impl Variants {
@@ -123,6 +130,16 @@ impl Variants {
             stacked_matmuls: true,
             exact_half_unpack: false,
             subgroup_shared_loads: false,
+            f16_kv_cache: false,
+        }
+    }
+
+    /// Bytes per value of the KV cache.
+    pub fn kv_bytes(&self) -> usize {
+        if self.f16_kv_cache {
+            2
+        } else {
+            4
         }
     }
 }

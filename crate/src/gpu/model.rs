@@ -6,7 +6,7 @@
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
-use crate::gpu::ops::{MatmulOut, RopeOn};
+use crate::gpu::ops::{KeysToCache, MatmulOut};
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
@@ -31,7 +31,7 @@ pub fn stacked_matrices(ctx: &GpuContext, c: &ModelConfig) -> Vec<(Vec<(String, 
 /// The dispatch that does the first operations of `ops` at once, and how
 /// many it does, where one does several:
 ///   - a layer's Q, K and V projections, stacked (`GpuWeights::stacked`), as
-///     one matmul writing the queries and both caches;
+///     one matmul writing the queries, the keys and the value cache;
 ///   - its FFN gate and up projections, stacked, and the SwiGLU of the two,
 ///     as one matmul that writes silu(gate) · up;
 ///   - the RoPE of its queries and of its keys;
@@ -46,6 +46,7 @@ fn fused(
     ops: &[Op],
     weights: &GpuWeights,
     acts: &HashMap<Act, wgpu::Buffer>,
+    new_keys: &wgpu::Buffer,
     keys: &[wgpu::Buffer],
     values: &[wgpu::Buffer],
     rope_table: &wgpu::Buffer,
@@ -61,7 +62,7 @@ fn fused(
     if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv)))) = (a, b, matmul(third)) {
         if x == xk && x == xv && l == lv {
             if let Some(w) = weights.stacked(&[wq, wk, wv]) {
-                let out = MatmulOut::Qkv { q: &acts[&q], q_rows: q.width(c), k: &keys[l], v: &values[l], kv_rows: c.kv_dim() };
+                let out = MatmulOut::Qkv { q: &acts[&q], q_rows: q.width(c), k: new_keys, v: &values[l], kv_rows: c.kv_dim() };
                 return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 3)));
             }
         }
@@ -74,9 +75,8 @@ fn fused(
         }
     }
     if let (Some(Op::Rope { x: Rows::Act(q), heads }), Some(Op::Rope { x: Rows::Keys(l), heads: kv_heads })) = (ops.first(), ops.get(1)) {
-        let on = RopeOn { x: &acts[q], heads: *heads, at_pos: false };
-        let also = RopeOn { x: &keys[*l], heads: *kv_heads, at_pos: true };
-        return Ok(Some((ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, on, Some(also)), 2)));
+        let to_cache = KeysToCache { keys: new_keys, cache: &keys[*l], heads: *kv_heads };
+        return Ok(Some((ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), Some(to_cache)), 2)));
     }
     if let (Some(Op::Add { x, y }), Some(Op::RmsNorm { x: normed, gain, out })) = (ops.first(), ops.get(1)) {
         if normed == x {
@@ -157,24 +157,23 @@ impl GpuModel {
         gpu_bytes.set(gpu_bytes.get() + rope_table.size());
         let step = gpu::uniform_from(ctx, "step", &Step::default());
         let step_last = gpu::uniform_from(ctx, "step_last", &Step::default());
+        // A layer's keys as its K projection writes them (f32), until RoPE
+        // rotates them into the cache.
+        let new_keys = scratch("new_keys", max_batch * c.kv_dim())?;
+        // The caches (f32 or f16, `Variants::f16_kv_cache`), in 4-byte words.
+        let cache_words = (context * c.kv_dim() * ctx.variants().kv_bytes()).div_ceil(4);
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for _ in 0..c.n_layers {
-            keys.push(scratch("k_cache", context * c.kv_dim())?);
-            values.push(scratch("v_cache", context * c.kv_dim())?);
+            keys.push(scratch("k_cache", cache_words)?);
+            values.push(scratch("v_cache", cache_words)?);
         }
-        // A `Rows` target as its buffer, and whether rows land at pos0 + t.
-        let rows = |r: Rows| match r {
-            Rows::Act(a) => (&acts[&a], false),
-            Rows::Keys(l) => (&keys[l], true),
-            Rows::Values(l) => (&values[l], true),
-        };
         let program = graph::layer_program(c);
         let mut layers = Vec::new();
         let mut i = 0;
         while i < program.len() {
             // Some runs of operations are one dispatch (see `fused`).
-            if let Some((dispatch, ops_done)) = fused(ctx, &step, &program[i..], weights, &acts, &keys, &values, &rope_table, c)? {
+            if let Some((dispatch, ops_done)) = fused(ctx, &step, &program[i..], weights, &acts, &new_keys, &keys, &values, &rope_table, c)? {
                 layers.push(dispatch);
                 i += ops_done;
                 continue;
@@ -185,13 +184,19 @@ impl GpuModel {
                     ops::rms_norm(ctx, &step, &acts[x], None, &weights.vector(gain, d)?, &acts[out], d, c.rms_eps)
                 }
                 Op::Matmul { w, rows: r, cols, x, out } => {
-                    let (out, at_pos) = rows(*out);
-                    ops::matmul(ctx, &step, &weights.matrix(w, *r, *cols)?, &acts[x], MatmulOut::One { out, at_pos })
+                    let out = match *out {
+                        Rows::Act(a) => MatmulOut::One { out: &acts[&a] },
+                        Rows::Keys(_) => MatmulOut::One { out: &new_keys },
+                        Rows::Values(l) => MatmulOut::Values { v: &values[l] },
+                    };
+                    ops::matmul(ctx, &step, &weights.matrix(w, *r, *cols)?, &acts[x], out)
                 }
-                Op::Rope { x, heads } => {
-                    let (x, at_pos) = rows(*x);
-                    ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, RopeOn { x, heads: *heads, at_pos }, None)
+                Op::Rope { x: Rows::Act(q), heads } => ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), None),
+                Op::Rope { x: Rows::Keys(l), heads } => {
+                    let to_cache = KeysToCache { keys: &new_keys, cache: &keys[*l], heads: *heads };
+                    ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, None, Some(to_cache))
                 }
+                Op::Rope { x: Rows::Values(_), .. } => return Err(HearthError::Model("RoPE of the values: no layer program asks for it".into())),
                 Op::Attention { layer, q, out } => ops::attention(
                     ctx, &step, &acts[q], &keys[*layer], &values[*layer], &acts[out], c.n_heads, c.n_kv_heads, c.head_dim,
                 ),
@@ -204,7 +209,7 @@ impl GpuModel {
         let output = weights.matrix(graph::output_matrix(c), c.vocab_size, d)?;
         let head = vec![
             ops::rms_norm(ctx, &step_last, &x, None, &out_norm, &h_last, d, c.rms_eps),
-            ops::matmul(ctx, &step_last, &output, &h_last, MatmulOut::One { out: &logits, at_pos: false }),
+            ops::matmul(ctx, &step_last, &output, &h_last, MatmulOut::One { out: &logits }),
             ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
         let logits_staging = gpu::staging::<f32>(ctx, "logits.staging", c.vocab_size);
@@ -286,7 +291,7 @@ impl GpuModel {
             let logits = gpu::storage_zeroed(&self.ctx, "all_logits", self.options.max_batch * vocab)?;
             let head = vec![
                 ops::rms_norm(&self.ctx, &self.step, &self.x, None, &self.out_norm, &self.h, c.dim, c.rms_eps),
-                ops::matmul(&self.ctx, &self.step, &self.output, &self.h, MatmulOut::One { out: &logits, at_pos: false }),
+                ops::matmul(&self.ctx, &self.step, &self.output, &self.h, MatmulOut::One { out: &logits }),
             ];
             let staging = gpu::staging::<f32>(&self.ctx, "all_logits.staging", self.options.max_batch * vocab);
             self.gpu_bytes += logits.size() + staging.size();

@@ -34,10 +34,14 @@ pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, add: Option<&Buf>, w: &Bu
 
 /// Where a matmul's rows go (shaders/matmul.wgsl).
 pub enum MatmulOut<'a> {
-    /// Every row to `out`; with `at_pos`, token t's at row pos0 + t (appending to a KV cache).
-    One { out: &'a Buf, at_pos: bool },
+    /// Every row to `out` (tokens × rows f32).
+    One { out: &'a Buf },
+    /// Every row to the value cache `v` (element type `kv`), token t's at
+    /// row pos0 + t.
+    Values { v: &'a Buf },
     /// A layer's stacked Q, K and V: the first `q_rows` rows to `q`, the
-    /// next `kv_rows` to `k` and the rest to `v`, both at row pos0 + t.
+    /// next `kv_rows` to `k` (tokens × kv_rows f32, for RoPE to rotate into
+    /// the key cache) and the rest to the value cache `v`, at row pos0 + t.
     Qkv { q: &'a Buf, q_rows: usize, k: &'a Buf, v: &'a Buf, kv_rows: usize },
     /// A layer's stacked FFN gate and up: silu(gate) · up to `out` (tokens × rows / 2).
     Swiglu { out: &'a Buf },
@@ -47,34 +51,37 @@ pub enum MatmulOut<'a> {
 pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>) -> Dispatch {
     let rows = w.rows as u32;
     let [spare1, spare2] = &*ctx.spare_outputs;
-    let (kernel, at_pos, split1, split2, outs) = match out {
-        MatmulOut::One { out, at_pos } => (Kernel::Matmul, at_pos, rows, rows, [out, spare1, spare2]),
-        MatmulOut::Qkv { q, q_rows, k, v, kv_rows } => (Kernel::MatmulQkv, false, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v]),
-        MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, false, rows, rows, [out, spare1, spare2]),
+    let (kernel, split1, split2, outs) = match out {
+        MatmulOut::One { out } => (Kernel::Matmul, rows, rows, [out, spare1, spare2]),
+        MatmulOut::Values { v } => (Kernel::MatmulQkv, 0, 0, [spare1, spare2, v]),
+        MatmulOut::Qkv { q, q_rows, k, v, kv_rows } => (Kernel::MatmulQkv, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v]),
+        MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, rows, rows, [out, spare1, spare2]),
     };
-    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, at_pos as u32, split1, split2, 0, 0]);
+    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, 0, 0, 0]);
     let grid = Grid::Rows { rows: rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) };
     let [out, out_k, out_v] = outs;
     Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v], grid)
 }
 
-/// A buffer RoPE rotates in place: rows of `heads` heads, token t's at row
-/// pos0 + t when `at_pos` (a KV cache), else at row t.
-pub struct RopeOn<'a> {
-    pub x: &'a Buf,
+/// A layer's keys for RoPE: `keys` (tokens × heads × head_dim f32) rotated
+/// into `cache` (element type `kv`), token t's at row pos0 + t.
+pub struct KeysToCache<'a> {
+    pub keys: &'a Buf,
+    pub cache: &'a Buf,
     pub heads: usize,
-    pub at_pos: bool,
 }
 
-/// RoPE in place on `on`, and on `also` in the same dispatch (a layer's
-/// queries and keys), from the cos/sin `table`.
-pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim: usize, on: RopeOn<'_>, also: Option<RopeOn<'_>>) -> Dispatch {
+/// RoPE, from the cos/sin `table`: of the queries `q` (tokens × heads ×
+/// head_dim, `(buffer, heads)`) in place, and of the keys into their cache,
+/// either or both in one dispatch.
+pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim: usize, q: Option<(&Buf, usize)>, keys: Option<KeysToCache<'_>>) -> Dispatch {
     let pairs = (rope_dim / 2) as u32;
-    let [_, spare] = &*ctx.spare_outputs;
-    let (x2, heads2, at_pos2) = also.map_or((spare, 0, false), |a| (a.x, a.heads, a.at_pos));
-    let s = shape(ctx, Kernel::Rope, [on.heads as u32, head_dim as u32, pairs, on.at_pos as u32, heads2 as u32, at_pos2 as u32, 0, 0]);
-    let grid = Grid::Threads { per_token: (on.heads + heads2) as u32 * pairs };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, on.x, x2], grid)
+    let [spare1, spare2] = &*ctx.spare_outputs;
+    let (q, heads) = q.unwrap_or((spare1, 0));
+    let (k, cache, kv_heads) = keys.map_or((spare1, spare2, 0), |k| (k.keys, k.cache, k.heads));
+    let s = shape(ctx, Kernel::Rope, [heads as u32, head_dim as u32, pairs, kv_heads as u32]);
+    let grid = Grid::Threads { per_token: heads as u32 * pairs + (kv_heads * head_dim / 2) as u32 };
+    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, q, k, cache], grid)
 }
 
 /// out (tokens × heads × head_dim) = causal GQA attention of q over the caches.

@@ -307,6 +307,49 @@ async fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec
     submit_and_read(ctx, ctx.device.create_command_encoder(&Default::default()), buffer, len).await
 }
 
+/// `v` as the KV cache holds it: rounded to f16 where the cache is f16
+/// (`Variants::f16_kv_cache`), else as it is.
+fn kv_rounded(ctx: &GpuContext, v: &[f32]) -> Vec<f32> {
+    if ctx.variants().f16_kv_cache {
+        v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// A KV cache buffer holding `v` in the cache's element type.
+fn kv_buffer_from(ctx: &GpuContext, label: &str, v: &[f32]) -> wgpu::Buffer {
+    if !ctx.variants().f16_kv_cache {
+        return storage_from(ctx, label, v);
+    }
+    let mut halves: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+    halves.resize(v.len().div_ceil(2) * 2, f16::ZERO); // whole 4-byte words
+    storage_from(ctx, label, &halves)
+}
+
+/// Reads `len` values of a KV cache buffer back, as f32.
+async fn read_kv(ctx: &GpuContext, buffer: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+    if !ctx.variants().f16_kv_cache {
+        return read(ctx, buffer, len).await;
+    }
+    let words: Vec<u32> = submit_and_read(ctx, ctx.device.create_command_encoder(&Default::default()), buffer, len.div_ceil(2)).await?;
+    let halves: &[f16] = bytemuck::cast_slice(&words);
+    Ok(halves[..len].iter().map(|h| h.to_f32()).collect())
+}
+
+/// The magnitudes `mag` of computed values `want` widened, where the KV
+/// cache is f16, by what rounding them to f16 may add (half an f16 ulp,
+/// relative 2^-11, plus the subnormal step 2^-25), as a multiple of `tol`:
+/// a value within tol · mag before its rounding is within the result after.
+/// Values to be kept bit for bit (mag 0, already rounded) stay so.
+fn kv_magnitudes(ctx: &GpuContext, want: &[f64], mag: &[f64], tol: f64) -> Vec<f64> {
+    if !ctx.variants().f16_kv_cache {
+        return mag.to_vec();
+    }
+    let widened = |(w, &m): (&f64, &f64)| if m == 0.0 { 0.0 } else { m + (w.abs() * 2f64.powi(-11) + 2f64.powi(-25)) / tol };
+    want.iter().zip(mag).map(widened).collect()
+}
+
 /// For each value, the largest |value| of its 32-value block: the scale of
 /// the block's quantization (d·8, |m|, ...), the natural magnitude of its error.
 fn block_max(row: &[f32]) -> Vec<f64> {
@@ -424,41 +467,29 @@ async fn embed(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 /// and every other row (random sentinels) must keep its bits.
 async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (rows, cols, tokens, out_at_pos): 7 = one pass of four tokens plus three
-    // one by one; single tokens with row counts that do not split in four
-    // (the rows-per-thread decode path).
-    let cases: [(usize, usize, usize, Option<usize>); 9] = [
-        (1, 32, 1, None),
-        (33, 96, 3, None),
-        (97, 576, 7, None),
-        (65, 160, 7, Some(5)),
-        (33, 96, 4, Some(0)),
-        (1, 64, 9, Some(2)),
-        (33, 96, 1, None),
-        (130, 64, 1, Some(3)),
-        (97, 576, 1, None),
-    ];
+    // (rows, cols, tokens): 7 = one pass of four tokens plus three one by
+    // one; single tokens with row counts that do not split in four (the
+    // rows-per-thread decode path).
+    let cases: [(usize, usize, usize); 9] =
+        [(1, 32, 1), (33, 96, 3), (97, 576, 7), (65, 160, 7), (33, 96, 4), (1, 64, 9), (33, 96, 1), (130, 64, 1), (97, 576, 1)];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
-        for (j, &(rows, cols, tokens, at_pos)) in cases.iter().enumerate() {
-            let case = format!("{ty} {rows}x{cols} tokens {tokens} out_at_pos {at_pos:?}");
+        for (j, &(rows, cols, tokens)) in cases.iter().enumerate() {
+            let case = format!("{ty} {rows}x{cols} tokens {tokens}");
             checks.push(
                 check(ctx, Kernel::Matmul, case, async {
                     let seed = 2000 + 10 * i as u64 + j as u64;
                     let (w, m) = random_matrix(ctx, ty, rows, cols, seed)?;
                     let x = random_vec(seed, tokens * cols, 1.0);
                     let (prod, mag) = product_and_magnitude(&m, &x);
-                    let (prod, mag) = (prod.concat(), mag.concat());
-                    let pos0 = at_pos.unwrap_or(0);
-                    let total = if at_pos.is_some() { (pos0 + tokens + 2) * rows } else { tokens * rows };
-                    let before = random_vec(seed + 1, total, 100.0); // sentinel rows outside the written range
+                    // Two sentinel rows past the tokens', which must keep their bits.
+                    let total = (tokens + 2) * rows;
+                    let before = random_vec(seed + 1, total, 100.0);
                     let (x_buf, out) = (storage_from(ctx, "x", &x), storage_from(ctx, "out", &before));
-                    let s = step(ctx, tokens, pos0, 0);
-                    let out_to = MatmulOut::One { out: &out, at_pos: at_pos.is_some() };
-                    let got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out_to)], tokens, &out, total).await?;
+                    let s = step(ctx, tokens, 0, 0);
+                    let got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, MatmulOut::One { out: &out })], tokens, &out, total).await?;
                     let (mut want, mut full_mag) = (f64s(&before), vec![0.0; total]);
-                    let at = pos0 * rows;
-                    want[at..at + tokens * rows].copy_from_slice(&prod);
-                    full_mag[at..at + tokens * rows].copy_from_slice(&mag);
+                    want[..tokens * rows].copy_from_slice(&prod.concat());
+                    full_mag[..tokens * rows].copy_from_slice(&mag.concat());
                     Ok(compare(&got, &want, &full_mag, 1e-5))
                 })
                 .await?,
@@ -469,47 +500,66 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 }
 
 /// A layer's Q, K and V stacked in one buffer, multiplied in one dispatch
-/// whose rows go to three outputs (the queries, and both caches at pos0 + t),
-/// for every weight type, against [`matmul`]'s reference and tolerance. The
-/// caches' other rows (random sentinels) must keep their bits.
+/// whose rows go to three outputs (the queries, the keys, and the value
+/// cache at pos0 + t), and one matrix multiplied into the value cache alone,
+/// for every weight type, against [`matmul`]'s reference and tolerance (the
+/// values rounded as the cache holds them: see [`kv_magnitudes`]). The
+/// rows outside the step (random sentinels) must keep their bits.
 async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (q rows, kv rows, cols, tokens, pos0)
-    let cases: [(usize, usize, usize, usize, usize); 3] = [(64, 64, 96, 1, 0), (128, 64, 64, 6, 3), (192, 64, 160, 1, 7)];
+    // (q rows, kv rows, cols, tokens, pos0); q rows 0: a V projection alone (`MatmulOut::Values`).
+    let cases: [(usize, usize, usize, usize, usize); 6] =
+        [(64, 64, 96, 1, 0), (128, 64, 64, 6, 3), (192, 64, 160, 1, 7), (0, 65, 160, 7, 5), (0, 33, 96, 4, 0), (0, 130, 64, 1, 3)];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(q_rows, kv_rows, cols, tokens, pos0)) in cases.iter().enumerate() {
-            let case = format!("{ty} stacked q {q_rows} k {kv_rows} v {kv_rows} x {cols}, tokens {tokens} at {pos0}");
+            let case = match q_rows {
+                0 => format!("{ty} values {kv_rows} x {cols} alone, tokens {tokens} at {pos0}"),
+                _ => format!("{ty} stacked q {q_rows} k {kv_rows} v {kv_rows} x {cols}, tokens {tokens} at {pos0}"),
+            };
             checks.push(
                 check(ctx, Kernel::MatmulQkv, case, async {
                     let seed = 2500 + 10 * i as u64 + j as u64;
-                    let (w, m) = random_stack(ctx, ty, &[q_rows, kv_rows, kv_rows], cols, seed)?;
+                    let (w, m) = match q_rows {
+                        0 => random_matrix(ctx, ty, kv_rows, cols, seed)?,
+                        _ => random_stack(ctx, ty, &[q_rows, kv_rows, kv_rows], cols, seed)?,
+                    };
+                    let v_rows = m.rows - kv_rows..m.rows;
                     let x = random_vec(seed, tokens * cols, 1.0);
                     let (prod, mag) = product_and_magnitude(&m, &x);
-                    let cache_len = (pos0 + tokens + 2) * kv_rows;
-                    let (k_before, v_before) = (random_vec(seed + 1, cache_len, 100.0), random_vec(seed + 2, cache_len, 100.0));
-                    let q = storage_zeroed(ctx, "q", tokens * q_rows)?;
-                    let (k, v) = (storage_from(ctx, "k", &k_before), storage_from(ctx, "v", &v_before));
-                    let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows };
+                    // Each output one row longer than the step writes (sentinels).
+                    let cache_len = (pos0 + tokens + 1) * kv_rows;
+                    let v_before = kv_rounded(ctx, &random_vec(seed + 2, cache_len, 100.0));
+                    let v = kv_buffer_from(ctx, "v", &v_before);
                     let x_buf = storage_from(ctx, "x", &x);
-                    let mut got: Vec<f32> = dispatch(ctx, &[ops::matmul(ctx, &step(ctx, tokens, pos0, 0), &w, &x_buf, out)], tokens, &q, tokens * q_rows).await?;
-                    got.extend(read(ctx, &k, cache_len).await?);
-                    got.extend(read(ctx, &v, cache_len).await?);
-                    // Want: the queries, then each cache with rows pos0.. replaced.
-                    let (mut want, mut want_mag) = (Vec::new(), Vec::new());
-                    for t in 0..tokens {
-                        want.extend(&prod[t][..q_rows]);
-                        want_mag.extend(&mag[t][..q_rows]);
-                    }
-                    for (before, rows) in [(&k_before, q_rows..q_rows + kv_rows), (&v_before, q_rows + kv_rows..q_rows + 2 * kv_rows)] {
-                        let (mut cache, mut cache_mag) = (f64s(before), vec![0.0; cache_len]);
-                        for t in 0..tokens {
-                            let at = (pos0 + t) * kv_rows;
-                            cache[at..at + kv_rows].copy_from_slice(&prod[t][rows.clone()]);
-                            cache_mag[at..at + kv_rows].copy_from_slice(&mag[t][rows.clone()]);
+                    let s = step(ctx, tokens, pos0, 0);
+                    let (mut got, mut want, mut want_mag) = (Vec::new(), Vec::new(), Vec::new());
+                    if q_rows == 0 {
+                        dispatch::<f32>(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, MatmulOut::Values { v: &v })], tokens, &v, 1).await?;
+                    } else {
+                        let qk_before = random_vec(seed + 1, (tokens + 1) * (q_rows + kv_rows), 100.0);
+                        let (q_before, k_before) = qk_before.split_at((tokens + 1) * q_rows);
+                        let (q, k) = (storage_from(ctx, "q", q_before), storage_from(ctx, "k", k_before));
+                        let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows };
+                        got = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out)], tokens, &q, q_before.len()).await?;
+                        got.extend(read(ctx, &k, k_before.len()).await?);
+                        for (before, rows) in [(q_before, 0..q_rows), (k_before, q_rows..q_rows + kv_rows)] {
+                            for t in 0..tokens {
+                                want.extend(&prod[t][rows.clone()]);
+                                want_mag.extend(&mag[t][rows.clone()]);
+                            }
+                            want.extend(f64s(&before[tokens * rows.len()..]));
+                            want_mag.extend(vec![0.0; rows.len()]);
                         }
-                        want.extend(cache);
-                        want_mag.extend(cache_mag);
                     }
+                    got.extend(read_kv(ctx, &v, cache_len).await?);
+                    let (mut cache, mut cache_mag) = (f64s(&v_before), vec![0.0; cache_len]);
+                    for t in 0..tokens {
+                        let at = (pos0 + t) * kv_rows;
+                        cache[at..at + kv_rows].copy_from_slice(&prod[t][v_rows.clone()]);
+                        cache_mag[at..at + kv_rows].copy_from_slice(&mag[t][v_rows.clone()]);
+                    }
+                    want_mag.extend(kv_magnitudes(ctx, &cache, &cache_mag, 1e-5));
+                    want.extend(cache);
                     Ok(compare(&got, &want, &want_mag, 1e-5))
                 })
                 .await?,
@@ -557,33 +607,31 @@ async fn matmul_swiglu(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 }
 
 /// RoPE from an f32 cos/sin table (as the model builds it) against
-/// `reference::rope` in f64, on one buffer or two in one dispatch (a layer's
-/// queries, and its keys at pos0 + t). Tolerance 1e-6 of |a| + |b| of the
-/// pair; dims past rope_dim and rows outside the step must keep their bits.
+/// `reference::rope` in f64: of queries in place, of keys into their cache
+/// at pos0 + t (rounded as the cache holds them, see [`kv_magnitudes`]), or
+/// both in one dispatch. Tolerance 1e-6 of |a| + |b| of the pair; the
+/// queries' dims past rope_dim and the cache's rows outside the step keep
+/// their bits, and the keys' dims past rope_dim reach the cache as they are.
 async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     let theta = 10_000f64;
-    // (heads, head_dim, rope_dim, tokens, pos0, at_pos, a second buffer's
-    // (heads, at_pos)); the fifth and last: partial rotary, dims 32.. untouched.
-    type Case = (usize, usize, usize, usize, usize, bool, Option<(usize, bool)>);
-    let cases: [Case; 7] = [
-        (9, 64, 64, 7, 0, false, None),
-        (3, 32, 32, 3, 70, false, None),
-        (3, 64, 64, 7, 130, true, None),
-        (5, 32, 32, 1, 0, true, None),
-        (3, 64, 32, 3, 41, true, None),
-        (9, 64, 64, 5, 6, false, Some((3, true))),
-        (3, 64, 32, 1, 41, false, Some((1, true))),
+    // (query heads, kv heads, head_dim, rope_dim, tokens, pos0); 0 heads: none
+    // of them. The fifth and the last: partial rotary, dims 32.. unrotated.
+    let cases: [(usize, usize, usize, usize, usize, usize); 7] = [
+        (9, 0, 64, 64, 7, 0),
+        (3, 0, 32, 32, 3, 70),
+        (0, 3, 64, 64, 7, 130),
+        (0, 5, 32, 32, 1, 0),
+        (0, 3, 64, 32, 3, 41),
+        (9, 3, 64, 64, 5, 6),
+        (3, 1, 64, 32, 1, 41),
     ];
-    for (seed, &(heads, hd, rope_dim, tokens, pos0, at_pos, second)) in cases.iter().enumerate() {
-        let case = match second {
-            None => format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}"),
-            Some((h2, p2)) => format!("heads {heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0} at_pos {at_pos}, and heads {h2} at_pos {p2}"),
-        };
+    for (seed, &(heads, kv_heads, hd, rope_dim, tokens, pos0)) in cases.iter().enumerate() {
+        let case = format!("heads {heads} kv_heads {kv_heads} head_dim {hd} rope_dim {rope_dim} tokens {tokens} pos0 {pos0}");
         checks.push(
             check(ctx, Kernel::Rope, case, async {
                 let pairs = rope_dim / 2;
-                let context = pos0 + tokens + 2;
+                let context = pos0 + tokens + 1;
                 let table: Vec<[f32; 2]> = (0..context)
                     .flat_map(|p| {
                         (0..pairs).map(move |i| {
@@ -593,14 +641,13 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                     })
                     .collect();
                 let table_buf = storage_from(ctx, "table", &table);
-                // A buffer of `heads` heads: its values, and what RoPE makes of them with their magnitudes.
-                let buffer = |seed: u64, heads: usize, at_pos: bool| {
+                // What RoPE makes of the tokens' rows of `heads` heads in x,
+                // and their magnitudes (0 for dims past rope_dim, as they are).
+                let rotated = |x: &[f32], heads: usize| {
                     let width = heads * hd;
-                    let row0 = if at_pos { pos0 } else { 0 };
-                    let x = random_vec(seed, if at_pos { context } else { tokens } * width, 2.0);
-                    let (mut want, mut mag) = (f64s(&x), vec![0.0; x.len()]);
+                    let (mut want, mut mag) = (f64s(&x[..tokens * width]), vec![0.0; tokens * width]);
                     for t in 0..tokens {
-                        let at = (row0 + t) * width;
+                        let at = t * width;
                         reference::rope(&mut want[at..at + width], hd, rope_dim, (pos0 + t) as f64, theta);
                         for (h, i) in (0..heads).flat_map(|h| (0..pairs).map(move |i| (h, i))) {
                             let p = at + h * hd + 2 * i;
@@ -608,24 +655,35 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                             (mag[p], mag[p + 1]) = (m, m);
                         }
                     }
-                    (x, want, mag)
+                    (want, mag)
                 };
-                let (x, mut want, mut mag) = buffer(400 + seed as u64, heads, at_pos);
-                let x_buf = storage_from(ctx, "x", &x);
                 let s = step(ctx, tokens, pos0, 0);
-                let on = ops::RopeOn { x: &x_buf, heads, at_pos };
-                let Some((heads2, at_pos2)) = second else {
-                    let got: Vec<f32> = dispatch(ctx, &[ops::rope(ctx, &s, &table_buf, hd, rope_dim, on, None)], tokens, &x_buf, x.len()).await?;
-                    return Ok(compare(&got, &want, &mag, 1e-6));
-                };
-                let (x2, want2, mag2) = buffer(450 + seed as u64, heads2, at_pos2);
-                let x2_buf = storage_from(ctx, "x2", &x2);
-                let also = ops::RopeOn { x: &x2_buf, heads: heads2, at_pos: at_pos2 };
-                let d = ops::rope(ctx, &s, &table_buf, hd, rope_dim, on, Some(also));
-                let mut got: Vec<f32> = dispatch(ctx, &[d], tokens, &x_buf, x.len()).await?;
-                got.extend(read(ctx, &x2_buf, x2.len()).await?);
-                want.extend(want2);
-                mag.extend(mag2);
+                // The queries, with a sentinel row after the tokens'.
+                let q = random_vec(400 + seed as u64, (tokens + 1) * heads * hd, 2.0);
+                let (mut want, mut mag) = rotated(&q, heads);
+                want.extend(f64s(&q[tokens * heads * hd..]));
+                mag.resize(want.len(), 0.0);
+                let q_buf = storage_from(ctx, "q", &q);
+                // The keys, into a cache of sentinels (as the cache holds them).
+                let width = kv_heads * hd;
+                let keys = random_vec(450 + seed as u64, tokens * width, 2.0);
+                let cache_before = kv_rounded(ctx, &random_vec(470 + seed as u64, context * width, 2.0));
+                let (keys_buf, cache) = (storage_from(ctx, "keys", &keys), kv_buffer_from(ctx, "k_cache", &cache_before));
+                let (rotated_keys, keys_mag) = rotated(&keys, kv_heads);
+                let kept_keys = kv_rounded(ctx, &keys); // dims past rope_dim
+                let (mut cache_want, mut cache_mag) = (f64s(&cache_before), vec![0.0; cache_before.len()]);
+                for i in 0..keys.len() {
+                    let at = pos0 * width + i;
+                    cache_want[at] = if keys_mag[i] > 0.0 { rotated_keys[i] } else { kept_keys[i] as f64 };
+                    cache_mag[at] = keys_mag[i];
+                }
+                let queries = (heads > 0).then_some((&q_buf, heads));
+                let to_cache = (kv_heads > 0).then_some(ops::KeysToCache { keys: &keys_buf, cache: &cache, heads: kv_heads });
+                let d = ops::rope(ctx, &s, &table_buf, hd, rope_dim, queries, to_cache);
+                let mut got: Vec<f32> = dispatch(ctx, &[d], tokens, &q_buf, q.len()).await?;
+                got.extend(read_kv(ctx, &cache, cache_before.len()).await?);
+                mag.extend(kv_magnitudes(ctx, &cache_want, &cache_mag, 1e-6));
+                want.extend(cache_want);
                 Ok(compare(&got, &want, &mag, 1e-6))
             })
             .await?,
@@ -664,11 +722,13 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                 let seed = 500 + 10 * n as u64;
                 let (width, kv_width, keys) = (heads * hd, kv_heads * hd, pos0 + tokens);
                 let q = random_vec(seed, tokens * width, 3.0); // scores of a few units: a peaked softmax
-                let mut k = random_vec(seed + 1, (keys + 2) * kv_width, 1.0);
-                let mut v = random_vec(seed + 2, (keys + 2) * kv_width, 1.0);
+                // The caches as they hold them (f16 or f32), the reference from the same values.
+                let mut k = kv_rounded(ctx, &random_vec(seed + 1, (keys + 2) * kv_width, 1.0));
+                let mut v = kv_rounded(ctx, &random_vec(seed + 2, (keys + 2) * kv_width, 1.0));
                 k[keys * kv_width..].fill(f32::NAN);
                 v[keys * kv_width..].fill(f32::NAN);
-                let [q_buf, k_buf, v_buf] = [&q, &k, &v].map(|d| storage_from(ctx, "attn", d));
+                let q_buf = storage_from(ctx, "q", &q);
+                let [k_buf, v_buf] = [&k, &v].map(|d| kv_buffer_from(ctx, "cache", d));
                 let out = storage_zeroed(ctx, "out", tokens * width)?;
                 let s = step(ctx, tokens, pos0, 0);
                 let d = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, heads, kv_heads, hd);
