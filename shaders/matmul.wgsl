@@ -334,7 +334,8 @@ fn tile_nibbles_dot(q: array<vec4<u32>, 4>, w: u32, l: mat4x4<f32>, h: mat4x4<f3
                        nibbles_lo(q[2][w]) * ls + nibbles_hi(q[2][w]) * hs, nibbles_lo(q[3][w]) * ls + nibbles_hi(q[3][w]) * hs);
 }
 
-// Threads the product needs: one per RPT rows.
+// Threads the product needs: one per RPT rows (LANES per RPT rows with
+// matmul_lanes.wgsl).
 fn matmul_threads() -> u32 {
     return (shape.rows + RPT - 1u) / RPT;
 }

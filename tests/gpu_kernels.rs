@@ -274,3 +274,22 @@ fn matmul_and_attention_with_loads_shared_through_subgroups_or_not() {
         }
     }
 }
+
+/// The matmuls with several threads per row (GPUs: 8 by default), their
+/// sums added in workgroup memory and, where this adapter's subgroups are
+/// wide enough (lavapipe: 8 lanes), by subgroup shuffles; 64 lanes are a
+/// whole workgroup per row, 2 more rows than blocks in some checks.
+#[test]
+fn matmul_with_lanes_per_row_summed_in_workgroup_memory_or_subgroups() {
+    let Some(ctx) = gpu() else { return };
+    for lanes in [2, 8, 64] {
+        for subgroup_reductions in [false, ctx.report.has_subgroups_of(lanes)] {
+            let variants = Variants { matmul_rows_per_thread: 1, matmul_lanes_per_row: lanes, subgroup_reductions, ..ctx.variants() };
+            let ctx = ctx.with_variants(variants);
+            eprintln!("{lanes} lanes per row, subgroup reductions: {subgroup_reductions}");
+            for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+                all_pass(&ctx, kernel);
+            }
+        }
+    }
+}

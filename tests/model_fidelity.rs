@@ -10,7 +10,6 @@ mod common;
 use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
-use hearth_llm::gpu::Variants;
 use hearth_llm::model::{Backend, Model, ModelOptions, Weights};
 use hearth_llm::sampler::argmax;
 use hearth_llm::weights::GgufSource;
@@ -22,17 +21,17 @@ fn gpu_model_matches_exact_reference() {
     check_against_exact_reference(Backend::Gpu(ctx));
 }
 
-/// The GPU model with its KV cache in f16 (the default on GPUs that have
-/// shader-f16; CPU-based adapters keep f32), where this adapter has shader-f16
-/// (lavapipe has): the same thresholds hold.
+/// The GPU model with the kernel variants a GPU gets (eight threads per
+/// matmul row summed by subgroup shuffles where there are subgroups, the
+/// attention sharing each key between threads, the KV cache in f16 where
+/// there is shader-f16), on this adapter whatever it is (lavapipe has both
+/// subgroups and shader-f16): the same thresholds hold.
 #[test]
-fn gpu_model_with_f16_kv_cache_matches_exact_reference() {
+fn gpu_model_with_the_variants_of_gpus_matches_exact_reference() {
     let Some(ctx) = gpu() else { return };
-    if !ctx.report.shader_f16 {
-        eprintln!("SKIPPED: {} has no shader-f16", ctx.report.name);
-        return;
-    }
-    check_against_exact_reference(Backend::Gpu(ctx.with_variants(Variants { f16_kv_cache: true, ..ctx.variants() })));
+    let ctx = ctx.with_gpu_variants();
+    eprintln!("{:?}", ctx.variants());
+    check_against_exact_reference(Backend::Gpu(ctx));
 }
 
 #[test]

@@ -93,13 +93,15 @@ impl Gpu {
     /// checks of `tests/gpu_kernels.rs`) and resolves to one entry per check.
     /// A mismatch is an entry with `passed: false` and the first failing index
     /// in `detail`; the promise rejects only on a GPU error. `max_error` is
-    /// `null` where a value was NaN.
+    /// `null` where a value was NaN. With `as_gpu` true the kernels are
+    /// compiled as a GPU would get them, whatever this adapter is (so a
+    /// software adapter checks the GPU kernels too).
     #[wasm_bindgen(
         js_name = kernelSelfCheck,
         unchecked_return_type = "Promise<{kernel: string, case: string, max_error: number | null, tolerance: number, passed: boolean, detail: string, ms: number}[]>"
     )]
-    pub fn kernel_self_check(&self) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
+    pub fn kernel_self_check(&self, as_gpu: Option<bool>) -> js_sys::Promise {
+        let ctx = if as_gpu == Some(true) { self.ctx.with_gpu_variants() } else { self.ctx.clone() };
         wasm_bindgen_futures::future_to_promise(async move { to_js(&gpu::selfcheck::run_all(&ctx).await?) })
     }
 }

@@ -77,6 +77,20 @@ test('every kernel on WebGPU matches the CPU reference (kernelSelfCheck)', async
   }
 });
 
+test('the kernels a GPU gets also match the CPU reference here (kernelSelfCheck(true))', async (t) => {
+  if (!(await requireWebGPU(page, t))) return;
+  // Several threads per matmul row summed in workgroup memory (the browser
+  // has no subgroups through wgpu), the attention sharing each key.
+  const checks = await page.evaluate(async () => {
+    window.gpu ??= await window.hearth.Gpu.create();
+    return window.gpu.kernelSelfCheck(true);
+  });
+  t.diagnostic(`${checks.length} checks, ${checks.filter((c) => c.passed).length} passed`);
+  for (const c of checks.filter((c) => !c.passed)) t.diagnostic(`FAILED ${c.kernel} ${c.case}: ${c.detail}`);
+  assert.ok(checks.length > 100);
+  for (const c of checks) assert.ok(c.passed, `${c.kernel} ${c.case}: ${c.detail}`);
+});
+
 test('a bad argument rejects with a readable Error, not a panic', async (t) => {
   if (!(await requireWebGPU(page, t))) return;
   const message = await page.evaluate(async () => {

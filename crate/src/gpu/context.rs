@@ -172,6 +172,21 @@ impl GpuContext {
         GpuContext { pipelines: Arc::new(Pipelines::new(variants)), ..self.clone() }
     }
 
+    /// The same device with the kernel variants a GPU would get (see
+    /// `Variants::for_adapter`; subgroup reductions and the f16 KV cache
+    /// where this device has them), whatever this adapter is: so that a
+    /// CPU-based adapter (lavapipe in CI, SwiftShader in the browser)
+    /// checks the kernels GPUs run.
+    pub fn with_gpu_variants(&self) -> Self {
+        let gpu = Variants::for_adapter(false);
+        self.with_variants(Variants {
+            exact_half_unpack: self.variants().exact_half_unpack,
+            f16_kv_cache: self.report.shader_f16,
+            subgroup_reductions: self.report.has_subgroups_of(gpu.matmul_lanes_per_row),
+            ..gpu
+        })
+    }
+
     /// The kernel variants this context compiles.
     pub fn variants(&self) -> Variants {
         self.pipelines.variants()
@@ -265,11 +280,13 @@ fn looks_like_software(name: &str) -> bool {
 }
 
 /// The kernel variants for this adapter (see `Variants`); natively the
-/// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_ATTENTION
+/// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_MATMUL_LANES
+/// (threads per matmul row, a power of two to 64), HEARTH_ATTENTION
 /// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
 /// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
-/// every thread loads x and the query itself) and HEARTH_KV (`f16` or
+/// every thread loads x and the query itself, and the matmul's lanes add
+/// their sums in workgroup memory) and HEARTH_KV (`f16` or
 /// `f32`: the KV cache's type, f16 only where the device has shader-f16)
 /// override them, to compare the variants.
 fn variants(report: &AdapterReport) -> Variants {
@@ -286,6 +303,11 @@ fn variants(report: &AdapterReport) -> Variants {
             Ok("f32") => false,
             _ => !report.is_software,
         };
+    if let Some(n @ (1 | 2 | 4 | 8 | 16 | 32 | 64)) = std::env::var("HEARTH_MATMUL_LANES").ok().and_then(|v| v.parse().ok()) {
+        variants.matmul_lanes_per_row = n;
+    }
+    variants.subgroup_reductions = report.has_subgroups_of(variants.matmul_lanes_per_row)
+        && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
     }

@@ -60,12 +60,17 @@ impl Kernel {
             _ => self.file(),
         };
         let shared = variants.subgroup_shared_loads;
+        let matmul = matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu);
         let entry = match self {
-            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu if shared => MATMUL_X_SUBGROUP,
-            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => MATMUL_X_LOADS,
-            Kernel::Attention if variants.split_keys_attention && shared => ATTENTION_Q_SUBGROUP,
-            Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE,
-            _ => "",
+            _ if matmul && variants.matmul_lanes() > 1 => {
+                let sum = if variants.subgroup_reductions { MATMUL_LANES_SUBGROUP } else { MATMUL_LANES_WORKGROUP };
+                format!("{MATMUL_X_LOADS}\n{MATMUL_LANES}\n{sum}")
+            }
+            _ if matmul && shared => MATMUL_X_SUBGROUP.to_string(),
+            _ if matmul => format!("{MATMUL_X_LOADS}\n{MATMUL_THREADS}"),
+            Kernel::Attention if variants.split_keys_attention && shared => ATTENTION_Q_SUBGROUP.to_string(),
+            Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE.to_string(),
+            _ => String::new(),
         };
         let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
         format!("{kv}\n{STEP}\n{quant}\n{file}\n{entry}")
@@ -77,6 +82,12 @@ const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_spli
 // threads get x or the query (see `Variants::subgroup_shared_loads`).
 const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
 const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
+const MATMUL_THREADS: &str = include_str!("../../../shaders/matmul_threads.wgsl");
+// The matmul with several threads per row (`Variants::matmul_lanes_per_row`)
+// and the two ways its threads add their sums up.
+const MATMUL_LANES: &str = include_str!("../../../shaders/matmul_lanes.wgsl");
+const MATMUL_LANES_WORKGROUP: &str = include_str!("../../../shaders/matmul_lanes_workgroup.wgsl");
+const MATMUL_LANES_SUBGROUP: &str = include_str!("../../../shaders/matmul_lanes_subgroup.wgsl");
 const ATTENTION_Q_TILE: &str = include_str!("../../../shaders/attention_q_tile.wgsl");
 const ATTENTION_Q_SUBGROUP: &str = include_str!("../../../shaders/attention_q_subgroup.wgsl");
 
@@ -119,6 +130,16 @@ pub struct Variants {
     /// shader-f16; `GpuContext::new` sets it on GPUs that have it (the
     /// fixtures' logits move by about 1e-2, against 5e-5 in f32).
     pub f16_kv_cache: bool,
+    /// Threads sharing each row of a matmul (shaders/matmul_lanes.wgsl),
+    /// a power of two up to 64; 1: a thread per row. On GPUs (8), where a
+    /// thread per row leaves most of the GPU idle on small matrices (576
+    /// rows: 576 threads); with four rows per thread (CPU-based adapters)
+    /// it is not used.
+    pub matmul_lanes_per_row: u32,
+    /// Those threads' sums added by subgroup shuffles
+    /// (matmul_lanes_subgroup.wgsl) rather than in workgroup memory: where
+    /// the device has subgroups of at least `matmul_lanes_per_row` lanes.
+    pub subgroup_reductions: bool,
 }
 
 impl Variants {
@@ -131,6 +152,17 @@ impl Variants {
             exact_half_unpack: false,
             subgroup_shared_loads: false,
             f16_kv_cache: false,
+            matmul_lanes_per_row: if software { 1 } else { 8 },
+            subgroup_reductions: false,
+        }
+    }
+
+    /// Threads per matmul row as the kernels use it (1 with four rows per thread).
+    pub fn matmul_lanes(&self) -> u32 {
+        if self.matmul_rows_per_thread == 4 {
+            1
+        } else {
+            self.matmul_lanes_per_row.clamp(1, 64)
         }
     }
 
@@ -195,6 +227,9 @@ impl Pipelines {
                     constants.push(("RPT", self.rows_per_thread(kernel) as f64));
                     constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
                     constants.push(("SWIGLU", f64::from(kernel == Kernel::MatmulSwiglu)));
+                    if self.variants.matmul_lanes() > 1 {
+                        constants.push(("LANES", self.variants.matmul_lanes() as f64));
+                    }
                 }
                 Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(&label),

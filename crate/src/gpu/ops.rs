@@ -58,7 +58,8 @@ pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulO
         MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, rows, rows, [out, spare1, spare2]),
     };
     let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, 0, 0, 0]);
-    let grid = Grid::Rows { rows: rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) };
+    let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * ctx.variants().matmul_lanes();
+    let grid = Grid::Rows { threads };
     let [out, out_k, out_v] = outs;
     Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v], grid)
 }

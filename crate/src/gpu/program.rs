@@ -30,8 +30,9 @@ pub enum Grid {
     Threads { per_token: u32 },
     /// One workgroup per token.
     PerToken,
-    /// One thread per output row, whatever the tokens (shaders/matmul.wgsl).
-    Rows { rows: u32 },
+    /// `threads` threads, whatever the tokens (shaders/matmul.wgsl: one per
+    /// RPT output rows, or LANES per RPT rows).
+    Rows { threads: u32 },
     /// One workgroup per (head, token) (shaders/attention.wgsl).
     Attention { heads: u32 },
     /// A single workgroup.
@@ -49,8 +50,8 @@ impl Grid {
                 let (x, y) = grid_2d(tokens);
                 [x, y, 1]
             }
-            Grid::Rows { rows } => {
-                let (x, y) = grid_2d(rows.div_ceil(WG));
+            Grid::Rows { threads } => {
+                let (x, y) = grid_2d(threads.div_ceil(WG));
                 [x, y, 1]
             }
             Grid::Attention { heads } => [heads, tokens, 1],
