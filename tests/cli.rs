@@ -36,6 +36,26 @@ fn unambiguous_prefix(case: &Value, n: usize) -> Vec<u32> {
     ids(&case["generated_ids"])[..end].to_vec()
 }
 
+/// `hearth info`: the adapter, and the kernel variants picked for it, which
+/// follow from what it is and has.
+#[test]
+fn info_reports_the_adapter_and_its_kernel_variants() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let info = json(&["info"]);
+    let variants = &info["kernel_variants"];
+    let software = info["is_software"].as_bool().unwrap();
+    assert_eq!(variants["matmul_rows_per_thread"], if software { 4 } else { 1 }, "{info}");
+    assert_eq!(variants["split_keys_attention"], software, "{info}");
+    // The f16 KV cache only where there is shader-f16, and by default only on GPUs.
+    let f16 = variants["f16_kv_cache"].as_bool().unwrap();
+    assert!(!f16 || info["shader_f16"] == true, "{info}");
+    if std::env::var("HEARTH_KV").is_err() {
+        assert_eq!(f16, !software && info["shader_f16"] == true, "{info}");
+    }
+}
+
 #[test]
 fn generate_chat_and_raw_follow_the_exact_greedy_path() {
     follow_the_exact_greedy_path("gpu");

@@ -61,11 +61,11 @@ impl Gpu {
         Ok(Gpu { ctx: GpuContext::new().await? })
     }
 
-    /// The adapter: name, vendor, backend, whether it is software, limits.
+    /// The adapter: name, vendor, backend, whether it is software, limits,
+    /// and the kernel variants picked for it (`kernel_variants`).
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> Result<JsValue, JsValue> {
-        let json = serde_json::to_string(&*self.ctx.report).map_err(|e| JsValue::from_str(&e.to_string()))?;
-        js_sys::JSON::parse(&json)
+        to_js(&self.ctx.described())
     }
 
     /// RMSNorm of `x` (rows × w.length) on the GPU.
@@ -475,12 +475,12 @@ impl WasmEngine {
         Ok(self.engine()?.model.memory_bytes() as f64)
     }
 
-    /// The WebGPU adapter the engine runs on; on the CPU backend `{name,
-    /// backend: 'cpu', threads, simd}`.
+    /// The WebGPU adapter the engine runs on, with its kernel variants; on
+    /// the CPU backend `{name, backend: 'cpu', threads, simd}`.
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> Result<JsValue, JsValue> {
         match &self.backend {
-            Backend::Gpu(ctx) => to_js(&*ctx.report),
+            Backend::Gpu(ctx) => to_js(&ctx.described()),
             Backend::Cpu => to_js(&serde_json::json!({
                 "name": self.backend.describe(), "backend": "cpu",
                 "threads": rayon::current_num_threads(), "simd": crate::cpu::simd::name(),

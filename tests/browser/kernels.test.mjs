@@ -117,4 +117,8 @@ test('the adapter is reported', async (t) => {
   t.diagnostic(`adapter: ${JSON.stringify(info)}`);
   assert.equal(info.backend, 'BrowserWebGpu');
   assert.ok(info.max_storage_buffer_binding_size >= 128 * 2 ** 20);
+  // SwiftShader: the variants of CPU-based adapters, no subgroups or f16 through wgpu.
+  assert.equal(info.kernel_variants.matmul_rows_per_thread, info.is_software ? 4 : 1);
+  assert.equal(info.kernel_variants.subgroup_shared_loads, false);
+  assert.equal(info.kernel_variants.f16_kv_cache, !info.is_software && info.shader_f16);
 });

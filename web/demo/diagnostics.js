@@ -44,7 +44,10 @@ async function main() {
   const name = [js.vendor, js.architecture, js.description].filter(Boolean).join(' · ') || 'unnamed adapter';
   const info = gpu.adapterInfo();
   const software = /swiftshader|llvmpipe|lavapipe|warp/i.test(`${js.architecture} ${js.description}`);
-  show('adapter', `${name} (WebGPU${software ? ', software' : ''}; max buffer ${info.max_buffer_size / 2 ** 20} MiB)`, 'ok');
+  const v = info.kernel_variants;
+  const kernels = v.matmul_rows_per_thread === 4 ? 'matmul 4 rows per thread' : `matmul ${v.matmul_lanes_per_row} threads per row`;
+  show('adapter', `${name} (WebGPU${software ? ', software' : ''}; max buffer ${info.max_buffer_size / 2 ** 20} MiB; ` +
+    `${kernels}, KV cache ${v.f16_kv_cache ? 'f16' : 'f32'})`, 'ok');
 
   show('kernel', 'running every kernel against the CPU reference…');
   try {

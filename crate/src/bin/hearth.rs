@@ -263,9 +263,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// The adapter's report with the kernel variants picked for it (`kernel_variants`).
 fn info() -> Result<()> {
     let ctx = GpuContext::new_blocking()?;
-    println!("{}", serde_json::to_string_pretty(&*ctx.report).expect("report serialises"));
+    println!("{}", serde_json::to_string_pretty(&ctx.described()).expect("JSON values serialise"));
     Ok(())
 }
 

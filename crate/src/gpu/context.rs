@@ -187,6 +187,15 @@ impl GpuContext {
         })
     }
 
+    /// The adapter's report (`AdapterReport`) with the kernel variants
+    /// picked for it as `kernel_variants`: what `hearth info` prints and
+    /// the browser's `adapterInfo()` returns.
+    pub fn described(&self) -> serde_json::Value {
+        let mut report = serde_json::to_value(&*self.report).expect("the report serialises");
+        report["kernel_variants"] = serde_json::to_value(self.variants()).expect("the variants serialise");
+        report
+    }
+
     /// The kernel variants this context compiles.
     pub fn variants(&self) -> Variants {
         self.pipelines.variants()

@@ -94,7 +94,7 @@ const ATTENTION_Q_SUBGROUP: &str = include_str!("../../../shaders/attention_q_su
 /// Kernel choices made per adapter: the fastest design differs between GPUs
 /// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
 /// and every barrier is emulated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Variants {
     /// Output rows per matmul thread (shaders/matmul.wgsl `RPT`): 1 on GPUs,
     /// 4 on CPU-based adapters, where rows sharing the loads of x pays off.
