@@ -1,6 +1,6 @@
-// shaders/matmul.wgsl as GPUs want it (after matmul_x_loads.wgsl, before
-// the entry point matmul_lanes_workgroup.wgsl or matmul_lanes_subgroup.wgsl,
-// which give `lanes_sum`).
+// Entry point of shaders/matmul.wgsl as GPUs want it (after
+// matmul_x_loads.wgsl; matmul_lanes_workgroup.wgsl or
+// matmul_lanes_subgroup.wgsl give `lanes_sum`).
 
 // Threads per row: a power of two dividing WG.
 override LANES: u32 = 8u;
@@ -64,3 +64,10 @@ fn store_lanes(t: u32, row: u32, v: f32, up: f32) {
     }
 }
 
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    // (WG is a multiple of LANES: a row's threads are in one workgroup.)
+    let thread = (wg.y * groups.x + wg.x) * WG + lid;
+    matmul_lanes(thread / LANES, thread % LANES, lid);
+}

@@ -1,6 +1,6 @@
-// Entry point of shaders/matmul.wgsl with LANES threads per row
-// (GPUs: matmul_lanes.wgsl, after it), their sums added in
-// workgroup memory: for devices without subgroups (wgpu's WebGPU backend).
+// `lanes_sum` of shaders/matmul_lanes.wgsl (GPUs: LANES threads per
+// matmul row), the threads' sums added in workgroup memory: for devices
+// without subgroups (wgpu's WebGPU backend).
 
 var<workgroup> lane_sums: array<vec4<f32>, WG>;
 
@@ -17,12 +17,4 @@ fn lanes_sum(v: vec4<f32>, lid: u32) -> vec4<f32> {
     }
     workgroupBarrier(); // lane_sums is written again by the next call
     return sum;
-}
-
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    // (WG is a multiple of LANES: a row's threads are in one workgroup.)
-    let thread = (wg.y * groups.x + wg.x) * WG + lid;
-    matmul_lanes(thread / LANES, thread % LANES, lid);
 }

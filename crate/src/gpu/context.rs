@@ -315,8 +315,6 @@ fn variants(report: &AdapterReport) -> Variants {
     if let Some(n @ (1 | 2 | 4 | 8 | 16 | 32 | 64)) = std::env::var("HEARTH_MATMUL_LANES").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_lanes_per_row = n;
     }
-    variants.subgroup_reductions = report.has_subgroups_of(variants.matmul_lanes_per_row)
-        && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     if let Some(n @ (1 | 4)) = std::env::var("HEARTH_MATMUL_RPT").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_rows_per_thread = n;
     }
@@ -328,6 +326,9 @@ fn variants(report: &AdapterReport) -> Variants {
         Ok("shared-keys") => variants.split_keys_attention = false,
         _ => {}
     }
+    // Where the matmul has several threads per row (GPUs) and they fit in a subgroup.
+    let lanes = variants.matmul_lanes();
+    variants.subgroup_reductions = lanes > 1 && report.has_subgroups_of(lanes) && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     variants
 }
 
