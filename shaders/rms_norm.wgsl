@@ -19,6 +19,8 @@ struct Shape {
     _pad: u32,
 }
 
+// Threads per token: 64 on GPUs, 8 on CPU-based adapters (one SIMD batch,
+// so the reduction's barriers are cheap: `Variants::rms_norm_threads`).
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> shape: Shape;

@@ -36,9 +36,12 @@ fn all_pass(ctx: &GpuContext, kernel: Kernel) -> Vec<KernelCheck> {
 fn rms_norm_matches_cpu_reference() {
     let Some(ctx) = gpu() else { return };
     eprintln!("adapter: {} ({})", ctx.report.name, ctx.report.backend);
-    let checks = all_pass(&ctx, Kernel::RmsNorm);
-    // Both entry points: the one-shot helper and the model's row0 dispatch.
-    assert!(checks.iter().any(|c| c.case.contains("one-shot")) && checks.iter().any(|c| c.case.starts_with("rows ")));
+    // Workgroups of 8 threads (CPU-based adapters) and of 64 (GPUs).
+    for rms_norm_threads in [8, 64] {
+        let checks = all_pass(&ctx.with_variants(Variants { rms_norm_threads, ..ctx.variants() }), Kernel::RmsNorm);
+        // Both entry points: the one-shot helper and the model's row0 dispatch.
+        assert!(checks.iter().any(|c| c.case.contains("one-shot")) && checks.iter().any(|c| c.case.starts_with("rows ")));
+    }
 }
 
 #[test]
