@@ -57,7 +57,8 @@ fn the_memory_plan_matches_what_each_backend_allocates() {
     let config = ModelConfig::from_gguf(&gguf).unwrap();
     let options = ModelOptions { context: 1024, max_batch: 64 };
     let mut backends = vec![Backend::Cpu];
-    backends.extend(common::gpu().map(Backend::Gpu));
+    // This adapter's variants, and those of GPUs (an f16 KV cache where it has shader-f16).
+    backends.extend(common::gpu().into_iter().flat_map(|ctx| [Backend::Gpu(ctx.with_gpu_variants()), Backend::Gpu(ctx)]));
     for backend in backends {
         let plan = plan::check(&backend, &config, options, &gguf).unwrap();
         let engine = Engine::from_gguf(&backend, &bytes, options).unwrap();
@@ -75,13 +76,15 @@ fn a_context_beyond_the_adapters_buffer_limit_is_refused_with_what_fits() {
     let (Some(ctx), Some(bytes)) = (common::gpu(), common::default_model_bytes()) else { return };
     let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).unwrap();
     let mut config = ModelConfig::from_gguf(&gguf).unwrap();
-    let limits = Limits::of(&Backend::Gpu(ctx));
+    let backend = Backend::Gpu(ctx);
+    let limits = Limits::of(&backend);
     let per_buffer = limits.per_buffer.expect("a GPU limits its buffers");
-    // A context so long that one layer's keys outgrow the largest buffer.
-    let per_position = config.kv_dim() as u64 * 4;
+    // A context so long that one layer's keys outgrow the largest buffer
+    // (f32 or f16 keys, as this adapter keeps them).
+    let per_position = config.kv_dim() as u64 * backend.kv_value_bytes();
     config.context_length = usize::try_from(per_buffer / per_position * 2).unwrap();
     let options = ModelOptions { context: config.context_length, max_batch: 32 };
-    let plan = MemoryPlan::new(hearth_llm::model::BackendKind::Gpu, &config, options, &gguf).unwrap();
+    let plan = MemoryPlan::new(backend.kind(), backend.kv_value_bytes(), &config, options, &gguf).unwrap();
     let err = plan.check(&config, limits).unwrap_err();
     assert_eq!(err.code(), "too_large");
     let fits = per_buffer / per_position;

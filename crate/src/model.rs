@@ -61,6 +61,15 @@ impl Backend {
         }
     }
 
+    /// Bytes per value of the KV cache: 2 where the GPU keeps it in f16
+    /// (`Variants::f16_kv_cache`), else 4.
+    pub fn kv_value_bytes(&self) -> u64 {
+        match self {
+            Backend::Gpu(ctx) => ctx.variants().kv_bytes() as u64,
+            Backend::Cpu => 4,
+        }
+    }
+
     /// A short description: the GPU adapter, or the CPU and its threads.
     pub fn describe(&self) -> String {
         match self {

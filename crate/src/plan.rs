@@ -78,10 +78,14 @@ pub struct MemoryPlan {
     /// The largest weight tensor and its bytes.
     pub largest: (String, u64),
     pub options: ModelOptions,
+    /// KV cache bytes per position (all layers' keys and values).
+    pub kv_per_position: u64,
 }
 
 impl MemoryPlan {
-    pub fn new(kind: BackendKind, config: &ModelConfig, options: ModelOptions, table: &dyn TensorTable) -> Result<Self> {
+    /// The plan on a backend of `kind` whose KV cache holds `kv_value_bytes`
+    /// bytes per value (`Backend::kv_value_bytes`).
+    pub fn new(kind: BackendKind, kv_value_bytes: u64, config: &ModelConfig, options: ModelOptions, table: &dyn TensorTable) -> Result<Self> {
         let options = clamp_options(config, options);
         let mut weights = 0u64;
         let mut largest = (String::new(), 0u64);
@@ -94,12 +98,14 @@ impl MemoryPlan {
             }
         }
         let widths: u64 = Act::ALL.iter().map(|a| a.width(config) as u64).sum();
+        let kv_per_position = 2 * config.n_layers as u64 * config.kv_dim() as u64 * kv_value_bytes;
         Ok(MemoryPlan {
             weights,
-            kv_cache: kv_bytes_per_position(config).saturating_mul(options.context as u64),
+            kv_cache: kv_per_position.saturating_mul(options.context as u64),
             activations: (options.max_batch as u64 * widths + 2 * config.vocab_size as u64) * 4,
             largest,
             options,
+            kv_per_position,
         })
     }
 
@@ -117,7 +123,7 @@ impl MemoryPlan {
             self.options.context,
             size(self.activations)
         );
-        let per_position = kv_bytes_per_position(config);
+        let per_position = self.kv_per_position;
         if let Some(limit) = limits.per_buffer {
             let (name, bytes) = &self.largest;
             if *bytes > limit {
@@ -163,14 +169,9 @@ impl MemoryPlan {
 /// The check every load makes first: the plan for `backend`, refused if it
 /// cannot fit.
 pub fn check(backend: &Backend, config: &ModelConfig, options: ModelOptions, table: &dyn TensorTable) -> Result<MemoryPlan> {
-    let plan = MemoryPlan::new(backend.kind(), config, options, table)?;
+    let plan = MemoryPlan::new(backend.kind(), backend.kv_value_bytes(), config, options, table)?;
     plan.check(config, Limits::of(backend))?;
     Ok(plan)
-}
-
-/// KV cache bytes per position: keys and values of every layer, f32.
-fn kv_bytes_per_position(c: &ModelConfig) -> u64 {
-    2 * c.n_layers as u64 * c.kv_dim() as u64 * 4
 }
 
 /// Bytes one weight tensor takes on a backend (matrices in their repacked
@@ -237,7 +238,7 @@ mod tests {
     }
 
     fn plan(kind: BackendKind, c: &ModelConfig, context: usize) -> MemoryPlan {
-        MemoryPlan::new(kind, c, ModelOptions { context, max_batch: 128 }, &Table(c.clone())).unwrap()
+        MemoryPlan::new(kind, 4, c, ModelOptions { context, max_batch: 128 }, &Table(c.clone())).unwrap()
     }
 
     #[test]
@@ -247,6 +248,8 @@ mod tests {
         // Q4_1 on the GPU: 20 bytes per 32 values; the embedding is the largest.
         assert_eq!(p.largest, ("token_embd.weight".to_string(), 10_000 * 256 / 32 * 20));
         assert_eq!(p.kv_cache, 2 * 4 * 256 * 4 * 512);
+        let f16 = MemoryPlan::new(BackendKind::Gpu, 2, &c, ModelOptions { context: 512, max_batch: 128 }, &Table(c.clone())).unwrap();
+        assert_eq!(f16.kv_cache, p.kv_cache / 2, "an f16 KV cache takes half");
         let cpu = plan(BackendKind::Cpu, &c, 512);
         assert_eq!(cpu.largest.1, 10_000 * 256 / 32 * 24); // f32 scale and minimum per block
         assert!(p.check(&c, Limits { per_buffer: Some(1 << 30), total: None }).is_ok());
