@@ -8,22 +8,32 @@
 //
 // Several matrices stacked in one (a layer's Q, K and V) are one product
 // whose rows go to up to three outputs: rows below `split1` to `out`, then
-// up to `split2` to `out_k` (the keys, before RoPE writes them into the
-// cache), the rest to `out_v`, the value cache (of element type `kv`), at
-// row pos0 + t. With SWIGLU, the matrix is a layer's FFN gate
+// up to `split2` to `out_k` (the keys: for RoPE to rotate into the cache,
+// or with ROPE_IN_QKV the key cache itself), the rest to `out_v`, the value
+// cache (of element type `kv`), at row pos0 + t. With ROPE_IN_QKV (set by
+// the kernel table where a thread has four rows: CPU-based adapters) each
+// thread of such a product takes two pairs of neighbouring rows, and
+// rotates the queries' and keys' pairs by RoPE as it writes them
+// (`rope_pairs` > 0): one dispatch fewer per layer. ROPE_IN_QKV, `key_out`
+// (out_k's type) and `rope_pair` come from matmul_rope.wgsl or
+// matmul_no_rope.wgsl. With SWIGLU, the matrix is a layer's FFN gate
 // over its up projection (2 · f rows) and out[t, r] = silu(gate) · up for
 // r < f: each thread computes gate row r before up row r + f (RPT = 2 or 4).
 //
 // Bindings (group 0):
-//   0 shape    uniform { rows, cols, scale_base, split1, split2 }
+//   0 shape    uniform { rows, cols, scale_base, split1, split2, head_dim, rope_pairs }
 //   1 step     uniform Step (tokens, pos0)
 //   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
 //   3 x        tokens × cols f32, read as vec4
 //   4 out      tokens × split1 f32
 //   5 quants   the same buffer as 2, read as vec4<u32>: each thread loads a
 //              block's quant words 16 bytes at a time
-//   6 out_k    tokens × (split2 - split1) f32 (bound to a spare buffer when split1 = rows)
+//   6 out_k    tokens × (split2 - split1) f32, or with ROPE_IN_QKV (pos0 +
+//              tokens) × (split2 - split1) kv (a spare buffer when split1 = rows)
 //   7 out_v    (pos0 + tokens) × (rows - split2) kv (likewise when split2 = rows)
+//   8 table    with ROPE_IN_QKV (every matmul kernel binds it, the QKV
+//              product reads it): RoPE's context × rope_pairs vec2 (cos,
+//              sin), as shaders/rope.wgsl reads it (matmul_rope.wgsl)
 // Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
@@ -32,9 +42,9 @@ struct Shape {
     scale_base: u32,
     split1: u32,
     split2: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    head_dim: u32,
+    rope_pairs: u32,
+    _pad: u32,
 }
 
 override WG: u32 = 64u;
@@ -55,7 +65,7 @@ override SWIGLU: bool = false;
 @group(0) @binding(3) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> quants: array<vec4<u32>>;
-@group(0) @binding(6) var<storage, read_write> out_k: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_k: array<key_out>;
 @group(0) @binding(7) var<storage, read_write> out_v: array<kv>;
 
 // Group g (16 bytes) of the quant words of block k of the row at `at`.
@@ -104,7 +114,7 @@ fn store(t: u32, row: u32, v: f32) {
     if (!SPLIT || row < shape.split1) {
         out[t * shape.split1 + row] = v;
     } else if (row < shape.split2) {
-        out_k[t * (shape.split2 - shape.split1) + row - shape.split1] = v;
+        out_k[(select(0u, step.pos0, ROPE_IN_QKV) + t) * (shape.split2 - shape.split1) + row - shape.split1] = key_out(v);
     } else {
         out_v[(step.pos0 + t) * (shape.rows - shape.split2) + row - shape.split2] = kv(v);
     }
@@ -340,6 +350,33 @@ fn matmul_threads() -> u32 {
     return (shape.rows + RPT - 1u) / RPT;
 }
 
+// The four rows of `thread` (RPT = 4): rows thread + j · stride, so that
+// neighbouring threads read neighbouring words; with ROPE_IN_QKV, in the
+// QKV product, the pairs 2 (thread + h · stride) + {0, 1} (h = 0, 1), so
+// that each RoPE pair (neighbouring rows: a head's dimensions 2i, 2i + 1)
+// is one thread's. (Both cover every row: stride = ceil(rows / 4).)
+fn rows4_of(thread: u32, stride: u32) -> vec4<u32> {
+    if (SPLIT && ROPE_IN_QKV) {
+        return vec4<u32>(2u * thread, 2u * thread + 1u, 2u * (thread + stride), 2u * (thread + stride) + 1u);
+    }
+    return vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride;
+}
+
+// Writes token t's values `v` of the four `rows` (rows4_of), those past the
+// last row not at all; with ROPE_IN_QKV, the queries' and keys' pairs
+// rotated first.
+fn store_rows4(t: u32, rows: vec4<u32>, v: vec4<f32>) {
+    var w = v;
+    if (SPLIT && ROPE_IN_QKV) {
+        w = vec4<f32>(rope_pair(t, rows.x, w.xy), rope_pair(t, rows.z, w.zw));
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (rows[j] < shape.rows) {
+            store(t, rows[j], w[j]);
+        }
+    }
+}
+
 // The product for thread `thread_id`. The entry point is in
 // matmul_x_loads.wgsl or matmul_x_subgroup.wgsl, which also give
 // `block_dot_rows4_x`, block_dot_rows4 with x loaded by each thread or
@@ -355,7 +392,8 @@ fn matmul(thread_id: u32, lane: u32) {
         let live = thread_id < stride;
         let thread = min(thread_id, stride - 1u);
         // Rows past the end read the last row (in bounds) and are not written.
-        let r = min(vec4<u32>(thread) + vec4<u32>(0u, 1u, 2u, 3u) * stride, vec4<u32>(shape.rows - 1u));
+        let rows = rows4_of(thread, stride);
+        let r = min(rows, vec4<u32>(shape.rows - 1u));
         let at = rows4_at(r, blocks);
         // Four tokens at a time (a 4 × 4 tile of rows × tokens), then the rest one by one.
         let full = step.tokens / 4u * 4u;
@@ -376,13 +414,8 @@ fn matmul(thread_id: u32, lane: u32) {
                 }
                 continue;
             }
-            for (var j = 0u; j < 4u; j++) {
-                let row = thread + j * stride;
-                if (row < shape.rows) {
-                    for (var i = 0u; i < 4u; i++) {
-                        store(t + i, row, acc[j][i]);
-                    }
-                }
+            for (var i = 0u; i < 4u; i++) {
+                store_rows4(t + i, rows, vec4<f32>(acc[0][i], acc[1][i], acc[2][i], acc[3][i]));
             }
         }
         for (var t = full; t < step.tokens; t++) {
@@ -398,12 +431,7 @@ fn matmul(thread_id: u32, lane: u32) {
                 store_swiglu(t, thread + stride, acc.y, acc.w);
                 continue;
             }
-            for (var j = 0u; j < 4u; j++) {
-                let row = thread + j * stride;
-                if (row < shape.rows) {
-                    store(t, row, acc[j]);
-                }
-            }
+            store_rows4(t, rows, acc);
         }
         return;
     }

@@ -72,8 +72,13 @@ impl Kernel {
             Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE.to_string(),
             _ => String::new(),
         };
+        let rope = match self {
+            _ if matmul && variants.rope_in_qkv() => MATMUL_ROPE,
+            _ if matmul => MATMUL_NO_ROPE,
+            _ => "",
+        };
         let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
-        format!("{kv}\n{STEP}\n{quant}\n{file}\n{entry}")
+        format!("{kv}\n{STEP}\n{quant}\n{file}\n{rope}\n{entry}")
     }
 }
 
@@ -83,6 +88,9 @@ const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_spli
 const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
 const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
 const MATMUL_THREADS: &str = include_str!("../../../shaders/matmul_threads.wgsl");
+// RoPE in the QKV product's writes, or not (`Variants::rope_in_qkv`).
+const MATMUL_ROPE: &str = include_str!("../../../shaders/matmul_rope.wgsl");
+const MATMUL_NO_ROPE: &str = include_str!("../../../shaders/matmul_no_rope.wgsl");
 // The matmul with several threads per row (`Variants::matmul_lanes_per_row`)
 // and the two ways its threads add their sums up.
 const MATMUL_LANES: &str = include_str!("../../../shaders/matmul_lanes.wgsl");
@@ -170,6 +178,15 @@ impl Variants {
         } else {
             self.matmul_lanes_per_row.clamp(1, 64)
         }
+    }
+
+    /// RoPE applied by the QKV product as it writes the queries and the
+    /// keys (straight into the cache), instead of by a dispatch of its own
+    /// (shaders/matmul_rope.wgsl): with four rows per thread and stacked
+    /// matrices (CPU-based adapters), where a thread can hold both rows of
+    /// each rotated pair and a dispatch costs tens of microseconds.
+    pub fn rope_in_qkv(&self) -> bool {
+        self.matmul_rows_per_thread == 4 && self.stacked_matmuls
     }
 
     /// Bytes per value of the KV cache.

@@ -6,7 +6,7 @@
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
-use crate::gpu::ops::{KeysToCache, MatmulOut};
+use crate::gpu::ops::{KeysToCache, MatmulOut, QkvRope};
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
@@ -31,7 +31,8 @@ pub fn stacked_matrices(ctx: &GpuContext, c: &ModelConfig) -> Vec<(Vec<(String, 
 /// The dispatch that does the first operations of `ops` at once, and how
 /// many it does, where one does several:
 ///   - a layer's Q, K and V projections, stacked (`GpuWeights::stacked`), as
-///     one matmul writing the queries, the keys and the value cache;
+///     one matmul writing the queries, the keys and the value cache, and
+///     where `Variants::rope_in_qkv` the RoPE of the queries and keys too;
 ///   - its FFN gate and up projections, stacked, and the SwiGLU of the two,
 ///     as one matmul that writes silu(gate) · up;
 ///   - the RoPE of its queries and of its keys;
@@ -62,8 +63,20 @@ fn fused(
     if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv)))) = (a, b, matmul(third)) {
         if x == xk && x == xv && l == lv {
             if let Some(w) = weights.stacked(&[wq, wk, wv]) {
-                let out = MatmulOut::Qkv { q: &acts[&q], q_rows: q.width(c), k: new_keys, v: &values[l], kv_rows: c.kv_dim() };
-                return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 3)));
+                let (q_rows, kv_rows) = (q.width(c), c.kv_dim());
+                if !ctx.variants().rope_in_qkv() {
+                    let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: new_keys, v: &values[l], kv_rows, rope: None };
+                    return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 3)));
+                }
+                // The RoPE of these queries and keys, applied as they are written.
+                let ropes = matches!((ops.get(3), ops.get(4)),
+                    (Some(Op::Rope { x: Rows::Act(rq), .. }), Some(Op::Rope { x: Rows::Keys(rl), .. })) if *rq == q && *rl == l);
+                if !ropes {
+                    return Err(HearthError::Model("the Q, K and V projections are not followed by the RoPE of the queries and keys".into()));
+                }
+                let rope = Some(QkvRope { table: rope_table, head_dim: c.head_dim, rope_dim: c.rope_dim });
+                let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: &keys[l], v: &values[l], kv_rows, rope };
+                return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 5)));
             }
         }
     }

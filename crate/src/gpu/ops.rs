@@ -40,28 +40,53 @@ pub enum MatmulOut<'a> {
     /// row pos0 + t.
     Values { v: &'a Buf },
     /// A layer's stacked Q, K and V: the first `q_rows` rows to `q`, the
-    /// next `kv_rows` to `k` (tokens × kv_rows f32, for RoPE to rotate into
-    /// the key cache) and the rest to the value cache `v`, at row pos0 + t.
-    Qkv { q: &'a Buf, q_rows: usize, k: &'a Buf, v: &'a Buf, kv_rows: usize },
+    /// next `kv_rows` to `k` and the rest to the value cache `v`, at row
+    /// pos0 + t. Where `Variants::rope_in_qkv`, `k` is the key cache (keys
+    /// at row pos0 + t, element type `kv`) and `rope` rotates the queries
+    /// and keys as they are written; otherwise `k` takes the keys in f32
+    /// (tokens × kv_rows) for `rope` to rotate into the cache, and `rope`
+    /// is not used here.
+    Qkv { q: &'a Buf, q_rows: usize, k: &'a Buf, v: &'a Buf, kv_rows: usize, rope: Option<QkvRope<'a>> },
     /// A layer's stacked FFN gate and up: silu(gate) · up to `out` (tokens × rows / 2).
     Swiglu { out: &'a Buf },
+}
+
+/// RoPE as the QKV product applies it: the cos/sin `table` (as `rope`
+/// takes it), the head size and the rotated dimensions per head.
+#[derive(Clone, Copy)]
+pub struct QkvRope<'a> {
+    pub table: &'a Buf,
+    pub head_dim: usize,
+    pub rope_dim: usize,
 }
 
 /// x (tokens × cols) · Wᵀ (tokens × rows), written as `out` says.
 pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>) -> Dispatch {
     let rows = w.rows as u32;
     let [spare1, spare2] = &*ctx.spare_outputs;
+    let mut rope = None;
     let (kernel, split1, split2, outs) = match out {
         MatmulOut::One { out } => (Kernel::Matmul, rows, rows, [out, spare1, spare2]),
         MatmulOut::Values { v } => (Kernel::MatmulQkv, 0, 0, [spare1, spare2, v]),
-        MatmulOut::Qkv { q, q_rows, k, v, kv_rows } => (Kernel::MatmulQkv, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v]),
+        MatmulOut::Qkv { q, q_rows, k, v, kv_rows, rope: r } => {
+            rope = r;
+            (Kernel::MatmulQkv, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v])
+        }
         MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, rows, rows, [out, spare1, spare2]),
     };
-    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, 0, 0, 0]);
+    let rope = rope.filter(|_| ctx.variants().rope_in_qkv());
+    let (head_dim, rope_pairs) = rope.map_or((0, 0), |r| (r.head_dim as u32, (r.rope_dim / 2) as u32));
+    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, head_dim, rope_pairs, 0]);
     let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * ctx.variants().matmul_lanes();
     let grid = Grid::Rows { threads };
     let [out, out_k, out_v] = outs;
-    Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &[&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v], grid)
+    let mut buffers = vec![&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v];
+    if ctx.variants().rope_in_qkv() {
+        // Every matmul kernel binds the table then (matmul_rope.wgsl); the
+        // weights stand in where nothing is rotated (read-only, never read there).
+        buffers.push(rope.map_or(&w.buffer, |r| r.table));
+    }
+    Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &buffers, grid)
 }
 
 /// A layer's keys for RoPE: `keys` (tokens × heads × head_dim f32) rotated

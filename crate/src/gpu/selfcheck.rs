@@ -503,17 +503,24 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 /// whose rows go to three outputs (the queries, the keys, and the value
 /// cache at pos0 + t), and one matrix multiplied into the value cache alone,
 /// for every weight type, against [`matmul`]'s reference and tolerance (the
-/// values rounded as the cache holds them: see [`kv_magnitudes`]). The
-/// rows outside the step (random sentinels) must keep their bits.
+/// values rounded as the cache holds them: see [`kv_magnitudes`]). Where
+/// `Variants::rope_in_qkv`, the keys go to their cache at pos0 + t too, and
+/// the queries and keys are rotated by RoPE (`reference::rope`; a rotated
+/// pair's magnitude is the sum of its two). The rows outside the step
+/// (random sentinels) must keep their bits.
 async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
-    // (q rows, kv rows, cols, tokens, pos0); q rows 0: a V projection alone (`MatmulOut::Values`).
-    let cases: [(usize, usize, usize, usize, usize); 6] =
-        [(64, 64, 96, 1, 0), (128, 64, 64, 6, 3), (192, 64, 160, 1, 7), (0, 65, 160, 7, 5), (0, 33, 96, 4, 0), (0, 130, 64, 1, 3)];
+    let fused = ctx.variants().rope_in_qkv();
+    // (q rows, kv rows, cols, tokens, pos0, rope_dim of heads of 32); q rows 0:
+    // a V projection alone (`MatmulOut::Values`). The second: partial rotary.
+    let cases: [(usize, usize, usize, usize, usize, usize); 6] =
+        [(64, 64, 96, 1, 0, 32), (128, 64, 64, 6, 3, 16), (192, 64, 160, 1, 7, 32), (0, 65, 160, 7, 5, 0), (0, 33, 96, 4, 0, 0), (0, 130, 64, 1, 3, 0)];
+    let head_dim = 32;
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
-        for (j, &(q_rows, kv_rows, cols, tokens, pos0)) in cases.iter().enumerate() {
+        for (j, &(q_rows, kv_rows, cols, tokens, pos0, rope_dim)) in cases.iter().enumerate() {
             let case = match q_rows {
                 0 => format!("{ty} values {kv_rows} x {cols} alone, tokens {tokens} at {pos0}"),
+                _ if fused => format!("{ty} stacked q {q_rows} k {kv_rows} v {kv_rows} x {cols} with RoPE (rope_dim {rope_dim}), tokens {tokens} at {pos0}"),
                 _ => format!("{ty} stacked q {q_rows} k {kv_rows} v {kv_rows} x {cols}, tokens {tokens} at {pos0}"),
             };
             checks.push(
@@ -523,43 +530,72 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                         0 => random_matrix(ctx, ty, kv_rows, cols, seed)?,
                         _ => random_stack(ctx, ty, &[q_rows, kv_rows, kv_rows], cols, seed)?,
                     };
-                    let v_rows = m.rows - kv_rows..m.rows;
                     let x = random_vec(seed, tokens * cols, 1.0);
-                    let (prod, mag) = product_and_magnitude(&m, &x);
-                    // Each output one row longer than the step writes (sentinels).
+                    let (mut prod, mut mag) = product_and_magnitude(&m, &x);
+                    // Each cache one row longer than the step writes (sentinels).
                     let cache_len = (pos0 + tokens + 1) * kv_rows;
                     let v_before = kv_rounded(ctx, &random_vec(seed + 2, cache_len, 100.0));
                     let v = kv_buffer_from(ctx, "v", &v_before);
                     let x_buf = storage_from(ctx, "x", &x);
                     let s = step(ctx, tokens, pos0, 0);
-                    let (mut got, mut want, mut want_mag) = (Vec::new(), Vec::new(), Vec::new());
+                    let (mut want, mut want_mag) = (Vec::new(), Vec::new());
+                    // A cache (`before`) with rows `part` of the product at pos0 + t,
+                    // and its magnitudes (widened for the cache's rounding).
+                    let cache_part = |before: &[f32], part: std::ops::Range<usize>, prod: &[Vec<f64>], mag: &[Vec<f64>]| {
+                        let (mut cache, mut cache_mag) = (f64s(before), vec![0.0; cache_len]);
+                        for t in 0..tokens {
+                            let at = (pos0 + t) * kv_rows;
+                            cache[at..at + kv_rows].copy_from_slice(&prod[t][part.clone()]);
+                            cache_mag[at..at + kv_rows].copy_from_slice(&mag[t][part.clone()]);
+                        }
+                        let widened = kv_magnitudes(ctx, &cache, &cache_mag, 1e-5);
+                        (cache, widened)
+                    };
                     if q_rows == 0 {
                         dispatch::<f32>(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, MatmulOut::Values { v: &v })], tokens, &v, 1).await?;
+                        let (want, want_mag) = cache_part(&v_before, 0..kv_rows, &prod, &mag);
+                        return Ok(compare(&read_kv(ctx, &v, cache_len).await?, &want, &want_mag, 1e-5));
+                    }
+                    let q_before = random_vec(seed + 1, (tokens + 1) * q_rows, 100.0);
+                    let q = storage_from(ctx, "q", &q_before);
+                    let mut got: Vec<f32>;
+                    if fused {
+                        // Want: the queries and keys rotated, with magnitudes summed per pair.
+                        for t in 0..tokens {
+                            for part in [0..q_rows, q_rows..q_rows + kv_rows] {
+                                reference::rope(&mut prod[t][part.clone()], head_dim, rope_dim, (pos0 + t) as f64, 10_000.0);
+                                for r in part.step_by(head_dim) {
+                                    for p in (r..r + rope_dim).step_by(2) {
+                                        let sum = mag[t][p] + mag[t][p + 1];
+                                        (mag[t][p], mag[t][p + 1]) = (sum, sum);
+                                    }
+                                }
+                            }
+                        }
+                        let table = storage_from(ctx, "table", &f32_rope_table(pos0 + tokens + 1, rope_dim, 10_000.0));
+                        let k_before = kv_rounded(ctx, &random_vec(seed + 3, cache_len, 100.0));
+                        let k = kv_buffer_from(ctx, "k", &k_before);
+                        let rope = Some(ops::QkvRope { table: &table, head_dim, rope_dim });
+                        let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows, rope };
+                        got = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out)], tokens, &q, q_before.len()).await?;
+                        got.extend(read_kv(ctx, &k, cache_len).await?);
+                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
+                        let (k_want, k_mag) = cache_part(&k_before, q_rows..q_rows + kv_rows, &prod, &mag);
+                        want.extend(k_want);
+                        want_mag.extend(k_mag);
                     } else {
-                        let qk_before = random_vec(seed + 1, (tokens + 1) * (q_rows + kv_rows), 100.0);
-                        let (q_before, k_before) = qk_before.split_at((tokens + 1) * q_rows);
-                        let (q, k) = (storage_from(ctx, "q", q_before), storage_from(ctx, "k", k_before));
-                        let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows };
+                        let k_before = random_vec(seed + 3, (tokens + 1) * kv_rows, 100.0);
+                        let k = storage_from(ctx, "k", &k_before);
+                        let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows, rope: None };
                         got = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out)], tokens, &q, q_before.len()).await?;
                         got.extend(read(ctx, &k, k_before.len()).await?);
-                        for (before, rows) in [(q_before, 0..q_rows), (k_before, q_rows..q_rows + kv_rows)] {
-                            for t in 0..tokens {
-                                want.extend(&prod[t][rows.clone()]);
-                                want_mag.extend(&mag[t][rows.clone()]);
-                            }
-                            want.extend(f64s(&before[tokens * rows.len()..]));
-                            want_mag.extend(vec![0.0; rows.len()]);
-                        }
+                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
+                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &k_before, q_rows..q_rows + kv_rows);
                     }
                     got.extend(read_kv(ctx, &v, cache_len).await?);
-                    let (mut cache, mut cache_mag) = (f64s(&v_before), vec![0.0; cache_len]);
-                    for t in 0..tokens {
-                        let at = (pos0 + t) * kv_rows;
-                        cache[at..at + kv_rows].copy_from_slice(&prod[t][v_rows.clone()]);
-                        cache_mag[at..at + kv_rows].copy_from_slice(&mag[t][v_rows.clone()]);
-                    }
-                    want_mag.extend(kv_magnitudes(ctx, &cache, &cache_mag, 1e-5));
-                    want.extend(cache);
+                    let (v_want, v_mag) = cache_part(&v_before, q_rows + kv_rows..q_rows + 2 * kv_rows, &prod, &mag);
+                    want.extend(v_want);
+                    want_mag.extend(v_mag);
                     Ok(compare(&got, &want, &want_mag, 1e-5))
                 })
                 .await?,
@@ -567,6 +603,30 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
         }
     }
     Ok(checks)
+}
+
+/// Appends to `want` and `mag` rows `part` of each token's product, then
+/// the rest of `before` (the sentinel rows past the tokens', kept exactly).
+fn queries_then_sentinels(want: &mut Vec<f64>, mag: &mut Vec<f64>, prod: &[Vec<f64>], prod_mag: &[Vec<f64>], before: &[f32], part: std::ops::Range<usize>) {
+    for (p, m) in prod.iter().zip(prod_mag) {
+        want.extend(&p[part.clone()]);
+        mag.extend(&m[part.clone()]);
+    }
+    want.extend(f64s(&before[prod.len() * part.len()..]));
+    mag.resize(want.len(), 0.0);
+}
+
+/// RoPE's cos/sin table in f32 for positions 0..context (as the model builds
+/// it, from f64 angles): `rope_dim / 2` pairs per position.
+fn f32_rope_table(context: usize, rope_dim: usize, theta: f64) -> Vec<[f32; 2]> {
+    (0..context)
+        .flat_map(|p| {
+            (0..rope_dim / 2).map(move |i| {
+                let angle = p as f64 * theta.powf(-2.0 * i as f64 / rope_dim as f64);
+                [angle.cos() as f32, angle.sin() as f32]
+            })
+        })
+        .collect()
 }
 
 /// A layer's FFN gate and up projections stacked in one buffer, multiplied
@@ -632,15 +692,7 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
             check(ctx, Kernel::Rope, case, async {
                 let pairs = rope_dim / 2;
                 let context = pos0 + tokens + 1;
-                let table: Vec<[f32; 2]> = (0..context)
-                    .flat_map(|p| {
-                        (0..pairs).map(move |i| {
-                            let angle = p as f64 * theta.powf(-2.0 * i as f64 / rope_dim as f64);
-                            [angle.cos() as f32, angle.sin() as f32]
-                        })
-                    })
-                    .collect();
-                let table_buf = storage_from(ctx, "table", &table);
+                let table_buf = storage_from(ctx, "table", &f32_rope_table(context, rope_dim, theta));
                 // What RoPE makes of the tokens' rows of `heads` heads in x,
                 // and their magnitudes (0 for dims past rope_dim, as they are).
                 let rotated = |x: &[f32], heads: usize| {
