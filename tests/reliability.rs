@@ -76,12 +76,12 @@ fn a_context_beyond_the_adapters_buffer_limit_is_refused_with_what_fits() {
     let (Some(ctx), Some(bytes)) = (common::gpu(), common::default_model_bytes()) else { return };
     let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).unwrap();
     let mut config = ModelConfig::from_gguf(&gguf).unwrap();
+    // A context so long that one layer's keys outgrow the largest buffer
+    // (f16 or f32 keys, as this adapter keeps them).
+    let per_position = config.kv_dim() as u64 * if ctx.variants().f16_kv_cache { 2 } else { 4 };
     let backend = Backend::Gpu(ctx);
     let limits = Limits::of(&backend);
     let per_buffer = limits.per_buffer.expect("a GPU limits its buffers");
-    // A context so long that one layer's keys outgrow the largest buffer
-    // (f32 or f16 keys, as this adapter keeps them).
-    let per_position = config.kv_dim() as u64 * backend.kv_value_bytes();
     config.context_length = usize::try_from(per_buffer / per_position * 2).unwrap();
     let options = ModelOptions { context: config.context_length, max_batch: 32 };
     let plan = MemoryPlan::new(backend.kind(), backend.kv_value_bytes(), &config, options, &gguf).unwrap();

@@ -232,18 +232,23 @@ pub fn clamp_options(config: &ModelConfig, options: ModelOptions) -> ModelOption
     ModelOptions { context, max_batch: options.max_batch.clamp(1, context) }
 }
 
-/// cos/sin of every (position, pair) angle, computed in f64:
-/// angle = pos · scale · θ^(-2i / rope_dim).
+/// The model's RoPE table: [`rope_cos_sin`] with its θ and position scaling.
 pub fn rope_table(c: &ModelConfig, context: usize) -> Vec<[f32; 2]> {
-    let pairs = c.rope_dim / 2;
     let scale = match c.rope_scaling {
         RopeScaling::None => 1.0,
         RopeScaling::Linear { factor } => 1.0 / factor as f64,
     };
+    rope_cos_sin(context, c.rope_dim, c.rope_theta as f64, scale)
+}
+
+/// cos/sin of every (position, pair) angle for positions 0..context,
+/// computed in f64: angle = pos · scale · θ^(-2i / rope_dim).
+pub fn rope_cos_sin(context: usize, rope_dim: usize, theta: f64, scale: f64) -> Vec<[f32; 2]> {
+    let pairs = rope_dim / 2;
     let mut table = Vec::with_capacity(context * pairs);
     for pos in 0..context {
         for i in 0..pairs {
-            let angle = pos as f64 * scale * (c.rope_theta as f64).powf(-2.0 * i as f64 / c.rope_dim as f64);
+            let angle = pos as f64 * scale * theta.powf(-2.0 * i as f64 / rope_dim as f64);
             table.push([angle.cos() as f32, angle.sin() as f32]);
         }
     }

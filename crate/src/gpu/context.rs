@@ -178,13 +178,7 @@ impl GpuContext {
     /// CPU-based adapter (lavapipe in CI, SwiftShader in the browser)
     /// checks the kernels GPUs run.
     pub fn with_gpu_variants(&self) -> Self {
-        let gpu = Variants::for_adapter(false);
-        self.with_variants(Variants {
-            exact_half_unpack: self.variants().exact_half_unpack,
-            f16_kv_cache: self.report.shader_f16,
-            subgroup_reductions: self.report.has_subgroups_of(gpu.matmul_lanes_per_row),
-            ..gpu
-        })
+        self.with_variants(Variants { exact_half_unpack: self.variants().exact_half_unpack, ..variants_as(&self.report, false) })
     }
 
     /// The adapter's report (`AdapterReport`) with the kernel variants
@@ -299,19 +293,14 @@ fn looks_like_software(name: &str) -> bool {
 /// `f32`: the KV cache's type, f16 only where the device has shader-f16)
 /// override them, to compare the variants.
 fn variants(report: &AdapterReport) -> Variants {
-    let mut variants = Variants::for_adapter(report.is_software);
-    // Only llvmpipe gains from it (see the variant).
-    variants.subgroup_shared_loads = report.driver == "llvmpipe"
-        && report.has_subgroups_of(8)
-        && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
-    // On GPUs; CPU-based adapters convert halves lane by lane (lavapipe
-    // decoded 5-10 % slower with it), so they keep the exact f32 cache.
-    variants.f16_kv_cache = report.shader_f16
-        && match std::env::var("HEARTH_KV").as_deref() {
-            Ok("f16") => true,
-            Ok("f32") => false,
-            _ => !report.is_software,
-        };
+    let mut variants = variants_as(report, report.is_software);
+    let subgroups = std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
+    variants.subgroup_shared_loads &= subgroups;
+    match std::env::var("HEARTH_KV").as_deref() {
+        Ok("f16") => variants.f16_kv_cache = report.shader_f16,
+        Ok("f32") => variants.f16_kv_cache = false,
+        _ => {}
+    }
     if let Some(n @ (1 | 2 | 4 | 8 | 16 | 32 | 64)) = std::env::var("HEARTH_MATMUL_LANES").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_lanes_per_row = n;
     }
@@ -326,10 +315,27 @@ fn variants(report: &AdapterReport) -> Variants {
         Ok("shared-keys") => variants.split_keys_attention = false,
         _ => {}
     }
-    // Where the matmul has several threads per row (GPUs) and they fit in a subgroup.
-    let lanes = variants.matmul_lanes();
-    variants.subgroup_reductions = lanes > 1 && report.has_subgroups_of(lanes) && std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
+    variants.subgroup_reductions = subgroups && lanes_fit_subgroups(report, &variants);
     variants
+}
+
+/// The kernel variants for the adapter `report` describes, taken as a GPU
+/// (`software` false) or a CPU-based adapter, from what it has (see `Variants`).
+fn variants_as(report: &AdapterReport, software: bool) -> Variants {
+    let mut variants = Variants::for_adapter(software);
+    // Only llvmpipe gains from it (see the variant).
+    variants.subgroup_shared_loads = software && report.driver == "llvmpipe" && report.has_subgroups_of(8);
+    // On GPUs; CPU-based adapters convert halves lane by lane (lavapipe
+    // decoded 5-10 % slower with it), so they keep the exact f32 cache.
+    variants.f16_kv_cache = report.shader_f16 && !software;
+    variants.subgroup_reductions = lanes_fit_subgroups(report, &variants);
+    variants
+}
+
+/// Whether the matmul has several threads per row (GPUs) and they fit in one subgroup.
+fn lanes_fit_subgroups(report: &AdapterReport, variants: &Variants) -> bool {
+    let lanes = variants.matmul_lanes();
+    lanes > 1 && report.has_subgroups_of(lanes)
 }
 
 /// `info` with the name the browser gives (`GPUAdapter.info`: architecture,

@@ -21,6 +21,7 @@ use super::weights::{GpuMatrix, GpuWeights};
 use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step};
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
+use crate::model::rope_cos_sin;
 use crate::quant::dequantize;
 use crate::reference::{self, Matrix};
 use crate::weights::RawTensor;
@@ -572,14 +573,14 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                                 }
                             }
                         }
-                        let table = storage_from(ctx, "table", &f32_rope_table(pos0 + tokens + 1, rope_dim, 10_000.0));
+                        let table = storage_from(ctx, "table", &rope_cos_sin(pos0 + tokens + 1, rope_dim, 10_000.0, 1.0));
                         let k_before = kv_rounded(ctx, &random_vec(seed + 3, cache_len, 100.0));
                         let k = kv_buffer_from(ctx, "k", &k_before);
                         let rope = Some(ops::QkvRope { table: &table, head_dim, rope_dim });
                         let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows, rope };
                         got = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out)], tokens, &q, q_before.len()).await?;
                         got.extend(read_kv(ctx, &k, cache_len).await?);
-                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
+                        rows_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
                         let (k_want, k_mag) = cache_part(&k_before, q_rows..q_rows + kv_rows, &prod, &mag);
                         want.extend(k_want);
                         want_mag.extend(k_mag);
@@ -589,8 +590,8 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                         let out = MatmulOut::Qkv { q: &q, q_rows, k: &k, v: &v, kv_rows, rope: None };
                         got = dispatch(ctx, &[ops::matmul(ctx, &s, &w, &x_buf, out)], tokens, &q, q_before.len()).await?;
                         got.extend(read(ctx, &k, k_before.len()).await?);
-                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
-                        queries_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &k_before, q_rows..q_rows + kv_rows);
+                        rows_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &q_before, 0..q_rows);
+                        rows_then_sentinels(&mut want, &mut want_mag, &prod, &mag, &k_before, q_rows..q_rows + kv_rows);
                     }
                     got.extend(read_kv(ctx, &v, cache_len).await?);
                     let (v_want, v_mag) = cache_part(&v_before, q_rows + kv_rows..q_rows + 2 * kv_rows, &prod, &mag);
@@ -607,26 +608,13 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 
 /// Appends to `want` and `mag` rows `part` of each token's product, then
 /// the rest of `before` (the sentinel rows past the tokens', kept exactly).
-fn queries_then_sentinels(want: &mut Vec<f64>, mag: &mut Vec<f64>, prod: &[Vec<f64>], prod_mag: &[Vec<f64>], before: &[f32], part: std::ops::Range<usize>) {
+fn rows_then_sentinels(want: &mut Vec<f64>, mag: &mut Vec<f64>, prod: &[Vec<f64>], prod_mag: &[Vec<f64>], before: &[f32], part: std::ops::Range<usize>) {
     for (p, m) in prod.iter().zip(prod_mag) {
         want.extend(&p[part.clone()]);
         mag.extend(&m[part.clone()]);
     }
     want.extend(f64s(&before[prod.len() * part.len()..]));
     mag.resize(want.len(), 0.0);
-}
-
-/// RoPE's cos/sin table in f32 for positions 0..context (as the model builds
-/// it, from f64 angles): `rope_dim / 2` pairs per position.
-fn f32_rope_table(context: usize, rope_dim: usize, theta: f64) -> Vec<[f32; 2]> {
-    (0..context)
-        .flat_map(|p| {
-            (0..rope_dim / 2).map(move |i| {
-                let angle = p as f64 * theta.powf(-2.0 * i as f64 / rope_dim as f64);
-                [angle.cos() as f32, angle.sin() as f32]
-            })
-        })
-        .collect()
 }
 
 /// A layer's FFN gate and up projections stacked in one buffer, multiplied
@@ -692,7 +680,7 @@ async fn rope(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
             check(ctx, Kernel::Rope, case, async {
                 let pairs = rope_dim / 2;
                 let context = pos0 + tokens + 1;
-                let table_buf = storage_from(ctx, "table", &f32_rope_table(context, rope_dim, theta));
+                let table_buf = storage_from(ctx, "table", &rope_cos_sin(context, rope_dim, theta, 1.0));
                 // What RoPE makes of the tokens' rows of `heads` heads in x,
                 // and their magnitudes (0 for dims past rope_dim, as they are).
                 let rotated = |x: &[f32], heads: usize| {
