@@ -10,7 +10,8 @@ mod common;
 use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
 use hearth_llm::formats::gguf::GgufFile;
-use hearth_llm::model::{Backend, Model, ModelOptions, Weights};
+use hearth_llm::model::{Backend, KvCacheType, Model, ModelOptions, Weights};
+use hearth_llm::HearthError;
 use hearth_llm::sampler::argmax;
 use hearth_llm::weights::GgufSource;
 use pollster::block_on;
@@ -25,13 +26,35 @@ fn gpu_model_matches_exact_reference() {
 /// matmul row summed by subgroup shuffles where there are subgroups, the
 /// attention sharing each key between threads, the KV cache in f16 where
 /// there is shader-f16), on this adapter whatever it is (lavapipe has both
-/// subgroups and shader-f16): the same thresholds hold.
+/// subgroups and shader-f16): the same thresholds hold. With the KV cache
+/// chosen f32 (the `kvCache` / `--kv-cache` load option) the logits are
+/// exact again and the model holds exactly the f16 cache's bytes more.
 #[test]
 fn gpu_model_with_the_variants_of_gpus_matches_exact_reference() {
     let Some(ctx) = gpu() else { return };
     let ctx = ctx.with_gpu_variants();
     eprintln!("{:?}", ctx.variants());
-    check_against_exact_reference(Backend::Gpu(ctx));
+    let Some((_, memory)) = check_against_exact_reference(Backend::Gpu(ctx.clone())) else { return };
+    if ctx.variants().f16_kv_cache {
+        let f32_backend = Backend::Gpu(ctx).with_kv_cache(KvCacheType::F32).expect("an f32 cache is always possible");
+        let (worst, f32_memory) = check_against_exact_reference(f32_backend).expect("the model is there");
+        assert!(worst < 1e-3, "an f32 KV cache is exact, but the logits are off by {worst}");
+        let (layers, context, kv_dim) = (30, 256, 3 * 64);
+        assert_eq!(f32_memory - memory, (layers * 2 * context * kv_dim * 2) as u64, "the f16 cache takes half the bytes");
+    }
+}
+
+/// An f16 KV cache where it cannot be: a typed error, not a panic.
+#[test]
+fn an_f16_kv_cache_needs_a_gpu_with_shader_f16() {
+    let err = Backend::Cpu.with_kv_cache(KvCacheType::F16).err().expect("the cpu backend has no f16 cache");
+    assert!(matches!(err, HearthError::InvalidArgument(_)), "{err:?}");
+    let Some(ctx) = gpu() else { return };
+    match Backend::Gpu(ctx.clone()).with_kv_cache(KvCacheType::F16) {
+        Ok(Backend::Gpu(f16)) => assert!(ctx.report.shader_f16 && f16.variants().f16_kv_cache),
+        Ok(Backend::Cpu) => unreachable!(),
+        Err(e) => assert!(!ctx.report.shader_f16 && matches!(e, HearthError::InvalidArgument(_)), "{e:?}"),
+    }
 }
 
 #[test]
@@ -39,8 +62,10 @@ fn cpu_model_matches_exact_reference() {
     check_against_exact_reference(Backend::Cpu);
 }
 
-fn check_against_exact_reference(backend: Backend) {
-    let Some(bytes) = default_model_bytes() else { return };
+/// The largest last-position logit error over the fixture prompts, and the
+/// model's memory (None without the model file).
+fn check_against_exact_reference(backend: Backend) -> Option<(f32, u64)> {
+    let bytes = default_model_bytes()?;
     let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).expect("parse");
     let config = ModelConfig::from_gguf(&gguf).expect("config");
     let src = GgufSource { gguf: &gguf, bytes: &bytes };
@@ -76,4 +101,5 @@ fn check_against_exact_reference(backend: Backend) {
         }
     }
     eprintln!("max logit error over all fixture prompts: {worst:.2e}");
+    Some((worst, model.memory_bytes()))
 }

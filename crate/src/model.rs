@@ -46,6 +46,20 @@ impl BackendKind {
     }
 }
 
+/// The KV cache's value type, a load option: `Auto` picks per adapter (f16
+/// on GPUs with shader-f16, f32 on CPU-based adapters and the CPU backend,
+/// see `Variants::f16_kv_cache`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheType {
+    #[default]
+    Auto,
+    /// Half the memory and the attention's reads; needs shader-f16.
+    F16,
+    /// Exact: every key and value as the projections computed it.
+    F32,
+}
+
 /// Where a model's weights go and its forward passes run.
 #[derive(Clone)]
 pub enum Backend {
@@ -67,6 +81,19 @@ impl Backend {
         match self {
             Backend::Gpu(ctx) => ctx.variants().kv_bytes() as u64,
             Backend::Cpu => 4,
+        }
+    }
+
+    /// This backend with its KV cache of type `kv` (`Auto` keeps the
+    /// adapter's choice). An f16 cache needs a GPU with shader-f16: the CPU
+    /// backend and other GPUs refuse it with a typed error.
+    pub fn with_kv_cache(self, kv: KvCacheType) -> Result<Self> {
+        match (self, kv) {
+            (backend, KvCacheType::Auto) | (backend @ Backend::Cpu, KvCacheType::F32) => Ok(backend),
+            (Backend::Gpu(ctx), kv) => Ok(Backend::Gpu(ctx.with_f16_kv_cache(kv == KvCacheType::F16)?)),
+            (Backend::Cpu, KvCacheType::F16) => {
+                Err(HearthError::InvalidArgument("the cpu backend keeps its KV cache in f32; an f16 cache needs the webgpu backend on a GPU with shader-f16".into()))
+            }
         }
     }
 

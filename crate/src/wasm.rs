@@ -13,7 +13,7 @@ use crate::engine::{Engine, GenerateRequest};
 use crate::formats::manifest::Manifest;
 use crate::formats::shard;
 use crate::gpu::{self, GpuContext};
-use crate::model::{Backend, BackendKind, ModelOptions, Weights};
+use crate::model::{Backend, BackendKind, KvCacheType, ModelOptions, Weights};
 use crate::tokenizer::Tokenizer;
 use crate::weights::model_tensor_names;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -206,6 +206,8 @@ struct LoadOptions {
     max_batch: Option<usize>,
     /// 'webgpu' (default) or 'cpu'.
     backend: Option<BackendKind>,
+    /// 'auto' (default), 'f16' or 'f32'.
+    kv_cache: Option<KvCacheType>,
 }
 
 impl LoadOptions {
@@ -250,7 +252,7 @@ async fn load_options(options: &JsValue) -> Result<(ModelOptions, Backend), JsVa
         BackendKind::Gpu => Backend::Gpu(GpuContext::new().await?),
         BackendKind::Cpu => Backend::Cpu,
     };
-    Ok((model_options, backend))
+    Ok((model_options, backend.with_kv_cache(options.kv_cache.unwrap_or_default())?))
 }
 
 /// Loads a web model package shard by shard: `ModelLoader.create(manifest,
@@ -277,7 +279,7 @@ impl ModelLoader {
     pub async fn create(
         manifest: String,
         tokenizer: String,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu'} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32'} | undefined")] options: JsValue,
     ) -> Result<ModelLoader, JsValue> {
         let manifest = Manifest::parse(&manifest)?;
         let needed = model_tensor_names(&manifest.config);
@@ -331,7 +333,7 @@ impl WasmEngine {
     /// context; tokens per forward pass, default 128).
     pub async fn load(
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] gguf: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu'} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32'} | undefined")] options: JsValue,
     ) -> Result<WasmEngine, JsValue> {
         let bytes = if let Some(a) = gguf.dyn_ref::<js_sys::Uint8Array>() {
             a.to_vec()

@@ -4,7 +4,8 @@
 // can be forced; on a cross-origin-isolated page the CPU backend runs the
 // threaded wasm build on several threads and its greedy output equals
 // WebGPU's; on a page that is not isolated it runs on one thread and says
-// how to get more; a bad value is a typed error. Also the threaded wasm build
+// how to get more; a bad value is a typed error. The KV cache's type
+// (`kvCache`): f32 anywhere, f16 only where WebGPU has shader-f16. Also the threaded wasm build
 // on its own (no package): greedy token ids equal to the WebGPU build's.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -135,6 +136,35 @@ test('backend webgpu: runs on WebGPU even on a software adapter, and generates',
   assert.ok(r.info.gpuBytes > 50e6);
   assert.equal(r.stats.completion_tokens, TOKENS);
   results.webgpu = r;
+});
+
+test('kvCache: f32 on any backend; f16 only on a WebGPU adapter with shader-f16, else a typed error', { timeout: 600_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing) || !(await requireWebGPU(page, t))) return;
+  const f16 = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has('shader-f16'));
+  const exact = await run(page, { backend: 'webgpu', kvCache: 'f32' });
+  assert.equal(exact.info.adapter.kernel_variants.f16_kv_cache, false);
+  if (results.webgpu && !results.webgpu.info.adapter.kernel_variants.f16_kv_cache) {
+    assert.deepEqual(exact.texts, results.webgpu.texts, 'the same kernels as the default here');
+  }
+  const tried = await page.evaluate(async (model) => {
+    const out = {};
+    for (const [name, backend] of [['webgpu', 'webgpu'], ['cpu', 'cpu']]) {
+      try {
+        const engine = await hearth.createEngine({ model, context: 64, backend, kvCache: 'f16' });
+        out[name] = { f16: engine.info.adapter?.kernel_variants?.f16_kv_cache };
+        await engine.unload();
+      } catch (e) {
+        out[name] = { instance: e instanceof hearth.HearthError, code: e.code, message: e.message };
+      }
+    }
+    return out;
+  }, MODEL_PATH);
+  t.diagnostic(`shader-f16: ${f16}; kvCache f16: ${JSON.stringify(tried)}`);
+  if (f16) assert.deepEqual(tried.webgpu, { f16: true });
+  else assert.deepEqual([tried.webgpu.instance, tried.webgpu.code], [true, 'invalid_argument'], JSON.stringify(tried.webgpu));
+  if (!f16) assert.match(tried.webgpu.message, /f16 KV cache needs shader-f16/);
+  assert.deepEqual([tried.cpu.instance, tried.cpu.code], [true, 'invalid_argument'], JSON.stringify(tried.cpu));
+  assert.match(tried.cpu.message, /cpu backend keeps its KV cache in f32/);
 });
 
 test('backend cpu on an isolated page: the threaded build on 2 threads, the same greedy text as WebGPU', { timeout: 600_000 }, async (t) => {

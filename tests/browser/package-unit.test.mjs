@@ -284,6 +284,12 @@ test('package URLs: trailing slash optional, manifest.json accepted, relative to
   }
   await rejects(() => hostLoadOptions({ model: 'https://h/m', threads: 0 }), 'invalid_request', /threads must be a positive integer/);
   await rejects(() => hostLoadOptions({ model: 'https://h/m', threads: 1.5 }), 'invalid_request', /threads must be a positive integer/);
+  // kvCache: passed on when given (the engine defaults to auto)
+  for (const kvCache of ['auto', 'f16', 'f32']) assert.equal(hostLoadOptions({ model: 'https://h/m', kvCache }).kvCache, kvCache);
+  for (const kvCache of ['F16', 'fp16', '', null, 16]) {
+    const e = await rejects(() => hostLoadOptions({ model: 'https://h/m', kvCache }), 'invalid_request', /kvCache must be one of 'auto', 'f16', 'f32'/);
+    assert.equal(e.param, 'kvCache');
+  }
 });
 
 test('truncation: the reply keeps max_tokens (at most half the context, a quarter by default); the first fitting start is found', () => {

@@ -79,3 +79,7 @@ export async function decideBackend(choice: BackendChoice): Promise<BackendDecis
   }
   return { backend: 'webgpu', reason: `hardware adapter (${label})`, adapter: names };
 }
+
+/** The KV cache's value types (`CreateEngineOptions.kvCache`). */
+export type KvCacheType = 'auto' | 'f16' | 'f32';
+export const KV_CACHE_TYPES: readonly KvCacheType[] = ['auto', 'f16', 'f32'];

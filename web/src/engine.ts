@@ -5,7 +5,7 @@
  * @module
  */
 
-import { validateBackend, type BackendChoice } from './backend.js';
+import { KV_CACHE_TYPES, validateBackend, type BackendChoice, type KvCacheType } from './backend.js';
 import { connectInThread, connectWorker, type HostConnection } from './connection.js';
 import { HearthError, invalidRequest } from './errors.js';
 import type { RetryOptions } from './fetch.js';
@@ -60,6 +60,13 @@ export interface CreateEngineOptions {
   context?: number;
   /** Tokens per forward pass during prefill (default 128). */
   maxBatch?: number;
+  /**
+   * The KV cache's type (default `auto`: f16 on GPUs with `shader-f16`, f32
+   * on software adapters and the CPU backend). `f16` halves its memory and
+   * needs a WebGPU adapter with `shader-f16` (elsewhere the load fails with
+   * `invalid_request`); `f32` keeps every key and value exact.
+   */
+  kvCache?: KvCacheType;
   /** Cache API cache for the model files (default `hearth-models-v1`); null: no caching. */
   cacheName?: string | null;
   /** Shard downloads at once (default 4). */
@@ -98,7 +105,7 @@ export type ChatCompletionStream = AsyncIterable<ChatCompletionChunk>;
 export type CompletionStream = AsyncIterable<CompletionChunk>;
 
 const OPTION_NAMES = new Set([
-  'model', 'baseUrl', 'onProgress', 'worker', 'backend', 'threads', 'context', 'maxBatch', 'cacheName', 'concurrency', 'retry', 'signal',
+  'model', 'baseUrl', 'onProgress', 'worker', 'backend', 'threads', 'context', 'maxBatch', 'kvCache', 'cacheName', 'concurrency', 'retry', 'signal',
   'wasmUrl', 'wasmThreadsUrl',
 ]);
 
@@ -128,6 +135,9 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
       if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) throw invalidRequest(`retry.${k}`, `retry.${k} must be a number >= 0`);
     }
   }
+  if (options.kvCache !== undefined && !KV_CACHE_TYPES.includes(options.kvCache)) {
+    throw invalidRequest('kvCache', `kvCache must be one of ${KV_CACHE_TYPES.map((t) => `'${t}'`).join(', ')}, got ${JSON.stringify(options.kvCache)}`);
+  }
   const base = pageBase();
   const load: HostLoadOptions = { baseUrl: '' };
   const model = options.model as unknown;
@@ -144,6 +154,7 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
   if (options.threads !== undefined) load.threads = options.threads;
   if (options.context !== undefined) load.context = options.context;
   if (options.maxBatch !== undefined) load.maxBatch = options.maxBatch;
+  if (options.kvCache !== undefined) load.kvCache = options.kvCache;
   if (options.cacheName !== undefined) load.cacheName = options.cacheName;
   if (options.concurrency !== undefined) load.concurrency = options.concurrency;
   if (options.retry !== undefined) load.retry = { ...options.retry };

@@ -7,7 +7,7 @@
  */
 
 import type { Engine as WasmEngine } from './wasm/hearth_llm.js';
-import { decideBackend, type Backend, type BackendChoice } from './backend.js';
+import { decideBackend, type Backend, type BackendChoice, type KvCacheType } from './backend.js';
 import { HearthError, toHearthError } from './errors.js';
 import type { RetryOptions } from './fetch.js';
 import { loadModel } from './loader.js';
@@ -26,6 +26,8 @@ export interface HostLoadOptions {
   context?: number;
   /** Tokens per forward pass in prefill (default: the engine's). */
   maxBatch?: number;
+  /** The KV cache's type (default `auto`). */
+  kvCache?: KvCacheType;
   /** Cache API cache name; null: no caching. */
   cacheName?: string | null;
   /** Downloads at once (default 4). */
@@ -126,9 +128,10 @@ export class EngineHost {
         onProgress,
       },
       async (manifestJson, tokenizerJson) => {
-        const engineOptions: { context?: number; maxBatch?: number; backend: Backend } = { backend: decision.backend };
+        const engineOptions: { context?: number; maxBatch?: number; kvCache?: KvCacheType; backend: Backend } = { backend: decision.backend };
         if (options.context !== undefined) engineOptions.context = options.context;
         if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
+        if (options.kvCache !== undefined) engineOptions.kvCache = options.kvCache;
         try {
           return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
         } catch (e) {

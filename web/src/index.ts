@@ -13,7 +13,7 @@
 export { createEngine, HearthEngine, hostLoadOptions } from './engine.js';
 export type { CreateEngineOptions, EngineStats, ChatCompletionStream, CompletionStream } from './engine.js';
 export type { EngineInfo } from './host.js';
-export type { Backend, BackendChoice } from './backend.js';
+export type { Backend, BackendChoice, KvCacheType } from './backend.js';
 export { HearthError, isHearthError, toHearthError } from './errors.js';
 export type { HearthErrorCode, HearthErrorFields, SerializedHearthError } from './errors.js';
 export { hasModelInCache, deleteModelFromCache, listCachedModels, DEFAULT_CACHE_NAME } from './cache.js';

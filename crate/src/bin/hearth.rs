@@ -8,7 +8,7 @@ use hearth_llm::convert::{ConvertInput, Quant};
 use hearth_llm::package::{self, Package, WriteOptions, MANIFEST_FILE};
 use hearth_llm::engine::{Engine, GenerateRequest};
 use hearth_llm::gpu::GpuContext;
-use hearth_llm::model::{Backend, ModelOptions};
+use hearth_llm::model::{Backend, KvCacheType, ModelOptions};
 use hearth_llm::sampler::SamplerOptions;
 use hearth_llm::{HearthError, Result};
 use pollster::block_on;
@@ -79,20 +79,38 @@ struct BackendArgs {
     /// CPU threads for the cpu backend (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// The KV cache's type: auto (f16 on GPUs with shader-f16, f32 on
+    /// CPU-based adapters and the cpu backend), f16 (half the memory; needs
+    /// shader-f16) or f32 (exact).
+    #[arg(long, value_enum, default_value = "auto")]
+    kv_cache: KvCacheChoice,
+}
+
+/// `KvCacheType` as a command-line value.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KvCacheChoice {
+    Auto,
+    F16,
+    F32,
 }
 
 impl BackendArgs {
     fn open(&self) -> Result<Backend> {
-        match self.backend {
-            BackendChoice::Gpu => Ok(Backend::Gpu(GpuContext::new_blocking()?)),
+        let backend = match self.backend {
+            BackendChoice::Gpu => Backend::Gpu(GpuContext::new_blocking()?),
             BackendChoice::Cpu => {
                 if let Some(n) = self.threads {
                     // Only the first call can size the global pool; later ones keep it.
                     let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
                 }
-                Ok(Backend::Cpu)
+                Backend::Cpu
             }
-        }
+        };
+        backend.with_kv_cache(match self.kv_cache {
+            KvCacheChoice::Auto => KvCacheType::Auto,
+            KvCacheChoice::F16 => KvCacheType::F16,
+            KvCacheChoice::F32 => KvCacheType::F32,
+        })
     }
 }
 

@@ -172,6 +172,21 @@ impl GpuContext {
         GpuContext { pipelines: Arc::new(Pipelines::new(variants)), ..self.clone() }
     }
 
+    /// The same device with its KV cache in f16 (`on`) or f32, whatever the
+    /// adapter's default; f16 only where the device has shader-f16.
+    pub fn with_f16_kv_cache(&self, on: bool) -> Result<Self> {
+        if on && !self.report.shader_f16 {
+            return Err(HearthError::InvalidArgument(format!(
+                "an f16 KV cache needs shader-f16, which this adapter ({}) does not have; use f32 or auto",
+                self.report.name
+            )));
+        }
+        if self.variants().f16_kv_cache == on {
+            return Ok(self.clone());
+        }
+        Ok(self.with_variants(Variants { f16_kv_cache: on, ..self.variants() }))
+    }
+
     /// The same device with the kernel variants a GPU would get (see
     /// `Variants::for_adapter`; subgroup reductions and the f16 KV cache
     /// where this device has them), whatever this adapter is: so that a
@@ -289,18 +304,12 @@ fn looks_like_software(name: &str) -> bool {
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
 /// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
 /// every thread loads x and the query itself, and the matmul's lanes add
-/// their sums in workgroup memory) and HEARTH_KV (`f16` or
-/// `f32`: the KV cache's type, f16 only where the device has shader-f16)
-/// override them, to compare the variants.
+/// their sums in workgroup memory) override them, to compare the variants.
+/// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = variants_as(report, report.is_software);
     let subgroups = std::env::var("HEARTH_SUBGROUPS").as_deref() != Ok("off");
     variants.subgroup_shared_loads &= subgroups;
-    match std::env::var("HEARTH_KV").as_deref() {
-        Ok("f16") => variants.f16_kv_cache = report.shader_f16,
-        Ok("f32") => variants.f16_kv_cache = false,
-        _ => {}
-    }
     if let Some(n @ (1 | 2 | 4 | 8 | 16 | 32 | 64)) = std::env::var("HEARTH_MATMUL_LANES").ok().and_then(|v| v.parse().ok()) {
         variants.matmul_lanes_per_row = n;
     }
