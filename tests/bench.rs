@@ -5,6 +5,9 @@
 mod common;
 
 use common::{default_model_bytes, gpu};
+use hearth_llm::engine::Engine;
+use hearth_llm::model::{Backend, Model, ModelOptions};
+use pollster::block_on;
 use serde_json::Value;
 use std::process::Command;
 
@@ -54,4 +57,32 @@ fn bandwidth_probe_reads_every_byte() {
     // each thread's XOR of what it read against the CPU before timing.
     let bytes_per_second = pollster::block_on(hearth_llm::bench::read_bandwidth(&ctx, (3 << 20) + 40, 2)).expect("probe");
     assert!(bytes_per_second > 1e6, "{bytes_per_second}");
+}
+
+/// `hearth bench --profile`: a decode step timed kernel by kernel names
+/// every kernel of the step, as often as the model has it, and leaves the
+/// model as it was: the next token is the one it would have been.
+#[test]
+fn decode_profile_times_every_kernel_and_changes_nothing() {
+    let (Some(bytes), Some(ctx)) = (default_model_bytes(), gpu()) else { return };
+    let mut engine = Engine::from_gguf(&Backend::Gpu(ctx), &bytes, ModelOptions { context: 64, max_batch: 16 }).expect("load");
+    let prompt = hearth_llm::bench::prompt_ids(&engine, 20).unwrap();
+    let first = block_on(engine.model.forward_greedy(&prompt)).unwrap();
+    let want = block_on(engine.model.forward_greedy(&[first])).unwrap();
+
+    engine.reset();
+    assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
+    let Model::Gpu(model) = &engine.model else { unreachable!() };
+    let (kernels, step_us) = block_on(model.profile_decode(2)).expect("profile");
+    assert_eq!(engine.model.position(), 20, "the profile adds no position");
+    assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profile leaves the KV cache as it was");
+
+    let layers = engine.model.config().n_layers;
+    let count = |name: &str| kernels.iter().find(|k| k.kernel == name).map_or(0, |k| k.dispatches);
+    assert_eq!((count("Embed<Q8_0>"), count("Attention"), count("Argmax")), (1, layers, 1), "{kernels:?}");
+    // Every weight matrix is multiplied once per step: 7 per layer and the head, stacked or not.
+    let matmul_dispatches: usize = kernels.iter().filter(|k| k.kernel.starts_with("Matmul")).map(|k| k.dispatches).sum();
+    assert!((2 * layers + 1..=7 * layers + 1).contains(&matmul_dispatches), "{kernels:?}");
+    assert!(kernels.iter().all(|k| k.us_per_token > 0.0 && !k.kernel.is_empty()), "{kernels:?}");
+    assert!(step_us > 0.0);
 }

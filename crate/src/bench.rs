@@ -70,6 +70,32 @@ pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: u
     Ok(GenerationFigures { prompt_tokens, gen_tokens, ttft_ms: median(ttft), prefill_tok_s: median(prefill), decode_tok_s: median(decode) })
 }
 
+/// Where a decode step's time goes on the GPU backend: after a
+/// `prompt_tokens` prompt, each kernel of the step timed alone and the
+/// whole step (`GpuModel::profile_decode`, `repeats` times each). None on
+/// the CPU backend.
+pub async fn decode_profile(engine: &mut Engine, prompt_tokens: usize, repeats: usize) -> Result<Option<DecodeProfile>> {
+    let crate::model::Model::Gpu(_) = &engine.model else { return Ok(None) };
+    engine.reset();
+    let prompt = prompt_ids(engine, prompt_tokens)?;
+    engine.model.forward_greedy(&prompt).await?;
+    let crate::model::Model::Gpu(model) = &engine.model else { unreachable!("checked above") };
+    let (kernels, step_us) = model.profile_decode(repeats).await?;
+    engine.reset();
+    Ok(Some(DecodeProfile { step_us, kernels }))
+}
+
+/// A decode step's time, whole and kernel by kernel.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeProfile {
+    /// The whole step (every dispatch in one pass), in microseconds.
+    pub step_us: f64,
+    /// Each kernel's dispatches timed alone: their sum exceeds `step_us`
+    /// where the adapter overlaps dispatches, falls short where caches
+    /// stay warm across repeats.
+    pub kernels: Vec<crate::gpu::model::KernelTime>,
+}
+
 /// The device's streaming-read bandwidth in bytes per second: a trivial
 /// kernel reads a `bytes`-byte buffer (capped at what one binding allows),
 /// in both of its orders (shaders/read_bandwidth.wgsl: GPUs and CPU-based

@@ -58,6 +58,10 @@ struct BenchArgs {
     /// Print one JSON object per prompt length.
     #[arg(long)]
     json: bool,
+    /// Also time a decode step kernel by kernel after each prompt (GPU
+    /// backend): each kernel's dispatches alone, and the whole step.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -469,6 +473,16 @@ fn score(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
+/// A decode profile as a table: each kernel's dispatches, time per token and share of their sum.
+fn print_profile(p: &hearth_llm::bench::DecodeProfile) {
+    let sum: f64 = p.kernels.iter().map(|k| k.us_per_token).sum();
+    println!("        decode step {:.0} µs in one pass; kernels alone:", p.step_us);
+    for k in &p.kernels {
+        println!("        {:<28} {:>4} × {:>8.0} µs {:>5.1} %", k.kernel, k.dispatches, k.us_per_token, 100.0 * k.us_per_token / sum);
+    }
+    println!("        {:<28} {:>4}   {:>8.0} µs", "sum", p.kernels.iter().map(|k| k.dispatches).sum::<usize>(), sum);
+}
+
 fn bench(args: BenchArgs) -> Result<()> {
     let longest = args.prompt_tokens.iter().max().copied().unwrap_or(0);
     if longest == 0 || args.gen_tokens < 2 || args.repeats == 0 {
@@ -496,6 +510,10 @@ fn bench(args: BenchArgs) -> Result<()> {
     for &prompt_tokens in &args.prompt_tokens {
         let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats))?;
         let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
+        let profile = match args.profile {
+            true => block_on(hearth_llm::bench::decode_profile(&mut engine, prompt_tokens, 20))?,
+            false => None,
+        };
         if args.json {
             println!("{}", serde_json::json!({
                 "adapter": adapter, "backend": api, "engine_backend": engine.model.kind().name(),
@@ -503,10 +521,13 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.memory_bytes(),
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "read_gbs": bandwidth / 1e9,
                 "weight_bytes_per_token": weight_bytes, "roofline_fraction": roofline,
-                "repeats": args.repeats,
+                "repeats": args.repeats, "decode_profile": profile,
             }));
         } else {
             println!("{:>7} {:>5} {:>9.0} {:>13.1} {:>12.1} {:>9.3}", f.prompt_tokens, f.gen_tokens, f.ttft_ms, f.prefill_tok_s, f.decode_tok_s, roofline);
+            if let Some(p) = &profile {
+                print_profile(p);
+            }
         }
     }
     Ok(())

@@ -100,6 +100,17 @@ fn fused(
     Ok(None)
 }
 
+/// One kernel's share of a decode step (`GpuModel::profile_decode`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KernelTime {
+    /// The kernel and the weight type it reads, e.g. `MatmulQkv<q4_1>`.
+    pub kernel: String,
+    /// Its dispatches per step.
+    pub dispatches: usize,
+    /// Their time per step, each timed alone, in microseconds.
+    pub us_per_token: f64,
+}
+
 /// The head that gives every position's logits, with its buffers.
 struct AllLogits {
     logits: wgpu::Buffer,  // max_batch × vocab f32
@@ -348,6 +359,47 @@ impl GpuModel {
         program::encode(&mut encoder, &self.layers, n);
         self.pos += chunk.len();
         encoder
+    }
+
+    /// Times one decode step (a token after the cached positions, which
+    /// must leave room for it) kernel by kernel: each dispatch of the layer
+    /// program and the head alone, `repeats` times in one submit, then the
+    /// whole step the same way. Per kernel label (kernel and weight type),
+    /// in program order: its dispatches and their time per token; and the
+    /// whole step's time. The KV cache's positions are left as they were.
+    pub async fn profile_decode(&self, repeats: usize) -> Result<(Vec<KernelTime>, f64)> {
+        self.validate(&[0])?;
+        let pos0 = self.pos as u32;
+        let queue = &self.ctx.queue;
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
+        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
+        queue.write_buffer(&self.ids, 0, bytemuck::bytes_of(&0u32));
+        let all: Vec<&Dispatch> = self.layers.iter().chain(&self.head).collect();
+        self.time_dispatches(&all, repeats).await?; // warm-up: every pipeline and buffer in use once
+        let mut kernels: Vec<KernelTime> = Vec::new();
+        for d in &all {
+            let us = self.time_dispatches(&[*d], repeats).await?;
+            match kernels.iter_mut().find(|k| k.kernel == d.label) {
+                Some(k) => {
+                    k.dispatches += 1;
+                    k.us_per_token += us;
+                }
+                None => kernels.push(KernelTime { kernel: d.label.clone(), dispatches: 1, us_per_token: us }),
+            }
+        }
+        let step_us = self.time_dispatches(&all, repeats).await?;
+        Ok((kernels, step_us))
+    }
+
+    /// Microseconds `dispatches` take, recorded `repeats` times in one submit, per time.
+    async fn time_dispatches(&self, dispatches: &[&Dispatch], repeats: usize) -> Result<f64> {
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..repeats.max(1) {
+            program::encode(&mut encoder, dispatches.iter().copied(), 1);
+        }
+        let start = web_time::Instant::now();
+        gpu::submit_and_read_via::<u32>(&self.ctx, encoder, &self.next_id, &self.next_id_staging, 1).await?;
+        Ok(start.elapsed().as_secs_f64() * 1e6 / repeats.max(1) as f64)
     }
 
     fn validate(&self, tokens: &[u32]) -> Result<()> {

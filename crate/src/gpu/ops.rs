@@ -7,8 +7,15 @@ use super::{uniform_from, GpuContext, Kernel};
 
 type Buf = wgpu::Buffer;
 
-fn pipeline(ctx: &GpuContext, kernel: Kernel, w: Option<&GpuMatrix>) -> std::sync::Arc<wgpu::ComputePipeline> {
-    ctx.pipelines.get(&ctx.device, kernel, w.map(|w| w.ty))
+/// `kernel` (reading the weights `w`, if any) over `buffers`, labelled with
+/// the kernel and the weight type (what `GpuModel::profile_decode` reports).
+fn dispatch(ctx: &GpuContext, kernel: Kernel, w: Option<&GpuMatrix>, buffers: &[&Buf], grid: Grid) -> Dispatch {
+    let pipeline = ctx.pipelines.get(&ctx.device, kernel, w.map(|w| w.ty));
+    let label = match w.filter(|_| kernel.reads_weights()) {
+        Some(w) => format!("{kernel:?}<{}>", w.ty),
+        None => format!("{kernel:?}"),
+    };
+    Dispatch { label, ..Dispatch::new(ctx, pipeline, buffers, grid) }
 }
 
 fn shape<const N: usize>(ctx: &GpuContext, kernel: Kernel, words: [u32; N]) -> Buf {
@@ -19,7 +26,7 @@ fn shape<const N: usize>(ctx: &GpuContext, kernel: Kernel, words: [u32; N]) -> B
 pub fn embed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, ids: &Buf, out: &Buf) -> Dispatch {
     let s = shape(ctx, Kernel::Embed, [w.cols as u32, w.scale_base, w.rows as u32, 0]);
     let grid = Grid::Threads { per_token: w.cols as u32 / 32 };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Embed, Some(w)), &[&s, step, &w.buffer, ids, out], grid)
+    dispatch(ctx, Kernel::Embed, Some(w), &[&s, step, &w.buffer, ids, out], grid)
 }
 
 /// out (tokens × cols) = RMSNorm of rows `row0..` of x, times the gain `w`;
@@ -29,7 +36,7 @@ pub fn rms_norm(ctx: &GpuContext, step: &Buf, x: &Buf, add: Option<&Buf>, w: &Bu
     let s = shape(ctx, Kernel::RmsNorm, [cols as u32, eps.to_bits(), add.is_some() as u32, 0]);
     // Without `add` the kernel reads no y: bind the gain there.
     let y = add.unwrap_or(w);
-    Dispatch::new(ctx, pipeline(ctx, Kernel::RmsNorm, None), &[&s, step, x, w, out, y], Grid::PerToken)
+    dispatch(ctx, Kernel::RmsNorm, None, &[&s, step, x, w, out, y], Grid::PerToken)
 }
 
 /// Where a matmul's rows go (shaders/matmul.wgsl).
@@ -86,7 +93,7 @@ pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulO
         // weights stand in where nothing is rotated (read-only, never read there).
         buffers.push(rope.map_or(&w.buffer, |r| r.table));
     }
-    Dispatch::new(ctx, pipeline(ctx, kernel, Some(w)), &buffers, grid)
+    dispatch(ctx, kernel, Some(w), &buffers, grid)
 }
 
 /// A layer's keys for RoPE: `keys` (tokens × heads × head_dim f32) rotated
@@ -107,7 +114,7 @@ pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim
     let (k, cache, kv_heads) = keys.map_or((spare1, spare2, 0), |k| (k.keys, k.cache, k.heads));
     let s = shape(ctx, Kernel::Rope, [heads as u32, head_dim as u32, pairs, kv_heads as u32]);
     let grid = Grid::Threads { per_token: heads as u32 * pairs + (kv_heads * head_dim / 2) as u32 };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Rope, None), &[&s, step, table, q, k, cache], grid)
+    dispatch(ctx, Kernel::Rope, None, &[&s, step, table, q, k, cache], grid)
 }
 
 /// out (tokens × heads × head_dim) = causal GQA attention of q over the caches.
@@ -116,25 +123,25 @@ pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: 
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     let s = shape(ctx, Kernel::Attention, [heads as u32, kv_heads as u32, head_dim as u32, scale.to_bits()]);
     let grid = Grid::Attention { heads: heads as u32 };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Attention, None), &[&s, step, q, k_cache, v_cache, out], grid)
+    dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], grid)
 }
 
 /// gate = silu(gate) * up, elementwise over tokens × width.
 pub fn swiglu(ctx: &GpuContext, step: &Buf, gate: &Buf, up: &Buf, width: usize) -> Dispatch {
     let s = shape(ctx, Kernel::Swiglu, [width as u32, 0, 0, 0]);
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Swiglu, None), &[&s, step, gate, up], Grid::Threads { per_token: width as u32 })
+    dispatch(ctx, Kernel::Swiglu, None, &[&s, step, gate, up], Grid::Threads { per_token: width as u32 })
 }
 
 /// x += y, elementwise over tokens × width.
 pub fn add(ctx: &GpuContext, step: &Buf, x: &Buf, y: &Buf, width: usize) -> Dispatch {
     let s = shape(ctx, Kernel::Add, [width as u32, 0, 0, 0]);
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Add, None), &[&s, step, x, y], Grid::Threads { per_token: width as u32 })
+    dispatch(ctx, Kernel::Add, None, &[&s, step, x, y], Grid::Threads { per_token: width as u32 })
 }
 
 /// out[0] = index of the largest of the first `n` logits.
 pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
     let s = shape(ctx, Kernel::Argmax, [n as u32, 0, 0, 0]);
-    Dispatch::new(ctx, pipeline(ctx, Kernel::Argmax, None), &[&s, logits, out], Grid::Single)
+    dispatch(ctx, Kernel::Argmax, None, &[&s, logits, out], Grid::Single)
 }
 
 /// Reads all of `data` (`words` u32s, a multiple of 4) with `threads` threads,
@@ -143,7 +150,7 @@ pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
 pub fn read_bandwidth(ctx: &GpuContext, step: &Buf, data: &Buf, out: &Buf, words: usize, threads: u32, runs: bool) -> Dispatch {
     let s = shape(ctx, Kernel::ReadBandwidth, [(words / 4) as u32, threads, runs as u32, 0]);
     let grid = Grid::Threads { per_token: threads };
-    Dispatch::new(ctx, pipeline(ctx, Kernel::ReadBandwidth, None), &[&s, step, data, out], grid)
+    dispatch(ctx, Kernel::ReadBandwidth, None, &[&s, step, data, out], grid)
 }
 
 /// Threads per run of the bandwidth probe (shaders/read_bandwidth.wgsl RUN_GROUP).

@@ -65,6 +65,8 @@ pub struct Dispatch {
     pub pipeline: Arc<wgpu::ComputePipeline>,
     pub bind_group: wgpu::BindGroup,
     pub grid: Grid,
+    /// What it runs, for profiles (`gpu::ops` names its kernel; empty otherwise).
+    pub label: String,
 }
 
 impl Dispatch {
@@ -77,12 +79,12 @@ impl Dispatch {
             .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
             .collect();
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
-        Dispatch { pipeline, bind_group, grid }
+        Dispatch { pipeline, bind_group, grid, label: String::new() }
     }
 }
 
 /// Records `dispatches` in order into one compute pass, for `tokens` tokens.
-pub fn encode(encoder: &mut wgpu::CommandEncoder, dispatches: &[Dispatch], tokens: u32) {
+pub fn encode<'a>(encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>, tokens: u32) {
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
     for d in dispatches {
         let [x, y, z] = d.grid.groups(tokens);
