@@ -123,6 +123,130 @@ impl Sampler {
         if o.temperature == 0.0 || o.top_k == 1 {
             return argmax(&logits);
         }
+        let mut cand = Candidates::new(&logits, o.temperature, o.top_k);
+        // min-p: relative to the most likely token; top-p: cumulative mass.
+        let threshold = o.min_p as f64 * cand.prob(0);
+        let mut keep = match o.min_p > 0.0 {
+            true => (0..cand.len()).take_while(|&i| cand.prob(i) >= threshold).count().max(1),
+            false => cand.len(),
+        };
+        if o.top_p < 1.0 {
+            let mut mass = 0.0;
+            let reach = (0..cand.len()).position(|i| {
+                mass += cand.prob(i);
+                mass >= o.top_p as f64
+            });
+            keep = keep.min(reach.map_or(cand.len(), |i| i + 1));
+        }
+        let kept_mass = match keep == cand.len() {
+            true => cand.mass_of_all(),
+            false => (0..keep).map(|i| cand.prob(i)).sum(),
+        };
+        let mut r = self.rng.random::<f64>() * kept_mass;
+        for i in 0..keep {
+            let p = cand.prob(i);
+            if r < p {
+                return cand.id(i);
+            }
+            r -= p;
+        }
+        cand.id(keep - 1)
+    }
+}
+
+/// The sampling candidates (token id, logit / temperature), the top_k most
+/// likely where top_k > 0, with their probabilities. They are ranked by
+/// descending logit (ties: lower id first) only as far as the sampler asks
+/// for them, a longer prefix each time (a sampler rarely looks past the first
+/// few hundred of a vocabulary's tens of thousands), so sampling usually
+/// costs a selection instead of a full sort.
+struct Candidates {
+    cand: Vec<(u32, f32)>,
+    /// The probabilities of `cand[..probs.len()]`, the most likely
+    /// candidates, ranked.
+    probs: Vec<f64>,
+    max: f32,
+    /// Σ exp(l - max) over every candidate (in their order after the top-k selection).
+    total: f64,
+}
+
+fn by_rank(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+impl Candidates {
+    fn new(logits: &[f32], temperature: f32, top_k: usize) -> Self {
+        let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / temperature)).collect();
+        if top_k > 0 && top_k < cand.len() {
+            cand.select_nth_unstable_by(top_k - 1, by_rank);
+            cand.truncate(top_k);
+        }
+        let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+        let total = cand.iter().map(|&(_, l)| ((l - max) as f64).exp()).sum();
+        Candidates { cand, probs: Vec::new(), max, total }
+    }
+
+    fn len(&self) -> usize {
+        self.cand.len()
+    }
+
+    /// Ranks at least the first `n` candidates: four times as many as
+    /// before and at least 256, or all of them once that is over half.
+    fn rank(&mut self, n: usize) {
+        let ranked = self.probs.len();
+        if n <= ranked {
+            return;
+        }
+        let mut n = n.max(4 * ranked).max(256);
+        if n > self.cand.len() / 2 {
+            n = self.cand.len();
+        }
+        let rest = &mut self.cand[ranked..];
+        if n - ranked < rest.len() {
+            rest.select_nth_unstable_by(n - ranked - 1, by_rank);
+        }
+        self.cand[ranked..n].sort_unstable_by(by_rank);
+        let (max, total) = (self.max, self.total);
+        self.probs.extend(self.cand[ranked..n].iter().map(|&(_, l)| ((l - max) as f64).exp() / total));
+    }
+
+    /// The probabilities of all candidates summed (about 1), in rank order
+    /// where they are all ranked, else without ranking them.
+    fn mass_of_all(&self) -> f64 {
+        if self.probs.len() == self.cand.len() {
+            return self.probs.iter().sum();
+        }
+        self.cand.iter().map(|&(_, l)| ((l - self.max) as f64).exp() / self.total).sum()
+    }
+
+    /// The id of the candidate of rank i.
+    fn id(&mut self, i: usize) -> u32 {
+        self.rank(i + 1);
+        self.cand[i].0
+    }
+
+    /// The probability of the candidate of rank i.
+    fn prob(&mut self, i: usize) -> f64 {
+        self.rank(i + 1);
+        self.probs[i]
+    }
+}
+
+/// Index of the largest value (the lowest index on ties), as the GPU's argmax.
+pub fn argmax(v: &[f32]) -> u32 {
+    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best }) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sampler as it was first written: every candidate sorted, then
+    /// cut (the reference the ranked-prefix sampler must agree with).
+    fn reference_sample(o: &SamplerOptions, rng: &mut ChaCha8Rng, logits: &[f32]) -> u32 {
+        if o.temperature == 0.0 || o.top_k == 1 {
+            return argmax(logits);
+        }
         // Candidates by descending logit (ties: lower id first).
         let mut cand: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l / o.temperature)).collect();
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -144,7 +268,7 @@ impl Sampler {
             keep = keep.min(reach.map_or(probs.len(), |i| i + 1));
         }
         let kept_mass: f64 = probs[..keep].iter().sum();
-        let mut r = self.rng.random::<f64>() * kept_mass;
+        let mut r = rng.random::<f64>() * kept_mass;
         for (i, &p) in probs[..keep].iter().enumerate() {
             if r < p {
                 return cand[i].0;
@@ -153,16 +277,40 @@ impl Sampler {
         }
         cand[keep - 1].0
     }
-}
 
-/// Index of the largest value (the lowest index on ties), as the GPU's argmax.
-pub fn argmax(v: &[f32]) -> u32 {
-    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best }) as u32
-}
+    /// Logits like a language model's: a few likely tokens over a long tail.
+    fn model_like_logits(seed: u64, n: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|i| rng.random::<f32>() * 12.0 - 6.0 + if i % 97 == 3 { 9.0 } else { 0.0 } + if i == 17 { 6.0 } else { 0.0 }).collect()
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    #[test]
+    fn ranking_only_a_prefix_picks_what_sorting_everything_picks() {
+        let settings = [
+            SamplerOptions { temperature: 1.0, ..Default::default() },
+            SamplerOptions { temperature: 0.8, top_p: 0.95, ..Default::default() },
+            SamplerOptions { temperature: 0.7, top_k: 40, top_p: 0.9, ..Default::default() },
+            SamplerOptions { temperature: 1.3, min_p: 0.05, ..Default::default() },
+            SamplerOptions { temperature: 2.0, top_k: 1000, ..Default::default() },
+            SamplerOptions { temperature: 0.5, top_p: 0.5, min_p: 0.2, ..Default::default() },
+        ];
+        let mut draws = 0;
+        for (n, case) in [(5, 0), (70, 1), (3000, 2), (49152, 3)] {
+            let logits = model_like_logits(case, n);
+            for o in &settings {
+                for seed in 0..40 {
+                    let o = SamplerOptions { seed, ..o.clone() };
+                    let mut fast = Sampler::new(o.clone()).unwrap();
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    for _ in 0..3 {
+                        assert_eq!(fast.sample(&logits, &[]), reference_sample(&o, &mut rng, &logits), "{o:?}, {n} logits");
+                        draws += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(draws, 4 * 6 * 40 * 3);
+    }
 
     fn opts(temperature: f32) -> SamplerOptions {
         SamplerOptions { temperature, ..Default::default() }
