@@ -48,27 +48,59 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
     let scale = 1.0 / (head_dim as f32).sqrt();
     out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, o)| {
         let (t, h) = (i / heads, i % heads);
-        let qh = &q[i * head_dim..(i + 1) * head_dim];
-        let kv = (h / group) * head_dim;
-        let n = pos0 + t + 1;
+        let task = Head { q: &q[i * head_dim..(i + 1) * head_dim], keys, values, kv: (h / group) * head_dim, kv_dim, keys_seen: pos0 + t + 1, scale };
+        #[cfg(target_arch = "x86_64")]
+        if simd::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { task.attend_avx2(scores, o) };
+            return;
+        }
+        task.attend(scores, o);
+    });
+}
+
+/// One (token, head) task of `attention`.
+struct Head<'a> {
+    q: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    /// Offset of the head's KV head in a cache row of `kv_dim` values.
+    kv: usize,
+    kv_dim: usize,
+    keys_seen: usize,
+    scale: f32,
+}
+
+impl Head<'_> {
+    /// out = softmax(q · Kᵀ · scale) · V over the first `keys_seen` positions.
+    #[inline(always)]
+    fn attend(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+        let d = self.q.len();
+        let row = |s: usize| s * self.kv_dim + self.kv..s * self.kv_dim + self.kv + d;
         scores.clear();
-        scores.extend((0..n).map(|s| simd::dot_f32(qh, &keys[s * kv_dim + kv..s * kv_dim + kv + head_dim]) * scale));
+        scores.extend((0..self.keys_seen).map(|s| simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale));
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         let mut total = 0.0;
         for s in scores.iter_mut() {
             *s = (*s - max).exp();
             total += *s;
         }
-        o.fill(0.0);
+        out.fill(0.0);
         for (s, &p) in scores.iter().enumerate() {
-            let v = &values[s * kv_dim + kv..s * kv_dim + kv + head_dim];
-            for (o, &v) in o.iter_mut().zip(v) {
+            for (o, &v) in out.iter_mut().zip(&self.values[row(s)]) {
                 *o += p * v;
             }
         }
         let inv = 1.0 / total;
-        o.iter_mut().for_each(|o| *o *= inv);
-    });
+        out.iter_mut().for_each(|o| *o *= inv);
+    }
+
+    /// `attend` compiled for AVX2 and FMA (its loops widened to 8 lanes).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn attend_avx2(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
+        self.attend(scores, out)
+    }
 }
 
 /// gate = silu(gate) * up.
