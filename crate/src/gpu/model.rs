@@ -103,7 +103,7 @@ fn fused(
 /// One kernel's share of a decode step (`GpuModel::profile_decode`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelTime {
-    /// The kernel and the weight type it reads, e.g. `MatmulQkv<q4_1>`.
+    /// The kernel and the weight type it reads, e.g. `MatmulQkv<Q4_1>`.
     pub kernel: String,
     /// Its dispatches per step.
     pub dispatches: usize,
