@@ -36,6 +36,46 @@ enum Data {
     F32(Vec<f32>),
 }
 
+/// The products of several matrices of the same width with the same input
+/// (a layer's Q, K and V; its gate and up), `outs[i]` as `CpuMatrix::matmul`
+/// writes matrix i's, in one parallel loop over bands of all their rows:
+/// each parallel loop costs a wake-up of the pool's threads, which in the
+/// browser (Web Workers waiting on shared memory) is dear. `scratch` holds
+/// at least Σ rows × tokens values.
+pub fn matmul_many(matrices: &[&CpuMatrix], x: &[f32], xq: &QuantRows, tokens: usize, scratch: &mut [f32], outs: &mut [&mut [f32]]) {
+    let all_rows: usize = matrices.iter().map(|m| m.rows).sum();
+    // Bands of rows: enough for every thread to get several (the last
+    // ones finish unevenly), few enough to keep the per-task cost small.
+    let band = all_rows.div_ceil(rayon::current_num_threads() * 4).clamp(8, 256);
+    let mut tasks = Vec::new();
+    let mut rest = &mut scratch[..all_rows * tokens];
+    for m in matrices {
+        let (mine, after) = rest.split_at_mut(m.rows * tokens);
+        tasks.extend(mine.chunks_mut(band * tokens).enumerate().map(|(i, chunk)| (*m, i * band, chunk)));
+        rest = after;
+    }
+    tasks.into_par_iter().for_each(|(m, first, chunk)| {
+        #[cfg(target_arch = "x86_64")]
+        if simd::has_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { m.rows_avx2(first, x, xq, chunk) };
+            return;
+        }
+        m.rows::<simd::Base>(first, x, xq, chunk);
+    });
+    // scratch is [row][token] per matrix; the callers want [token][row].
+    let mut offset = 0;
+    for (m, out) in matrices.iter().zip(outs.iter_mut()) {
+        let rows = m.rows;
+        for t in 0..tokens {
+            for (r, o) in out[t * rows..(t + 1) * rows].iter_mut().enumerate() {
+                *o = scratch[offset + r * tokens + t];
+            }
+        }
+        offset += rows * tokens;
+    }
+}
+
 /// An empty Vec with room for `n` values, or a typed error when memory (in
 /// wasm: the module's maximum) runs out, instead of an abort.
 fn room<T>(name: &str, n: usize) -> Result<Vec<T>> {
@@ -141,26 +181,7 @@ impl CpuMatrix {
     /// `cols` wide, also given quantized in `xq`), computed by the thread
     /// pool in bands of rows. `scratch` holds at least `rows × tokens` values.
     pub fn matmul(&self, x: &[f32], xq: &QuantRows, tokens: usize, scratch: &mut [f32], out: &mut [f32]) {
-        let rows = self.rows;
-        // Bands of rows: enough for every thread to get several (the last
-        // ones finish unevenly), few enough to keep the per-task cost small.
-        let band = rows.div_ceil(rayon::current_num_threads() * 4).clamp(8, 256);
-        let scratch = &mut scratch[..rows * tokens];
-        scratch.par_chunks_mut(band * tokens).enumerate().for_each(|(i, chunk)| {
-            #[cfg(target_arch = "x86_64")]
-            if simd::has_avx2() {
-                // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { self.rows_avx2(i * band, x, xq, chunk) };
-                return;
-            }
-            self.rows::<simd::Base>(i * band, x, xq, chunk);
-        });
-        // scratch is [row][token]; the caller wants [token][row].
-        for t in 0..tokens {
-            for (r, o) in out[t * rows..(t + 1) * rows].iter_mut().enumerate() {
-                *o = scratch[r * tokens + t];
-            }
-        }
+        matmul_many(&[self], x, xq, tokens, scratch, &mut [out]);
     }
 
     /// Rows `first..` of the product into `out` ([row][token], `tokens` per row).

@@ -1,7 +1,7 @@
 //! The model on the CPU: `graph::layer_program` with its weight names
 //! resolved at load, executed op by op over buffers made once.
 
-use super::matrix::{CpuMatrix, QuantRows};
+use super::matrix::{matmul_many, CpuMatrix, QuantRows};
 use super::ops::{self, Heads};
 use super::CpuWeights;
 use crate::config::ModelConfig;
@@ -14,7 +14,9 @@ use std::sync::Arc;
 enum Run {
     Embed(Arc<CpuMatrix>),
     RmsNorm { x: Act, gain: Arc<Vec<f32>>, out: Act },
-    Matmul { w: Arc<CpuMatrix>, x: Act, out: Rows },
+    /// Consecutive products of the same input (a layer's Q, K and V; its
+    /// gate and up), in one parallel loop (`matrix::matmul_many`).
+    Matmuls { x: Act, parts: Vec<(Arc<CpuMatrix>, Rows)> },
     Rope { x: Rows, heads: usize },
     Attention { layer: usize, q: Act, out: Act },
     Add { x: Act, y: Act },
@@ -56,12 +58,21 @@ impl CpuModel {
         let mut program = Vec::new();
         let mut widest = c.vocab_size;
         for op in graph::layer_program(c) {
+            if let (Op::Matmul { w, rows, cols, x, out }, Some(Run::Matmuls { x: prev, parts })) = (&op, program.last_mut()) {
+                // (At most one part writes keys and one values: see `run_layers`.)
+                let cache = |r: &Rows| std::mem::discriminant(r);
+                if x == prev && (matches!(out, Rows::Act(_)) || !parts.iter().any(|(_, o)| cache(o) == cache(out))) {
+                    widest = widest.max((rows + parts.iter().map(|(m, _)| m.rows).sum::<usize>()) * max_batch);
+                    parts.push((weights.matrix(w, *rows, *cols)?, *out));
+                    continue;
+                }
+            }
             program.push(match op {
                 Op::Embed { table } => Run::Embed(weights.matrix(&table, c.vocab_size, c.dim)?),
                 Op::RmsNorm { x, gain, out } => Run::RmsNorm { x, gain: weights.vector(&gain, c.dim)?, out },
                 Op::Matmul { w, rows, cols, x, out } => {
                     widest = widest.max(rows * max_batch);
-                    Run::Matmul { w: weights.matrix(&w, rows, cols)?, x, out }
+                    Run::Matmuls { x, parts: vec![(weights.matrix(&w, rows, cols)?, out)] }
                 }
                 Op::Rope { x, heads } => Run::Rope { x, heads },
                 Op::Attention { layer, q, out } => Run::Attention { layer, q, out },
@@ -197,19 +208,35 @@ impl CpuModel {
                     ops::rms_norm(&b.acts[slot(*x)][..n * c.dim], gain, c.rms_eps, &mut o[..n * c.dim]);
                     b.acts[slot(*out)] = o;
                 }
-                Run::Matmul { w, x, out } => {
-                    let input = &b.acts[slot(*x)][..n * w.cols];
-                    b.xq.quantize(input, n, w.cols);
-                    let rows = w.rows;
-                    match out {
-                        Rows::Act(a) => {
-                            let mut o = std::mem::take(&mut b.acts[slot(*a)]);
-                            w.matmul(&b.acts[slot(*x)][..n * w.cols], &b.xq, n, &mut b.scratch, &mut o[..n * rows]);
-                            b.acts[slot(*a)] = o;
-                        }
-                        Rows::Keys(l) => w.matmul(input, &b.xq, n, &mut b.scratch, &mut b.keys[*l][pos0 * rows..(pos0 + n) * rows]),
-                        Rows::Values(l) => {
-                            w.matmul(input, &b.xq, n, &mut b.scratch, &mut b.values[*l][pos0 * rows..(pos0 + n) * rows])
+                Run::Matmuls { x, parts } => {
+                    // The activations written, taken out of `acts` while the input is read.
+                    let mut taken: Vec<Vec<f32>> = parts
+                        .iter()
+                        .map(|(_, out)| match out {
+                            Rows::Act(a) => std::mem::take(&mut b.acts[slot(*a)]),
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    let cols = parts[0].0.cols;
+                    let input = &b.acts[slot(*x)][..n * cols];
+                    b.xq.quantize(input, n, cols);
+                    // Each of these is taken from at most once (see `load`).
+                    let (mut keys, mut values) = (b.keys.iter_mut(), b.values.iter_mut());
+                    let mut outs: Vec<&mut [f32]> = Vec::new();
+                    for ((w, out), act) in parts.iter().zip(taken.iter_mut()) {
+                        let rows = w.rows;
+                        outs.push(match out {
+                            Rows::Act(_) => &mut act[..n * rows],
+                            Rows::Keys(l) => &mut keys.nth(*l).expect("a layer's keys")[pos0 * rows..(pos0 + n) * rows],
+                            Rows::Values(l) => &mut values.nth(*l).expect("a layer's values")[pos0 * rows..(pos0 + n) * rows],
+                        });
+                    }
+                    let matrices: Vec<&CpuMatrix> = parts.iter().map(|(w, _)| &**w).collect();
+                    matmul_many(&matrices, input, &b.xq, n, &mut b.scratch, &mut outs);
+                    drop(outs);
+                    for ((_, out), act) in parts.iter().zip(taken) {
+                        if let Rows::Act(a) = out {
+                            b.acts[slot(*a)] = act;
                         }
                     }
                 }
