@@ -124,22 +124,28 @@ mod tests {
 
     #[test]
     fn attention_matches_the_oracle() {
-        let shape = Heads { heads: 4, kv_heads: 2, head_dim: 8 };
-        let (pos0, tokens, kv_dim) = (3, 2, 16);
+        // A few positions, then several hundred.
+        for (pos0, tokens) in [(3, 2), (549, 3)] {
+            check_attention(pos0, tokens, Heads { heads: 6, kv_heads: 2, head_dim: 8 });
+        }
+    }
+
+    fn check_attention(pos0: usize, tokens: usize, shape: Heads) {
+        let (q_dim, kv_dim) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
         let positions = pos0 + tokens;
         let val = |i: usize, k: usize| ((i * k) % 29) as f32 / 14.0 - 1.0;
-        let q: Vec<f32> = (0..tokens * 32).map(|i| val(i, 7)).collect();
+        let q: Vec<f32> = (0..tokens * q_dim).map(|i| val(i, 7)).collect();
         let keys: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 11)).collect();
         let values: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 13)).collect();
-        let mut out = vec![0.0; tokens * 32];
+        let mut out = vec![0.0; tokens * q_dim];
         attention(&q, &keys, &values, pos0, &shape, &mut out);
         let rows = |v: &[f32]| -> Vec<Vec<f64>> { v.chunks(kv_dim).map(|r| r.iter().map(|&x| x as f64).collect()).collect() };
         let (keys, values) = (rows(&keys), rows(&values));
         for t in 0..tokens {
-            let qt: Vec<f64> = q[t * 32..(t + 1) * 32].iter().map(|&x| x as f64).collect();
-            let want = reference::attention(&qt, &keys, &values, pos0 + t, 4, 2, 8);
-            for (a, b) in out[t * 32..(t + 1) * 32].iter().zip(&want) {
-                assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+            let qt: Vec<f64> = q[t * q_dim..(t + 1) * q_dim].iter().map(|&x| x as f64).collect();
+            let want = reference::attention(&qt, &keys, &values, pos0 + t, shape.heads, shape.kv_heads, shape.head_dim);
+            for (a, b) in out[t * q_dim..(t + 1) * q_dim].iter().zip(&want) {
+                assert!((*a as f64 - b).abs() < 1e-5, "position {}: {a} vs {b}", pos0 + t);
             }
         }
     }
