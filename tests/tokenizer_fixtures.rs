@@ -65,8 +65,11 @@ fn messages(value: &Value) -> Vec<Message> {
     serde_json::from_value(value.clone()).expect("messages")
 }
 
-/// (id, prompt_text, ids, messages for chat cases) of every prompt in both fixtures.
-fn all_prompts() -> Vec<(String, String, Vec<u32>, Option<Vec<Message>>)> {
+/// A fixture prompt: (id, prompt_text, ids, messages for chat cases).
+type Prompt = (String, String, Vec<u32>, Option<Vec<Message>>);
+
+/// Every prompt in both fixtures.
+fn all_prompts() -> Vec<Prompt> {
     let exact = fixture(EXACT);
     let llamacpp = fixture(LLAMACPP);
     let cases = exact["cases"].as_array().unwrap().iter().map(|c| (c, &c["prompt_ids"]));

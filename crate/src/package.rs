@@ -58,7 +58,7 @@ fn output_type(ty: TensorType, shape: &[usize], quant: Option<Quant>) -> TensorT
     match (float, shape.len(), quant) {
         // Vectors (norm weights) are read as f32 by the model.
         (true, 1, _) => TensorType::F32,
-        (true, 2, Some(q)) if shape[1] % 32 == 0 => q.tensor_type(),
+        (true, 2, Some(q)) if shape[1].is_multiple_of(32) => q.tensor_type(),
         (true, _, _) if ty == TensorType::BF16 => TensorType::F32,
         _ => ty,
     }

@@ -14,7 +14,7 @@ pub fn dequantize(ty: TensorType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
         .block_layout()
         .ok_or_else(|| HearthError::Model(format!("tensor type {ty} is not supported")))?;
     let (block, block_bytes) = (block as usize, block_bytes as usize);
-    if n % block != 0 || bytes.len() != n / block * block_bytes {
+    if !n.is_multiple_of(block) || bytes.len() != n / block * block_bytes {
         return Err(HearthError::Model(format!(
             "{ty}: {} bytes cannot hold {n} values",
             bytes.len()

@@ -12,7 +12,7 @@ use crate::weights::{layer_tensor, TensorSource};
 /// kernel tests: `out[r, i] = x[r, i] / sqrt(mean_j(x[r, j]²) + eps) * w[i]`.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let cols = w.len();
-    assert!(cols > 0 && x.len() % cols == 0, "x must hold whole rows of w.len() values");
+    assert!(cols > 0 && x.len().is_multiple_of(cols), "x must hold whole rows of w.len() values");
     let w64: Vec<f64> = w.iter().map(|&v| v as f64).collect();
     x.chunks_exact(cols)
         .flat_map(|row| {
@@ -309,9 +309,10 @@ mod tests {
         let m = Matrix { rows: 7, cols: 3, data: (0..21).map(|v| v as f32).collect() };
         let xs = vec![vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 2.0]];
         let out = m.matmul(&xs);
-        for r in 0..7 {
-            assert_eq!(out[0][r], (3 * r) as f64);
-            assert_eq!(out[1][r], (3 * r + 1) as f64 + 2.0 * (3 * r + 2) as f64);
+        assert_eq!((out[0].len(), out[1].len()), (7, 7));
+        for (r, (a, b)) in out[0].iter().zip(&out[1]).enumerate() {
+            assert_eq!(*a, (3 * r) as f64);
+            assert_eq!(*b, (3 * r + 1) as f64 + 2.0 * (3 * r + 2) as f64);
         }
     }
 }

@@ -199,10 +199,13 @@ impl Variants {
     }
 }
 
+/// A kernel and, for those that read weights, the weight type.
+type PipelineKey = (Kernel, Option<TensorType>);
+
 /// Compiled pipelines, keyed by kernel and (for weight readers) weight
 /// type, all of one set of [`Variants`].
 pub struct Pipelines {
-    cache: Mutex<HashMap<(Kernel, Option<TensorType>), Arc<wgpu::ComputePipeline>>>,
+    cache: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     variants: Variants,
 }
 

@@ -37,7 +37,7 @@ pub fn grid_2d(n: u32) -> (u32, u32) {
 /// dispatches, reads back. For tests and the browser self-check.
 pub async fn rms_norm(ctx: &GpuContext, x: &[f32], w: &[f32], eps: f32) -> Result<Vec<f32>> {
     let cols = w.len();
-    if cols == 0 || x.len() % cols != 0 {
+    if cols == 0 || !x.len().is_multiple_of(cols) {
         return Err(HearthError::InvalidArgument(format!(
             "rms_norm: x has {} values, not whole rows of {cols}",
             x.len()
