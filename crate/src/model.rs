@@ -50,6 +50,7 @@ impl BackendKind {
 /// on GPUs with shader-f16, f32 on CPU-based adapters and the CPU backend,
 /// see `Variants::f16_kv_cache`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum KvCacheType {
     #[default]

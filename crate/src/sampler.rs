@@ -126,10 +126,7 @@ impl Sampler {
         let mut cand = Candidates::new(&logits, o.temperature, o.top_k);
         // min-p: relative to the most likely token; top-p: cumulative mass.
         let threshold = o.min_p as f64 * cand.prob(0);
-        let mut keep = match o.min_p > 0.0 {
-            true => (0..cand.len()).take_while(|&i| cand.prob(i) >= threshold).count().max(1),
-            false => cand.len(),
-        };
+        let mut keep = if o.min_p > 0.0 { (0..cand.len()).take_while(|&i| cand.prob(i) >= threshold).count().max(1) } else { cand.len() };
         if o.top_p < 1.0 {
             let mut mass = 0.0;
             let reach = (0..cand.len()).position(|i| {
@@ -138,10 +135,7 @@ impl Sampler {
             });
             keep = keep.min(reach.map_or(cand.len(), |i| i + 1));
         }
-        let kept_mass = match keep == cand.len() {
-            true => cand.mass_of_all(),
-            false => (0..keep).map(|i| cand.prob(i)).sum(),
-        };
+        let kept_mass = if keep == cand.len() { cand.mass_of_all() } else { (0..keep).map(|i| cand.prob(i)).sum() };
         let mut r = self.rng.random::<f64>() * kept_mass;
         for i in 0..keep {
             let p = cand.prob(i);

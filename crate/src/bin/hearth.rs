@@ -87,15 +87,7 @@ struct BackendArgs {
     /// CPU-based adapters and the cpu backend), f16 (half the memory; needs
     /// shader-f16) or f32 (exact).
     #[arg(long, value_enum, default_value = "auto")]
-    kv_cache: KvCacheChoice,
-}
-
-/// `KvCacheType` as a command-line value.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum KvCacheChoice {
-    Auto,
-    F16,
-    F32,
+    kv_cache: KvCacheType,
 }
 
 impl BackendArgs {
@@ -110,11 +102,7 @@ impl BackendArgs {
                 Backend::Cpu
             }
         };
-        backend.with_kv_cache(match self.kv_cache {
-            KvCacheChoice::Auto => KvCacheType::Auto,
-            KvCacheChoice::F16 => KvCacheType::F16,
-            KvCacheChoice::F32 => KvCacheType::F32,
-        })
+        backend.with_kv_cache(self.kv_cache)
     }
 }
 
@@ -510,10 +498,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     for &prompt_tokens in &args.prompt_tokens {
         let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats))?;
         let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
-        let profile = match args.profile {
-            true => block_on(hearth_llm::bench::decode_profile(&mut engine, prompt_tokens, 20))?,
-            false => None,
-        };
+        let profile = if args.profile { block_on(hearth_llm::bench::decode_profile(&mut engine, prompt_tokens, 20))? } else { None };
         if args.json {
             println!("{}", serde_json::json!({
                 "adapter": adapter, "backend": api, "engine_backend": engine.model.kind().name(),

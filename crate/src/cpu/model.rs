@@ -32,6 +32,24 @@ struct Buffers {
     scratch: Vec<f32>,
 }
 
+impl Buffers {
+    /// The buffer `r` names: an activation or a layer's key or value cache.
+    fn rows_mut(&mut self, r: Rows) -> &mut Vec<f32> {
+        match r {
+            Rows::Act(a) => &mut self.acts[slot(a)],
+            Rows::Keys(l) => &mut self.keys[l],
+            Rows::Values(l) => &mut self.values[l],
+        }
+    }
+}
+
+/// Where the `n` rows of `width` values of a forward go in the buffer `r`
+/// names: from row 0 of an activation, from row pos0 of a cache.
+fn span(r: Rows, pos0: usize, n: usize, width: usize) -> std::ops::Range<usize> {
+    let first = if matches!(r, Rows::Act(_)) { 0 } else { pos0 };
+    first * width..(first + n) * width
+}
+
 /// The buffer index of `a`: its declaration order, which `Act::ALL` follows.
 fn slot(a: Act) -> usize {
     a as usize
@@ -56,13 +74,9 @@ impl CpuModel {
         let options = clamp_options(c, options);
         let ModelOptions { context, max_batch } = options;
         let mut program = Vec::new();
-        let mut widest = c.vocab_size;
         for op in graph::layer_program(c) {
             if let (Op::Matmul { w, rows, cols, x, out }, Some(Run::Matmuls { x: prev, parts })) = (&op, program.last_mut()) {
-                // (At most one part writes keys and one values: see `run_layers`.)
-                let cache = |r: &Rows| std::mem::discriminant(r);
-                if x == prev && (matches!(out, Rows::Act(_)) || !parts.iter().any(|(_, o)| cache(o) == cache(out))) {
-                    widest = widest.max((rows + parts.iter().map(|(m, _)| m.rows).sum::<usize>()) * max_batch);
+                if x == prev {
                     parts.push((weights.matrix(w, *rows, *cols)?, *out));
                     continue;
                 }
@@ -70,16 +84,19 @@ impl CpuModel {
             program.push(match op {
                 Op::Embed { table } => Run::Embed(weights.matrix(&table, c.vocab_size, c.dim)?),
                 Op::RmsNorm { x, gain, out } => Run::RmsNorm { x, gain: weights.vector(&gain, c.dim)?, out },
-                Op::Matmul { w, rows, cols, x, out } => {
-                    widest = widest.max(rows * max_batch);
-                    Run::Matmuls { x, parts: vec![(weights.matrix(&w, rows, cols)?, out)] }
-                }
+                Op::Matmul { w, rows, cols, x, out } => Run::Matmuls { x, parts: vec![(weights.matrix(&w, rows, cols)?, out)] },
                 Op::Rope { x, heads } => Run::Rope { x, heads },
                 Op::Attention { layer, q, out } => Run::Attention { layer, q, out },
                 Op::Add { x, y } => Run::Add { x, y },
                 Op::Swiglu { gate, up } => Run::Swiglu { gate, up },
             });
         }
+        // The scratch holds the head's logits or a run of products for every token.
+        let products = program.iter().map(|r| match r {
+            Run::Matmuls { parts, .. } => parts.iter().map(|(m, _)| m.rows).sum::<usize>() * max_batch,
+            _ => 0,
+        });
+        let widest = products.fold(c.vocab_size, usize::max);
         let alloc = |n: usize| -> Result<Vec<f32>> {
             let mut v = Vec::new();
             v.try_reserve_exact(n)
@@ -209,44 +226,23 @@ impl CpuModel {
                     b.acts[slot(*out)] = o;
                 }
                 Run::Matmuls { x, parts } => {
-                    // The activations written, taken out of `acts` while the input is read.
-                    let mut taken: Vec<Vec<f32>> = parts
-                        .iter()
-                        .map(|(_, out)| match out {
-                            Rows::Act(a) => std::mem::take(&mut b.acts[slot(*a)]),
-                            _ => Vec::new(),
-                        })
-                        .collect();
+                    // The buffers written, taken out of their slots while the input is read.
+                    let mut taken: Vec<Vec<f32>> = parts.iter().map(|(_, out)| std::mem::take(b.rows_mut(*out))).collect();
                     let cols = parts[0].0.cols;
                     let input = &b.acts[slot(*x)][..n * cols];
                     b.xq.quantize(input, n, cols);
-                    // Each of these is taken from at most once (see `load`).
-                    let (mut keys, mut values) = (b.keys.iter_mut(), b.values.iter_mut());
-                    let mut outs: Vec<&mut [f32]> = Vec::new();
-                    for ((w, out), act) in parts.iter().zip(taken.iter_mut()) {
-                        let rows = w.rows;
-                        outs.push(match out {
-                            Rows::Act(_) => &mut act[..n * rows],
-                            Rows::Keys(l) => &mut keys.nth(*l).expect("a layer's keys")[pos0 * rows..(pos0 + n) * rows],
-                            Rows::Values(l) => &mut values.nth(*l).expect("a layer's values")[pos0 * rows..(pos0 + n) * rows],
-                        });
-                    }
+                    let mut outs: Vec<&mut [f32]> =
+                        parts.iter().zip(taken.iter_mut()).map(|((w, out), buffer)| &mut buffer[span(*out, pos0, n, w.rows)]).collect();
                     let matrices: Vec<&CpuMatrix> = parts.iter().map(|(w, _)| &**w).collect();
                     matmul_many(&matrices, input, &b.xq, n, &mut b.scratch, &mut outs);
                     drop(outs);
-                    for ((_, out), act) in parts.iter().zip(taken) {
-                        if let Rows::Act(a) = out {
-                            b.acts[slot(*a)] = act;
-                        }
+                    for ((_, out), buffer) in parts.iter().zip(taken) {
+                        *b.rows_mut(*out) = buffer;
                     }
                 }
                 Run::Rope { x, heads } => {
                     let width = heads * c.head_dim;
-                    let rows = match x {
-                        Rows::Act(a) => &mut b.acts[slot(*a)][..n * width],
-                        Rows::Keys(l) => &mut b.keys[*l][pos0 * width..(pos0 + n) * width],
-                        Rows::Values(l) => &mut b.values[*l][pos0 * width..(pos0 + n) * width],
-                    };
+                    let rows = &mut b.rows_mut(*x)[span(*x, pos0, n, width)];
                     ops::rope(rows, pos0, *heads, c.head_dim, &self.rope, c.rope_dim / 2);
                 }
                 Run::Attention { layer, q, out } => {
