@@ -158,6 +158,25 @@ fn argmax_lowest_index_wins() {
     all_pass(&ctx, Kernel::Argmax);
 }
 
+/// Sampling on the GPU picks what the CPU's sampler picks from the same
+/// draw; most draws are decided there, and the cases that need more ranks
+/// than it holds (all logits equal, top-k 3000) are handed back.
+#[test]
+fn sampling_on_the_gpu_picks_the_cpu_samplers_token() {
+    let Some(ctx) = gpu() else { return };
+    let checks = all_pass(&ctx, Kernel::Sample);
+    let count = |c: &KernelCheck, what: &str| -> usize {
+        let words: Vec<&str> = c.detail.split([' ', ',']).collect();
+        words.windows(2).find(|w| w[1] == what).map_or(0, |w| w[0].parse().unwrap())
+    };
+    let agreed: usize = checks.iter().map(|c| count(c, "draws")).sum();
+    let near: usize = checks.iter().map(|c| count(c, "near")).sum();
+    let handed_back: Vec<&str> = checks.iter().filter(|c| count(c, "handed") > 0).map(|c| c.case.as_str()).collect();
+    eprintln!("{agreed} draws agree, {near} near a boundary; handed back in {handed_back:?}");
+    assert!(agreed >= 60 && near <= 2, "{agreed} agree, {near} near a boundary");
+    assert!(handed_back.iter().any(|c| c.contains("all equal")) && handed_back.iter().any(|c| c.contains("top_k 3000")), "{handed_back:?}");
+}
+
 #[test]
 fn read_bandwidth_probe_reads_every_word() {
     let Some(ctx) = gpu() else { return };

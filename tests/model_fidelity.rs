@@ -9,6 +9,9 @@ mod common;
 
 use common::{default_model_bytes, fixture, floats, gpu, ids};
 use hearth_llm::config::ModelConfig;
+use hearth_llm::engine::{Engine, GenerateRequest};
+use hearth_llm::gpu::Variants;
+use hearth_llm::sampler::SamplerOptions;
 use hearth_llm::formats::gguf::GgufFile;
 use hearth_llm::model::{Backend, KvCacheType, Model, ModelOptions, Weights};
 use hearth_llm::HearthError;
@@ -54,6 +57,39 @@ fn an_f16_kv_cache_needs_a_gpu_with_shader_f16() {
         Ok(Backend::Gpu(f16)) => assert!(ctx.report.shader_f16 && f16.variants().f16_kv_cache),
         Ok(Backend::Cpu) => unreachable!(),
         Err(e) => assert!(!ctx.report.shader_f16 && matches!(e, HearthError::InvalidArgument(_)), "{e:?}"),
+    }
+}
+
+/// Sampled generation with the sampling on the GPU gives the tokens the
+/// CPU's sampler gives from the same logits (the same kernels otherwise),
+/// for every kind of setting, penalties included.
+#[test]
+fn sampling_on_the_gpu_generates_what_the_cpu_sampler_generates() {
+    let Some(ctx) = gpu() else { return };
+    let Some(bytes) = default_model_bytes() else { return };
+    let with = |gpu_sampling| {
+        let backend = Backend::Gpu(ctx.with_variants(Variants { gpu_sampling, ..ctx.variants() }));
+        Engine::from_gguf(&backend, &bytes, ModelOptions { context: 256, max_batch: 64 }).expect("load")
+    };
+    let (mut on_gpu, mut on_cpu) = (with(true), with(false));
+    let t = |temperature, seed| SamplerOptions { temperature, seed, ..Default::default() };
+    let settings = [
+        t(1.0, 1),
+        SamplerOptions { top_p: 0.9, ..t(0.8, 2) },
+        SamplerOptions { top_k: 40, top_p: 0.95, min_p: 0.05, ..t(0.7, 3) },
+        SamplerOptions { repetition_penalty: 1.3, presence_penalty: 0.4, frequency_penalty: 0.3, ..t(0.9, 4) },
+        SamplerOptions { repetition_penalty: 1.2, ..t(0.0, 5) }, // greedy over penalised logits
+    ];
+    let prompt = on_gpu.encode_prompt("The old lighthouse keeper opened the door and").unwrap();
+    for sampler in settings {
+        let req = GenerateRequest { max_tokens: 24, sampler: sampler.clone(), ignore_eos: true, ..Default::default() };
+        let run = |e: &mut Engine| {
+            e.reset();
+            block_on(e.generate(&prompt, &req, &mut |_| {})).expect("generate").ids
+        };
+        let (gpu_ids, cpu_ids) = (run(&mut on_gpu), run(&mut on_cpu));
+        eprintln!("{sampler:?}: {gpu_ids:?}");
+        assert_eq!(gpu_ids, cpu_ids, "{sampler:?}");
     }
 }
 

@@ -259,14 +259,13 @@ impl Engine {
     }
 }
 
-/// Runs `tokens` and picks the next one (on the GPU when greedy); `seen` is
-/// every token so far, for the repetition penalty.
+/// Runs `tokens` and picks the next one (on the GPU where the GPU backend
+/// can); `seen` is every token so far, for the penalties.
 async fn step(model: &mut Model, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
     if sampler.options().is_greedy() {
         model.forward_greedy(tokens).await
     } else {
-        let logits = model.forward_logits(tokens).await?;
-        Ok(sampler.sample(&logits, seen))
+        model.forward_sample(tokens, sampler, seen).await
     }
 }
 

@@ -228,6 +228,19 @@ impl Model {
         each!(self, m => m.forward_greedy(tokens).await)
     }
 
+    /// Runs `tokens` after the cached positions and returns the next token
+    /// as `sampler` picks it given the tokens `seen` so far: on the GPU
+    /// where `Variants::gpu_sampling`, otherwise from the logits read back.
+    pub async fn forward_sample(&mut self, tokens: &[u32], sampler: &mut crate::sampler::Sampler, seen: &[u32]) -> Result<u32> {
+        match self {
+            Model::Gpu(m) if m.context().variants().gpu_sampling => m.forward_sample(tokens, sampler, seen).await,
+            _ => {
+                let logits = self.forward_logits(tokens).await?;
+                Ok(sampler.sample(&logits, seen))
+            }
+        }
+    }
+
     /// Runs `tokens` after the cached positions and returns every position's
     /// logits (`tokens.len() × vocab`, row-major).
     pub async fn forward_all_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {

@@ -96,34 +96,55 @@ impl Sampler {
     }
 
     /// Picks the next token from `logits`, given the tokens seen so far
-    /// (for the repetition penalty).
+    /// (for the penalties): the penalties, one draw, the choice.
     pub fn sample(&mut self, logits: &[f32], seen: &[u32]) -> u32 {
-        let o = &self.options;
         let mut logits = logits.to_vec();
-        if o.repetition_penalty != 1.0 {
-            let mut penalised = vec![false; logits.len()];
-            for &t in seen {
-                if let Some(l) = logits.get_mut(t as usize).filter(|_| !penalised[t as usize]) {
-                    *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
-                    penalised[t as usize] = true;
-                }
+        self.penalize(&mut logits, &seen_counts(seen));
+        let draw = self.draw();
+        self.choose(&logits, draw)
+    }
+
+    /// Whether any penalty changes the logits of tokens already seen.
+    pub fn penalizes(&self) -> bool {
+        let o = &self.options;
+        o.repetition_penalty != 1.0 || o.presence_penalty != 0.0 || o.frequency_penalty != 0.0
+    }
+
+    /// Applies the penalties to `logits`, given each token seen and how
+    /// often (`seen_counts`): the repetition penalty, then the presence and
+    /// frequency penalties. shaders/sample.wgsl does the same on the GPU.
+    pub fn penalize(&self, logits: &mut [f32], counts: &[(u32, u32)]) {
+        let o = &self.options;
+        for &(t, n) in counts {
+            let Some(l) = logits.get_mut(t as usize) else { continue };
+            if o.repetition_penalty != 1.0 {
+                *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
+            }
+            if o.presence_penalty != 0.0 || o.frequency_penalty != 0.0 {
+                *l -= o.presence_penalty + o.frequency_penalty * n as f32;
             }
         }
-        if o.presence_penalty != 0.0 || o.frequency_penalty != 0.0 {
-            let mut counts = std::collections::HashMap::<u32, u32>::new();
-            for &t in seen {
-                *counts.entry(t).or_default() += 1;
-            }
-            for (t, n) in counts {
-                if let Some(l) = logits.get_mut(t as usize) {
-                    *l -= o.presence_penalty + o.frequency_penalty * n as f32;
-                }
-            }
-        }
+    }
+
+    /// The uniform draw in [0, 1) the next choice uses, from the seeded
+    /// generator; none (and the generator untouched) where the choice is
+    /// the most likely token.
+    pub fn draw(&mut self) -> Option<f64> {
+        let o = &self.options;
         if o.temperature == 0.0 || o.top_k == 1 {
-            return argmax(&logits);
+            return None;
         }
-        let mut cand = Candidates::new(&logits, o.temperature, o.top_k);
+        Some(self.rng.random::<f64>())
+    }
+
+    /// The token chosen from penalised `logits` with the draw `draw` (from
+    /// `draw`): the most likely, or a sample from the candidates that top-k,
+    /// min-p and top-p keep, walked in rank order until the draw's share of
+    /// their mass is used up. shaders/sample.wgsl does the same on the GPU.
+    pub fn choose(&self, logits: &[f32], draw: Option<f64>) -> u32 {
+        let o = &self.options;
+        let Some(u) = draw else { return argmax(logits) };
+        let mut cand = Candidates::new(logits, o.temperature, o.top_k);
         // min-p: relative to the most likely token; top-p: cumulative mass.
         let threshold = o.min_p as f64 * cand.prob(0);
         let mut keep = if o.min_p > 0.0 { (0..cand.len()).take_while(|&i| cand.prob(i) >= threshold).count().max(1) } else { cand.len() };
@@ -136,7 +157,7 @@ impl Sampler {
             keep = keep.min(reach.map_or(cand.len(), |i| i + 1));
         }
         let kept_mass = if keep == cand.len() { cand.mass_of_all() } else { (0..keep).map(|i| cand.prob(i)).sum() };
-        let mut r = self.rng.random::<f64>() * kept_mass;
+        let mut r = u * kept_mass;
         for i in 0..keep {
             let p = cand.prob(i);
             if r < p {
@@ -146,6 +167,20 @@ impl Sampler {
         }
         cand.id(keep - 1)
     }
+}
+
+/// Each distinct token of `seen` with how often it occurs, by token id.
+pub fn seen_counts(seen: &[u32]) -> Vec<(u32, u32)> {
+    let mut sorted = seen.to_vec();
+    sorted.sort_unstable();
+    let mut counts: Vec<(u32, u32)> = Vec::new();
+    for t in sorted {
+        match counts.last_mut() {
+            Some((last, n)) if *last == t => *n += 1,
+            _ => counts.push((t, 1)),
+        }
+    }
+    counts
 }
 
 /// The sampling candidates (token id, logit / temperature), the top_k most

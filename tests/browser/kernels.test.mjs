@@ -65,7 +65,7 @@ test('every kernel on WebGPU matches the CPU reference (kernelSelfCheck)', async
       `max error ${worst === null ? 'NaN' : worst.toExponential(2)}, ${time.toFixed(0)} ms`);
   }
   for (const c of checks.filter((c) => !c.passed)) t.diagnostic(`FAILED ${c.kernel} ${c.case}: ${c.detail}`);
-  assert.deepEqual(kernels, ['embed', 'rms_norm', 'matmul', 'matmul_qkv', 'matmul_swiglu', 'rope', 'attention', 'swiglu', 'add', 'argmax', 'read_bandwidth']);
+  assert.deepEqual(kernels, ['embed', 'rms_norm', 'matmul', 'matmul_qkv', 'matmul_swiglu', 'rope', 'attention', 'swiglu', 'add', 'argmax', 'sample', 'read_bandwidth']);
   for (const ty of ['F32', 'F16', 'Q4_0', 'Q4_1', 'Q8_0']) {
     for (const kernel of ['embed', 'matmul', 'matmul_qkv', 'matmul_swiglu']) {
       assert.ok(checks.some((c) => c.kernel === kernel && c.case.startsWith(`${ty} `)), `${kernel} ${ty} is checked`);

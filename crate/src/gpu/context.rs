@@ -304,7 +304,8 @@ fn looks_like_software(name: &str) -> bool {
 /// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
 /// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
 /// every thread loads x and the query itself, and the matmul's lanes add
-/// their sums in workgroup memory) override them, to compare the variants.
+/// their sums in workgroup memory) and HEARTH_SAMPLING (`gpu` or `cpu`:
+/// where sampled tokens are chosen) override them, to compare the variants.
 /// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = variants_as(report, report.is_software);
@@ -322,6 +323,11 @@ fn variants(report: &AdapterReport) -> Variants {
     match std::env::var("HEARTH_ATTENTION").as_deref() {
         Ok("split-keys") => variants.split_keys_attention = true,
         Ok("shared-keys") => variants.split_keys_attention = false,
+        _ => {}
+    }
+    match std::env::var("HEARTH_SAMPLING").as_deref() {
+        Ok("gpu") => variants.gpu_sampling = true,
+        Ok("cpu") => variants.gpu_sampling = false,
         _ => {}
     }
     variants.subgroup_reductions = subgroups && lanes_fit_subgroups(report, &variants);

@@ -25,6 +25,8 @@ pub enum Kernel {
     Swiglu,
     Add,
     Argmax,
+    /// Sampling with every sampler setting (shaders/sample.wgsl).
+    Sample,
     /// The benchmark's streaming-read probe (shaders/read_bandwidth.wgsl).
     ReadBandwidth,
 }
@@ -44,6 +46,7 @@ impl Kernel {
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
             Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Kernel::Sample => include_str!("../../../shaders/sample.wgsl"),
             Kernel::ReadBandwidth => include_str!("../../../shaders/read_bandwidth.wgsl"),
         }
     }
@@ -153,6 +156,12 @@ pub struct Variants {
     /// where the tree reduction's barriers then cost next to nothing
     /// (lavapipe decode 2-5 % faster, SwiftShader the same or faster).
     pub rms_norm_threads: u32,
+    /// Tokens sampled on the GPU (shaders/sample.wgsl), so a sampled token
+    /// reads back 4 bytes instead of the vocabulary's logits, on GPUs;
+    /// CPU-based adapters read the logits (a copy in the same memory) and
+    /// sample on the CPU, where one workgroup's three passes over the
+    /// logits and its barriers cost more than the CPU's selection.
+    pub gpu_sampling: bool,
 }
 
 impl Variants {
@@ -168,6 +177,7 @@ impl Variants {
             matmul_lanes_per_row: if software { 1 } else { 8 },
             subgroup_reductions: false,
             rms_norm_threads: if software { 8 } else { 64 },
+            gpu_sampling: !software,
         }
     }
 

@@ -6,10 +6,11 @@
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
-use crate::gpu::ops::{KeysToCache, MatmulOut, QkvRope};
+use crate::gpu::ops::{KeysToCache, MatmulOut, QkvRope, SampleParams, SAMPLE_FALLBACK};
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
+use crate::sampler::{seen_counts, Sampler};
 use std::collections::HashMap;
 
 /// Largest head size shaders/attention.wgsl holds (its MAX_HEAD_DIM).
@@ -111,6 +112,17 @@ pub struct KernelTime {
     pub us_per_token: f64,
 }
 
+/// What a forward ends with after the last token's logits.
+#[derive(Clone, Copy, PartialEq)]
+enum Pick {
+    /// Nothing: the logits are read back.
+    Logits,
+    /// Their argmax (greedy decoding).
+    Argmax,
+    /// The sampled token (shaders/sample.wgsl).
+    Sample,
+}
+
 /// The head that gives every position's logits, with its buffers.
 struct AllLogits {
     logits: wgpu::Buffer,  // max_batch × vocab f32
@@ -128,12 +140,20 @@ pub struct GpuModel {
     step_last: wgpu::Buffer,
     ids: wgpu::Buffer,   // max_batch u32
     logits: wgpu::Buffer, // vocab f32, the last token's
-    next_id: wgpu::Buffer, // 1 u32, argmax of logits
+    next_id: wgpu::Buffer, // 1 u32, the token picked from the logits
+    /// The sampler's settings and draw (`SampleParams`), and the seen
+    /// tokens with their counts (context × (id, count)), for `sample`.
+    sample_params: wgpu::Buffer,
+    seen: wgpu::Buffer,
     /// Mappable copies of `logits` and `next_id`, made once.
     logits_staging: wgpu::Buffer,
     next_id_staging: wgpu::Buffer,
     layers: Vec<Dispatch>,
+    /// The last token's RMSNorm and output projection, into `logits`.
     head: Vec<Dispatch>,
+    /// Picking the token from `logits` into `next_id`.
+    argmax: Dispatch,
+    sample: Dispatch,
     /// What the all-positions head needs; its logits buffer (max_batch ×
     /// vocab) is only allocated on first use (scoring, perplexity).
     x: wgpu::Buffer,
@@ -176,6 +196,8 @@ impl GpuModel {
         let h_last = scratch("h_last", d)?;
         let logits = scratch("logits", c.vocab_size)?;
         let next_id = scratch("next_id", 1)?;
+        let seen = scratch("seen", 2 * context)?;
+        let sample_params = gpu::uniform_from(ctx, "sample_params", &SampleParams::default());
         let ids = scratch("ids", max_batch)?;
         let rope_table = gpu::storage_from(ctx, "rope_table", &rope_table(c, context));
         gpu_bytes.set(gpu_bytes.get() + rope_table.size());
@@ -234,8 +256,9 @@ impl GpuModel {
         let head = vec![
             ops::rms_norm(ctx, &step_last, &x, None, &out_norm, &h_last, d, c.rms_eps),
             ops::matmul(ctx, &step_last, &output, &h_last, MatmulOut::One { out: &logits }),
-            ops::argmax(ctx, &logits, &next_id, c.vocab_size),
         ];
+        let argmax = ops::argmax(ctx, &logits, &next_id, c.vocab_size);
+        let sample = ops::sample(ctx, &sample_params, &logits, &seen, &next_id);
         let logits_staging = gpu::staging::<f32>(ctx, "logits.staging", c.vocab_size);
         gpu_bytes.set(gpu_bytes.get() + logits_staging.size());
         ctx.take_error()?;
@@ -250,8 +273,12 @@ impl GpuModel {
             logits_staging,
             next_id_staging: gpu::staging::<u32>(ctx, "next_id.staging", 1),
             next_id,
+            sample_params,
+            seen,
             layers,
             head,
+            argmax,
+            sample,
             x,
             h,
             out_norm,
@@ -291,18 +318,52 @@ impl GpuModel {
     /// Runs `tokens` after the cached positions and returns the last token's logits.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let (src, staging) = (self.logits.clone(), self.logits_staging.clone());
-        self.forward(tokens, &src, &staging, self.config.vocab_size).await
+        self.forward(tokens, Pick::Logits, &src, &staging, self.config.vocab_size).await
     }
 
     /// Runs `tokens` after the cached positions and returns the id of the
     /// most likely next token (only 4 bytes are read back).
     pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
-        let (src, staging) = (self.next_id.clone(), self.next_id_staging.clone());
-        let id = self.forward::<u32>(tokens, &src, &staging, 1).await?[0];
+        let id = self.forward_picking(tokens, Pick::Argmax).await?;
         if id as usize >= self.config.vocab_size {
-            return Err(HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into()));
+            return Err(garbage());
         }
         Ok(id)
+    }
+
+    /// Runs `tokens` after the cached positions and returns the next token
+    /// as `sampler` picks it given the tokens `seen` so far, sampled on the
+    /// GPU (only 4 bytes are read back). Where the GPU's sampler does not
+    /// hold the ranks the choice needs (see shaders/sample.wgsl), the
+    /// penalised logits are read back and the same draw chooses on the CPU.
+    pub async fn forward_sample(&mut self, tokens: &[u32], sampler: &mut Sampler, seen: &[u32]) -> Result<u32> {
+        let vocab = self.config.vocab_size;
+        let counts = if sampler.penalizes() { seen_counts(seen) } else { Vec::new() };
+        if counts.len() > self.options.context {
+            return Err(HearthError::InvalidArgument(format!("{} distinct seen tokens: more than the context of {}", counts.len(), self.options.context)));
+        }
+        let draw = sampler.draw();
+        let params = SampleParams::new(vocab, counts.len(), sampler.options(), draw);
+        self.ctx.queue.write_buffer(&self.sample_params, 0, bytemuck::bytes_of(&params));
+        if !counts.is_empty() {
+            let pairs: Vec<u32> = counts.iter().flat_map(|&(t, n)| [t, n]).collect();
+            self.ctx.queue.write_buffer(&self.seen, 0, bytemuck::cast_slice(&pairs));
+        }
+        match self.forward_picking(tokens, Pick::Sample).await? {
+            id if (id as usize) < vocab => Ok(id),
+            SAMPLE_FALLBACK => {
+                let encoder = self.ctx.device.create_command_encoder(&Default::default());
+                let logits = gpu::submit_and_read_via::<f32>(&self.ctx, encoder, &self.logits, &self.logits_staging, vocab).await?;
+                Ok(sampler.choose(&logits, draw))
+            }
+            _ => Err(garbage()),
+        }
+    }
+
+    /// Runs `tokens` and reads back the token `pick` puts in `next_id`.
+    async fn forward_picking(&mut self, tokens: &[u32], pick: Pick) -> Result<u32> {
+        let (src, staging) = (self.next_id.clone(), self.next_id_staging.clone());
+        Ok(self.forward::<u32>(tokens, pick, &src, &staging, 1).await?[0])
     }
 
     /// Runs `tokens` after the cached positions and returns the logits of
@@ -331,9 +392,9 @@ impl GpuModel {
         Ok(out)
     }
 
-    /// Runs `tokens` (in chunks of max_batch), then the last-token head, and
-    /// reads back `len` values of `result` through `staging`.
-    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], result: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
+    /// Runs `tokens` (in chunks of max_batch), then the last-token head and
+    /// `pick`, and reads back `len` values of `result` through `staging`.
+    async fn forward<T: bytemuck::Pod>(&mut self, tokens: &[u32], pick: Pick, result: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Result<Vec<T>> {
         self.validate(tokens)?;
         let chunks: Vec<&[u32]> = tokens.chunks(self.options.max_batch).collect();
         let (last, rest) = chunks.split_last().expect("validate() refuses an empty input");
@@ -342,7 +403,12 @@ impl GpuModel {
             self.ctx.queue.submit([encoder.finish()]);
         }
         let mut encoder = self.record(last);
-        program::encode(&mut encoder, &self.head, 1);
+        let pick = match pick {
+            Pick::Logits => None,
+            Pick::Argmax => Some(&self.argmax),
+            Pick::Sample => Some(&self.sample),
+        };
+        program::encode(&mut encoder, self.head.iter().chain(pick), 1);
         gpu::submit_and_read_via(&self.ctx, encoder, result, staging, len).await
     }
 
@@ -374,7 +440,7 @@ impl GpuModel {
         queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
         queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
         queue.write_buffer(&self.ids, 0, bytemuck::bytes_of(&0u32));
-        let all: Vec<&Dispatch> = self.layers.iter().chain(&self.head).collect();
+        let all: Vec<&Dispatch> = self.layers.iter().chain(&self.head).chain([&self.argmax]).collect();
         self.time_dispatches(&all, repeats).await?; // warm-up: every pipeline and buffer in use once
         let mut kernels: Vec<KernelTime> = Vec::new();
         for d in &all {
@@ -405,4 +471,8 @@ impl GpuModel {
     fn validate(&self, tokens: &[u32]) -> Result<()> {
         validate_tokens(tokens, self.pos, &self.config, &self.options)
     }
+}
+
+fn garbage() -> HearthError {
+    HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into())
 }

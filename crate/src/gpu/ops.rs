@@ -144,6 +144,58 @@ pub fn argmax(ctx: &GpuContext, logits: &Buf, out: &Buf, n: usize) -> Dispatch {
     dispatch(ctx, Kernel::Argmax, None, &[&s, logits, out], Grid::Single)
 }
 
+/// The settings and the draw of one sampled token, as shaders/sample.wgsl
+/// takes them (its `Params`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct SampleParams {
+    pub n: u32,
+    pub n_seen: u32,
+    pub top_k: u32,
+    _pad0: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub u: f32,
+    pub repetition: f32,
+    pub presence: f32,
+    pub frequency: f32,
+    _pad1: f32,
+}
+
+impl SampleParams {
+    /// For `n` logits, `n_seen` distinct seen tokens, the settings `o` and
+    /// the draw `u` (`Sampler::draw`; none where the choice is greedy).
+    pub fn new(n: usize, n_seen: usize, o: &crate::sampler::SamplerOptions, u: Option<f64>) -> Self {
+        SampleParams {
+            n: n as u32,
+            n_seen: n_seen as u32,
+            top_k: o.top_k.min(u32::MAX as usize) as u32,
+            temperature: o.temperature,
+            top_p: o.top_p,
+            min_p: o.min_p,
+            // Rounded down so that a draw just below 1 stays below 1.
+            u: u.map_or(0.0, |u| (u as f32).min(1.0 - f32::EPSILON / 2.0)),
+            repetition: o.repetition_penalty,
+            presence: o.presence_penalty,
+            frequency: o.frequency_penalty,
+            ..Default::default()
+        }
+    }
+}
+
+/// out[0] = the token sampled from the first `params.n` logits (penalised
+/// in place) with the settings and the draw in `params` (a uniform holding
+/// `SampleParams`), the seen tokens' (id, count) pairs in `seen`; or
+/// `SAMPLE_FALLBACK` (see shaders/sample.wgsl).
+pub fn sample(ctx: &GpuContext, params: &Buf, logits: &Buf, seen: &Buf, out: &Buf) -> Dispatch {
+    dispatch(ctx, Kernel::Sample, None, &[params, logits, seen, out], Grid::Single)
+}
+
+/// What shaders/sample.wgsl writes where the choice needs ranks it does not
+/// hold: the host chooses from the penalised logits instead.
+pub const SAMPLE_FALLBACK: u32 = 0xffff_fffe;
+
 /// Reads all of `data` (`words` u32s, a multiple of 4) with `threads` threads,
 /// one u32 each into `out` (the benchmark's bandwidth probe), in runs or
 /// grid-stride (see shaders/read_bandwidth.wgsl and [`read_bandwidth_reads`]).

@@ -33,7 +33,7 @@ use std::future::Future;
 use web_time::Instant;
 
 /// Every kernel, in the order [`run_all`] checks them.
-pub const KERNELS: [Kernel; 11] = [
+pub const KERNELS: [Kernel; 12] = [
     Kernel::Embed,
     Kernel::RmsNorm,
     Kernel::Matmul,
@@ -44,6 +44,7 @@ pub const KERNELS: [Kernel; 11] = [
     Kernel::Swiglu,
     Kernel::Add,
     Kernel::Argmax,
+    Kernel::Sample,
     Kernel::ReadBandwidth,
 ];
 
@@ -84,6 +85,7 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::Swiglu => "swiglu",
         Kernel::Add => "add",
         Kernel::Argmax => "argmax",
+        Kernel::Sample => "sample",
         Kernel::ReadBandwidth => "read_bandwidth",
     }
 }
@@ -110,6 +112,7 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
         Kernel::Add => elementwise(ctx, Kernel::Add).await,
         Kernel::Argmax => argmax(ctx).await,
+        Kernel::Sample => sample(ctx).await,
         Kernel::ReadBandwidth => read_bandwidth(ctx).await,
     }
 }
@@ -861,6 +864,116 @@ async fn argmax(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                     (true, format!("index {want}, exact"))
                 };
                 Ok(Outcome { max_error, tolerance: 0.0, passed, detail })
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// Logits like a language model's: a long tail, a few hundred likely
+/// tokens, a handful very likely (token 17 most).
+fn model_like_logits(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|i| rng.random_range(-6.0f32..6.0) + if i % 97 == 3 { 9.0 } else { 0.0 } + if i == 17 { 6.0 } else { 0.0 }).collect()
+}
+
+/// The settings of `o` that are not the defaults, as `name value` pairs.
+fn settings(o: &crate::sampler::SamplerOptions) -> String {
+    let d = crate::sampler::SamplerOptions::default();
+    let top_k = (o.top_k != d.top_k).then(|| format!("top_k {}", o.top_k));
+    let floats = [
+        ("temperature", o.temperature, d.temperature),
+        ("top_p", o.top_p, d.top_p),
+        ("min_p", o.min_p, d.min_p),
+        ("repetition_penalty", o.repetition_penalty, d.repetition_penalty),
+        ("presence_penalty", o.presence_penalty, d.presence_penalty),
+        ("frequency_penalty", o.frequency_penalty, d.frequency_penalty),
+    ];
+    let floats = floats.into_iter().filter(|(_, v, default)| v != default).map(|(k, v, _)| format!("{k} {v}"));
+    top_k.into_iter().chain(floats).collect::<Vec<_>>().join(" ")
+}
+
+/// Draws the sampling checks use: the ends of [0, 1) and between.
+const DRAWS: [f64; 8] = [0.0, 0.03, 0.21, 0.5, 0.77, 0.93, 0.999, 0.999_999_9];
+
+/// Sampling on the GPU against `Sampler` (the CPU's), from the same
+/// penalties, settings and draw: the penalised logits within float
+/// rounding, and the same token wherever the choice is not within 1e-4 of
+/// a boundary (a draw, top-p or min-p nudged by that much would change it
+/// on the CPU: float sums and exp differ there). The kernel may hand the
+/// choice back (FALLBACK) only where it needs ranks past the 128th.
+async fn sample(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    use crate::sampler::{seen_counts, Sampler, SamplerOptions};
+    let mut checks = Vec::new();
+    let t = |temperature| SamplerOptions { temperature, ..Default::default() };
+    // (n, logits: 0 model-like, 1 all equal, 2 two tied at the top; settings; seen tokens)
+    let cases: Vec<(usize, u8, SamplerOptions, Vec<u32>)> = vec![
+        (49_155, 0, t(1.0), vec![]),
+        (49_155, 0, SamplerOptions { top_p: 0.95, ..t(0.8) }, vec![]),
+        (49_155, 0, SamplerOptions { top_k: 40, top_p: 0.9, ..t(0.7) }, vec![]),
+        (49_155, 0, SamplerOptions { min_p: 0.05, ..t(1.3) }, vec![]),
+        (49_155, 0, SamplerOptions { top_p: 0.5, min_p: 0.2, ..t(0.5) }, vec![]),
+        (49_155, 0, SamplerOptions { top_k: 3000, ..t(2.0) }, vec![]), // top-k past what it holds
+        (49_155, 1, t(1.0), vec![]),                                    // all tied: everything in one bucket
+        (1000, 2, SamplerOptions { top_p: 0.9, ..t(0.9) }, vec![]),
+        (7, 0, SamplerOptions { top_k: 3, ..t(1.0) }, vec![]),
+        // Penalties (a seen token past n is ignored), greedy and sampled.
+        (49_155, 0, SamplerOptions { repetition_penalty: 1.3, ..t(0.0) }, vec![17, 17, 3, 100, 60_000]),
+        (49_155, 0, SamplerOptions { presence_penalty: 0.5, frequency_penalty: 0.7, top_p: 0.9, ..t(0.7) }, vec![17, 17, 17, 3, 197, 197]),
+        (49_155, 0, SamplerOptions { repetition_penalty: 1.5, presence_penalty: -0.3, min_p: 0.1, ..t(1.0) }, vec![17, 294, 5, 6]),
+    ];
+    for (seed, (n, kind, o, seen)) in cases.into_iter().enumerate() {
+        checks.push(
+            check(ctx, Kernel::Sample, format!("n {n} logits {} {} seen {seen:?}", ["model-like", "all equal", "two tied"][kind as usize], settings(&o)), async {
+                let mut logits = model_like_logits(900 + seed as u64, n);
+                if kind == 1 {
+                    logits.fill(0.25);
+                } else if kind == 2 {
+                    logits[500] = 20.0;
+                    logits[10] = 20.0;
+                }
+                let counts = seen_counts(&seen);
+                let pairs: Vec<u32> = counts.iter().flat_map(|&(t, c)| [t, c]).collect();
+                let sampler = Sampler::new(o.clone())?;
+                let mut want_logits = logits.clone();
+                sampler.penalize(&mut want_logits, &counts);
+                let seen_buf = storage_from(ctx, "seen", if pairs.is_empty() { &[0u32, 0] } else { &pairs });
+                let draws: Vec<Option<f64>> = if o.temperature == 0.0 { vec![None] } else { DRAWS.iter().map(|&u| Some(u)).collect() };
+                let (mut worst, mut detail, mut agreed, mut near, mut handed_back) = (0f64, None, 0, 0, 0);
+                for &draw in &draws {
+                    let params = uniform_from(ctx, "params", &ops::SampleParams::new(n, counts.len(), &o, draw));
+                    let (buf, out) = (storage_from(ctx, "logits", &logits), storage_zeroed(ctx, "out", 1)?);
+                    let got: Vec<u32> = dispatch(ctx, &[ops::sample(ctx, &params, &buf, &seen_buf, &out)], 1, &out, 1).await?;
+                    let got = got.first().copied().unwrap_or(u32::MAX);
+                    let penalised: Vec<f32> = submit_and_read(ctx, ctx.device.create_command_encoder(&Default::default()), &buf, n).await?;
+                    let off = penalised.iter().zip(&want_logits).map(|(&g, &w)| ((g - w).abs() / w.abs().max(1.0)) as f64).fold(0.0, f64::max);
+                    worst = worst.max(off);
+                    let want = sampler.choose(&want_logits, draw);
+                    let nudged = |d: f64, dp: f32| {
+                        let s = Sampler::new(SamplerOptions { top_p: (o.top_p + dp).min(1.0), min_p: (o.min_p + dp).clamp(0.0, 1.0), ..o.clone() }).unwrap();
+                        s.choose(&want_logits, draw.map(|u| (u + d).clamp(0.0, 1.0 - f64::EPSILON)))
+                    };
+                    let stable = [(-1e-4, 0.0), (1e-4, 0.0), (0.0, -1e-4), (0.0, 1e-4)].iter().all(|&(d, dp)| nudged(d, dp) == want);
+                    let rank = want_logits.iter().filter(|&&l| l > want_logits[want as usize]).count();
+                    let needs_many = kind == 1 || (o.top_k > 128 && o.top_k < n) || rank >= 128;
+                    if got == ops::SAMPLE_FALLBACK && needs_many {
+                        handed_back += 1;
+                    } else if got == want {
+                        agreed += 1;
+                    } else if !stable && got != ops::SAMPLE_FALLBACK {
+                        near += 1;
+                    } else {
+                        detail.get_or_insert(format!("draw {draw:?}: got {got:#x}, want {want} (rank {rank})"));
+                    }
+                }
+                let tolerance = 1e-6;
+                if worst > tolerance {
+                    detail.get_or_insert(format!("penalised logits off by {worst:e}"));
+                }
+                let passed = detail.is_none();
+                let detail = detail.unwrap_or(format!("{agreed} draws agree, {near} near a boundary, {handed_back} handed back to the CPU"));
+                Ok(Outcome { max_error: worst, tolerance, passed, detail })
             })
             .await?,
         );
