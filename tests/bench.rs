@@ -32,6 +32,7 @@ fn bench_prints_one_json_object_per_prompt_length() {
             assert!(v.is_finite() && v > 0.0, "{key} = {v}");
         }
         assert!(r["adapter"].is_string() && r["gen_tokens"] == 4);
+        assert_eq!(r["sampler"]["temperature"], 0.0, "greedy unless asked: {r}");
         // Weights are 92 MiB; the GPU holds them plus a small KV cache and activations.
         let (gpu_bytes, weights) = (r["gpu_bytes"].as_u64().unwrap(), r["weight_bytes"].as_u64().unwrap());
         assert!(weights > 90 << 20 && gpu_bytes >= weights && gpu_bytes < weights + (32 << 20), "{gpu_bytes} vs {weights}");
@@ -40,14 +41,35 @@ fn bench_prints_one_json_object_per_prompt_length() {
     }
 }
 
+/// With sampling options, the benchmark samples (and says how).
 #[test]
-fn bench_refuses_meaningless_settings() {
+fn bench_measures_sampled_decoding_when_asked() {
+    if default_model_bytes().is_none() || gpu().is_none() {
+        return;
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["bench", "-m", MODEL, "--gen-tokens", "1"])
+        .args(["bench", "-m", MODEL, "--prompt-tokens", "8", "--gen-tokens", "6", "--repeats", "1", "--json"])
+        .args(["--temperature", "0.8", "--top-p", "0.95", "--repetition-penalty", "1.1", "--seed", "3"])
         .output()
         .expect("hearth runs");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--gen-tokens at least 2"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert!(r["decode_tok_s"].as_f64().unwrap() > 0.0, "{r}");
+    let s = &r["sampler"];
+    assert!((s["temperature"].as_f64().unwrap() - 0.8).abs() < 1e-6 && (s["top_p"].as_f64().unwrap() - 0.95).abs() < 1e-6 && s["seed"] == 3, "{r}");
+}
+
+#[test]
+fn bench_refuses_meaningless_settings() {
+    for (args, message) in [(&["--gen-tokens", "1"][..], "--gen-tokens at least 2"), (&["--top-p", "0"][..], "top_p must be in (0, 1]")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["bench", "-m", MODEL])
+            .args(args)
+            .output()
+            .expect("hearth runs");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(message), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 #[test]

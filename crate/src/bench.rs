@@ -7,6 +7,7 @@
 use crate::engine::{Engine, GenerateRequest};
 use crate::error::{HearthError, Result};
 use crate::gpu::{self, ops, program, GpuContext, Step};
+use crate::sampler::SamplerOptions;
 use serde::Serialize;
 use web_time::Instant;
 
@@ -44,9 +45,10 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// Greedy generation of `gen_tokens` after a `prompt_tokens` prompt, from an
-/// empty KV cache each time: one warm-up run, then `repeats` timed runs.
-pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: usize, repeats: usize) -> Result<GenerationFigures> {
+/// Generation of `gen_tokens` after a `prompt_tokens` prompt with the
+/// sampler's settings `sampler` (the same seed every run), from an empty KV
+/// cache each time: one warm-up run, then `repeats` timed runs.
+pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: usize, repeats: usize, sampler: &SamplerOptions) -> Result<GenerationFigures> {
     if prompt_tokens == 0 || gen_tokens < 2 || repeats == 0 {
         return Err(HearthError::InvalidArgument("the benchmark needs a prompt, at least 2 generated tokens and 1 repeat".into()));
     }
@@ -55,7 +57,7 @@ pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: u
         return Err(HearthError::ContextFull { needed: prompt_tokens + gen_tokens, context });
     }
     let prompt = prompt_ids(engine, prompt_tokens)?;
-    let request = GenerateRequest { max_tokens: gen_tokens, ignore_eos: true, ..Default::default() };
+    let request = GenerateRequest { max_tokens: gen_tokens, ignore_eos: true, sampler: sampler.clone(), ..Default::default() };
     let (mut ttft, mut prefill, mut decode) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..=repeats {
         engine.reset();

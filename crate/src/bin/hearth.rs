@@ -49,7 +49,8 @@ struct BenchArgs {
     /// Prompt lengths to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128,512")]
     prompt_tokens: Vec<usize>,
-    /// Tokens generated after each prompt (greedy, end-of-generation ignored).
+    /// Tokens generated after each prompt (end-of-generation ignored;
+    /// greedy unless the sampling options below say otherwise).
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
     /// Timed runs per prompt length (after one warm-up); the medians are reported.
@@ -64,6 +65,8 @@ struct BenchArgs {
     profile: bool,
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 /// Which backend runs the model.
@@ -226,6 +229,22 @@ struct GenerateArgs {
     system: Option<String>,
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Stop before this text (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Do not stop at end-of-generation tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object (prompt_ids, ids, text, finish_reason, timings) instead of streaming text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The sampler's settings (see `SamplerOptions`); the defaults are greedy.
+#[derive(Args)]
+struct SamplingArgs {
     /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -243,15 +262,21 @@ struct GenerateArgs {
     frequency_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Stop before this text (repeatable).
-    #[arg(long)]
-    stop: Vec<String>,
-    /// Do not stop at end-of-generation tokens.
-    #[arg(long)]
-    ignore_eos: bool,
-    /// Print one JSON object (prompt_ids, ids, text, finish_reason, timings) instead of streaming text.
-    #[arg(long)]
-    json: bool,
+}
+
+impl SamplingArgs {
+    fn options(&self) -> SamplerOptions {
+        SamplerOptions {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed: self.seed,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -347,16 +372,7 @@ fn convert(args: ConvertArgs) -> Result<()> {
 fn generate(args: GenerateArgs) -> Result<()> {
     let request = GenerateRequest {
         max_tokens: args.max_tokens,
-        sampler: SamplerOptions {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            min_p: args.min_p,
-            repetition_penalty: args.repetition_penalty,
-            presence_penalty: args.presence_penalty,
-            frequency_penalty: args.frequency_penalty,
-            seed: args.seed,
-        },
+        sampler: args.sampling.options(),
         stop: args.stop,
         ignore_eos: args.ignore_eos,
     };
@@ -476,6 +492,8 @@ fn bench(args: BenchArgs) -> Result<()> {
     if longest == 0 || args.gen_tokens < 2 || args.repeats == 0 {
         return Err(HearthError::InvalidArgument("--prompt-tokens must be at least 1, --gen-tokens at least 2, --repeats at least 1".into()));
     }
+    let sampler = args.sampling.options();
+    sampler.validate()?;
     let start = std::time::Instant::now();
     let backend = args.backend.open()?;
     let mut engine = load(&ModelArgs { model: args.model.clone(), ctx: longest + args.gen_tokens, backend: args.backend.clone() })?;
@@ -496,7 +514,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         println!("{:>7} {:>5} {:>9} {:>13} {:>12} {:>9}", "prompt", "gen", "ttft ms", "prefill tok/s", "decode tok/s", "roofline");
     }
     for &prompt_tokens in &args.prompt_tokens {
-        let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats))?;
+        let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats, &sampler))?;
         let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
         let profile = if args.profile { block_on(hearth_llm::bench::decode_profile(&mut engine, prompt_tokens, 20))? } else { None };
         if args.json {
@@ -506,7 +524,7 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.memory_bytes(),
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "read_gbs": bandwidth / 1e9,
                 "weight_bytes_per_token": weight_bytes, "roofline_fraction": roofline,
-                "repeats": args.repeats, "decode_profile": profile,
+                "repeats": args.repeats, "sampler": sampler, "decode_profile": profile,
             }));
         } else {
             println!("{:>7} {:>5} {:>9.0} {:>13.1} {:>12.1} {:>9.3}", f.prompt_tokens, f.gen_tokens, f.ttft_ms, f.prefill_tok_s, f.decode_tok_s, roofline);
