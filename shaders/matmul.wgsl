@@ -11,9 +11,10 @@
 // up to `split2` to `out_k` (the keys: for RoPE to rotate into the cache,
 // or with ROPE_IN_QKV the key cache itself), the rest to `out_v`, the value
 // cache (of element type `kv`), at row pos0 + t. With ROPE_IN_QKV (set by
-// the kernel table where a thread has four rows: CPU-based adapters) each
-// thread of such a product takes two pairs of neighbouring rows, and
-// rotates the queries' and keys' pairs by RoPE as it writes them
+// the kernel table for stacked matrices: `Variants::rope_in_qkv`) each
+// thread of such a product takes two pairs of neighbouring rows (four rows
+// per thread), or each group of LANES threads one pair (matmul_lanes.wgsl),
+// and rotates the queries' and keys' pairs by RoPE as it writes them
 // (`rope_pairs` > 0): one dispatch fewer per layer. ROPE_IN_QKV, `key_out`
 // (out_k's type) and `rope_pair` come from matmul_rope.wgsl or
 // matmul_no_rope.wgsl. With SWIGLU, the matrix is a layer's FFN gate

@@ -6,7 +6,8 @@
 override LANES: u32 = 8u;
 
 // The product on a GPU: LANES neighbouring threads share each row (with
-// RPT = 2, a SwiGLU's gate row r and its up row r + f), taking its blocks in
+// RPT = 2, a SwiGLU's gate row r and its up row r + f, or with ROPE_IN_QKV
+// the QKV product's rows 2g and 2g + 1, a RoPE pair), taking its blocks in
 // turn (k = lane, lane + LANES, ...), so even a small matrix keeps the GPU's
 // many threads busy and a row's neighbouring blocks are read at once; their
 // sums are then added up by `lanes_sum` (in workgroup memory, or by
@@ -16,11 +17,12 @@ override LANES: u32 = 8u;
 fn matmul_lanes(group: u32, lane: u32, lid: u32) {
     let stride = matmul_threads();
     let live = group < stride;
-    let first = min(group, stride - 1u);
-    let second = min(first + stride, shape.rows - 1u); // RPT = 2 only
+    let rows = lane_rows(min(group, stride - 1u), stride);
+    // Rows past the end read the last row (in bounds) and are not written.
+    let r = min(rows, vec2<u32>(shape.rows - 1u));
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
-    let at = array<RowAt, 2>(row_at(first, shape.rows, blocks), row_at(second, shape.rows, blocks));
+    let at = array<RowAt, 2>(row_at(r.x, shape.rows, blocks), row_at(r.y, shape.rows, blocks));
     let full = step.tokens / 4u * 4u;
     for (var t = 0u; t < full; t += 4u) {
         var acc = array<vec4<f32>, 2>();
@@ -33,7 +35,7 @@ fn matmul_lanes(group: u32, lane: u32, lid: u32) {
         let sums = array<vec4<f32>, 2>(lanes_sum(acc[0], lid), select(vec4<f32>(0.0), lanes_sum(acc[1], lid), RPT == 2u));
         if (live && lane == 0u) {
             for (var i = 0u; i < 4u; i++) {
-                store_lanes(t + i, first, sums[0][i], sums[1][i]);
+                store_lanes(t + i, rows, sums[0][i], sums[1][i]);
             }
         }
     }
@@ -49,18 +51,36 @@ fn matmul_lanes(group: u32, lane: u32, lid: u32) {
         // (Two rows' sums in one vec4: one reduction for both.)
         let sums = lanes_sum(vec4<f32>(acc, 0.0, 0.0), lid);
         if (live && lane == 0u) {
-            store_lanes(t, first, sums.x, sums.y);
+            store_lanes(t, rows, sums.x, sums.y);
         }
     }
 }
 
-// Writes matmul_lanes' row `row` of token t (`v`), or with SWIGLU the
-// SwiGLU of it (the gate) and `up` (its up row's).
-fn store_lanes(t: u32, row: u32, v: f32, up: f32) {
+// The rows of the lane group `group` (RPT = 2: the second one's too): row
+// `group`, and `group + stride`; with ROPE_IN_QKV in the QKV product, the
+// pair 2 · group, 2 · group + 1.
+fn lane_rows(group: u32, stride: u32) -> vec2<u32> {
+    if (SPLIT && ROPE_IN_QKV) {
+        return vec2<u32>(2u * group, 2u * group + 1u);
+    }
+    return vec2<u32>(group, group + stride);
+}
+
+// Writes matmul_lanes' values of token t: `v` of the first of `rows`; with
+// SWIGLU the SwiGLU of it (the gate) and `second` (its up row's); with
+// ROPE_IN_QKV in the QKV product, the pair rotated, the second row where
+// there is one.
+fn store_lanes(t: u32, rows: vec2<u32>, v: f32, second: f32) {
     if (SWIGLU) {
-        store_swiglu(t, row, v, up);
+        store_swiglu(t, rows.x, v, second);
+    } else if (SPLIT && ROPE_IN_QKV) {
+        let pair = rope_pair(t, rows.x, vec2<f32>(v, second));
+        store(t, rows.x, pair.x);
+        if (rows.y < shape.rows) {
+            store(t, rows.y, pair.y);
+        }
     } else {
-        store(t, row, v);
+        store(t, rows.x, v);
     }
 }
 

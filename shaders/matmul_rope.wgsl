@@ -1,5 +1,6 @@
 // Part of shaders/matmul.wgsl where the QKV product applies RoPE as it
-// writes (CPU-based adapters, four rows per thread: `Variants::rope_in_qkv`):
+// writes (stacked matrices, where a thread holds both rows of each pair:
+// `Variants::rope_in_qkv`):
 // the keys go straight into the key cache.
 
 const ROPE_IN_QKV: bool = true;

@@ -192,11 +192,13 @@ impl Variants {
 
     /// RoPE applied by the QKV product as it writes the queries and the
     /// keys (straight into the cache), instead of by a dispatch of its own
-    /// (shaders/matmul_rope.wgsl): with four rows per thread and stacked
-    /// matrices (CPU-based adapters), where a thread can hold both rows of
-    /// each rotated pair and a dispatch costs tens of microseconds.
+    /// (shaders/matmul_rope.wgsl): with stacked matrices, where a thread
+    /// holds both rows of each rotated pair: four rows per thread (CPU-based
+    /// adapters, where a dispatch costs tens of microseconds), or several
+    /// threads per row and two rows per group of them (GPUs, where a decode
+    /// step of a small model is mostly dispatches one after another).
     pub fn rope_in_qkv(&self) -> bool {
-        self.matmul_rows_per_thread == 4 && self.stacked_matmuls
+        self.stacked_matmuls && (self.matmul_rows_per_thread == 4 || self.matmul_lanes() > 1)
     }
 
     /// Bytes per value of the KV cache.
@@ -233,11 +235,13 @@ impl Pipelines {
     }
 
     /// Rows per thread of `kernel` (a matmul): the fused SwiGLU needs each
-    /// thread to hold a gate row and its up row, so at least 2 (4 stays 4).
+    /// thread to hold a gate row and its up row, and the QKV product with
+    /// RoPE both rows of each rotated pair, so at least 2 (4 stays 4).
     pub fn rows_per_thread(&self, kernel: Kernel) -> u32 {
         match (kernel, self.matmul_rows_per_thread()) {
-            (Kernel::MatmulSwiglu, 4) => 4,
+            (_, 4) => 4,
             (Kernel::MatmulSwiglu, _) => 2,
+            (Kernel::MatmulQkv, _) if self.variants.rope_in_qkv() => 2,
             (_, rpt) => rpt,
         }
     }
