@@ -80,11 +80,10 @@ impl Head<'_> {
         scores.clear();
         scores.extend((0..self.keys_seen).map(|s| simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale));
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut total = 0.0;
         for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            total += *s;
+            *s = exp(*s - max);
         }
+        let total: f32 = scores.iter().sum();
         out.fill(0.0);
         for (s, &p) in scores.iter().enumerate() {
             for (o, &v) in out.iter_mut().zip(&self.values[row(s)]) {
@@ -106,8 +105,27 @@ impl Head<'_> {
 /// gate = silu(gate) * up.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
+        *g = *g / (1.0 + exp(-*g)) * u;
     }
+}
+
+/// e^x within 2 ulp (Cephes' expf: x = n ln 2 + r, |r| ≤ ln 2 / 2, a
+/// degree-7 polynomial for e^r, times 2^n), for x up to 88; below -87.3,
+/// where e^x is subnormal, about 1e-38 instead (WGSL's exp may flush
+/// those too). Straight-line f32 code that the compiler vectorises in the
+/// loops above (wasm simd128, SSE2): libm's expf is a call per value, and
+/// took a twentieth of a decode step in the browser.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // Selects rather than f32::clamp, whose NaN rules keep it from vectorising.
+    let x = if x > 88.0 { 88.0 } else if x < -87.33 { -87.33 } else { x };
+    // n = round(x / ln 2), rounded to nearest by the 1.5 · 2^23 trick (no SSE2 round instruction).
+    const ROUND: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // r = x - n ln 2, with ln 2 in two parts so that n ln 2 is exact enough.
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
 /// x += y.
@@ -121,6 +139,21 @@ pub fn add(x: &mut [f32], y: &[f32]) {
 mod tests {
     use super::*;
     use crate::reference;
+
+    #[test]
+    fn exp_is_within_2_ulp_of_the_exact_value() {
+        let mut worst = 0f64;
+        for i in 0..=2_000_000 {
+            let x = -87.0 + 175.0 * i as f32 / 2_000_000.0; // -87 ..= 88
+            let want = (x as f64).exp();
+            let ulp = (want as f32).abs() * f32::EPSILON; // the spacing at the result
+            worst = worst.max((exp(x) as f64 - want).abs() / ulp as f64);
+        }
+        assert!(worst <= 2.0, "{worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-200.0) < 1.2e-38 && exp(-200.0) >= 0.0 && exp(200.0).is_finite());
+        assert!(exp(f32::NAN).is_nan());
+    }
 
     #[test]
     fn attention_matches_the_oracle() {
