@@ -7,6 +7,7 @@ pub mod matrix;
 mod model;
 mod ops;
 pub mod simd;
+mod team;
 
 pub use matrix::{CpuMatrix, QuantRows};
 pub use model::CpuModel;

@@ -281,7 +281,11 @@ impl CpuModel {
 /// loops start there: called from any other thread, each of the forward's
 /// hundreds of loops would hand itself to the pool and block until it is
 /// done, two thread switches a loop (natively they took about 40 % of a
-/// decode step's CPU time, in the scheduler).
+/// decode step's CPU time, in the scheduler). In the browser the pool's
+/// other threads also stay awake for the whole forward (`team`).
 fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(target_arch = "wasm32")]
+    return super::team::Team::lead(f);
+    #[cfg(not(target_arch = "wasm32"))]
     rayon::scope(|_| f())
 }

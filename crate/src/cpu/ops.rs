@@ -1,8 +1,8 @@
 //! The non-matrix operations of the layer program on the CPU, with the same
 //! arithmetic as the WGSL kernels (f32 throughout).
 
-use super::simd;
-use rayon::prelude::*;
+use super::{simd, team};
+use std::sync::Mutex;
 
 /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * gain, for each row of `gain.len()` values.
 pub fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
@@ -46,7 +46,11 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
     let Heads { heads, kv_heads, head_dim } = *shape;
     let (group, kv_dim) = (heads / kv_heads, kv_heads * head_dim);
     let scale = 1.0 / (head_dim as f32).sqrt();
-    out.par_chunks_mut(head_dim).enumerate().for_each_init(Vec::new, |scores: &mut Vec<f32>, (i, o)| {
+    // Each (token, head) output is taken once, by whichever thread claims its index.
+    let outs: Vec<Mutex<Option<&mut [f32]>>> = out.chunks_mut(head_dim).map(|o| Mutex::new(Some(o))).collect();
+    team::for_each(outs.len(), |i| {
+        let Some(o) = outs[i].lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let scores = &mut Vec::new();
         let (t, h) = (i / heads, i % heads);
         let task = Head { q: &q[i * head_dim..(i + 1) * head_dim], keys, values, kv: (h / group) * head_dim, kv_dim, keys_seen: pos0 + t + 1, scale };
         #[cfg(target_arch = "x86_64")]
@@ -117,14 +121,15 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 /// took a twentieth of a decode step in the browser.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
-    // Selects rather than f32::clamp, whose NaN rules keep it from vectorising.
+    // Selects rather than f32::clamp, which kept the loops from vectorising in wasm.
+    #[allow(clippy::manual_clamp)]
     let x = if x > 88.0 { 88.0 } else if x < -87.33 { -87.33 } else { x };
     // n = round(x / ln 2), rounded to nearest by the 1.5 · 2^23 trick (no SSE2 round instruction).
     const ROUND: f32 = 12_582_912.0;
     let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
     // r = x - n ln 2, with ln 2 in two parts so that n ln 2 is exact enough.
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 5.000_000_1e-1;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
     (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
