@@ -8,7 +8,8 @@
 //! through shared memory costs about a loop's length: in Chromium the O and
 //! down projections took 2.60 ms a token on one thread and 2.45 ms on two.
 //! With the team they take 2.0 ms on two, and decode on two threads went from
-//! 116-123 to 125-133 tok/s. Natively rayon's idle workers yield to the
+//! a median of 96 to 109 tok/s (runs of the two builds alternating in one
+//! browser session). Natively rayon's idle workers yield to the
 //! kernel for a while before sleeping, and a spinning helper slowed decode
 //! by 5-10 % there (`hearth bench --backend cpu`, alternating builds), so
 //! native forwards do not lead a team and `for_each` uses rayon.
