@@ -26,7 +26,7 @@ test('diagnostics page reports the adapter and every kernel check matching the C
   assert.ok(kernel, await text('kernel'));
   const [, passed, total, kernels] = kernel.map(Number);
   assert.equal(passed, total, await text('kernel'));
-  assert.equal(kernels, 11, await text('kernel'));
+  assert.equal(kernels, 12, await text('kernel'));
   assert.ok(total >= 80, `only ${total} checks ran`);
   await page.waitForFunction(() => document.getElementById('model').dataset.state);
   assert.equal(await state('model'), 'ok', await text('model'));
