@@ -99,7 +99,9 @@ impl Sampler {
     /// (for the penalties): the penalties, one draw, the choice.
     pub fn sample(&mut self, logits: &[f32], seen: &[u32]) -> u32 {
         let mut logits = logits.to_vec();
-        self.penalize(&mut logits, &seen_counts(seen));
+        if self.penalizes() {
+            self.penalize(&mut logits, &seen_counts(seen));
+        }
         let draw = self.draw();
         self.choose(&logits, draw)
     }
@@ -137,8 +139,8 @@ impl Sampler {
         Some(self.rng.random::<f64>())
     }
 
-    /// The token chosen from penalised `logits` with the draw `draw` (from
-    /// `draw`): the most likely, or a sample from the candidates that top-k,
+    /// The token chosen from penalised `logits` with `draw` (from
+    /// `Sampler::draw`): the most likely, or a sample from the candidates that top-k,
     /// min-p and top-p keep, walked in rank order until the draw's share of
     /// their mass is used up. shaders/sample.wgsl does the same on the GPU.
     pub fn choose(&self, logits: &[f32], draw: Option<f64>) -> u32 {
