@@ -271,6 +271,7 @@ pub fn argmax(v: &[f32]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::selfcheck::model_like_logits;
 
     /// The sampler as it was first written: every candidate sorted, then
     /// cut (the reference the ranked-prefix sampler must agree with).
@@ -307,12 +308,6 @@ mod tests {
             r -= p;
         }
         cand[keep - 1].0
-    }
-
-    /// Logits like a language model's: a few likely tokens over a long tail.
-    fn model_like_logits(seed: u64, n: usize) -> Vec<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n).map(|i| rng.random::<f32>() * 12.0 - 6.0 + if i % 97 == 3 { 9.0 } else { 0.0 } + if i == 17 { 6.0 } else { 0.0 }).collect()
     }
 
     #[test]

@@ -17,7 +17,6 @@ use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
 use crate::weights::RawTensor;
 use half::f16;
-use std::sync::Mutex;
 
 pub const BLOCK: usize = 32;
 
@@ -37,9 +36,6 @@ enum Data {
     F32(Vec<f32>),
 }
 
-/// A task of `matmul_many`: rows `first..` of a matrix, into their part of the scratch.
-type Band<'a> = (&'a CpuMatrix, usize, &'a mut [f32]);
-
 /// The products of several matrices of the same width with the same input
 /// (a layer's Q, K and V; its gate and up), `outs[i]` as `CpuMatrix::matmul`
 /// writes matrix i's, in one parallel loop over bands of all their rows:
@@ -58,10 +54,7 @@ pub fn matmul_many(matrices: &[&CpuMatrix], x: &[f32], xq: &QuantRows, tokens: u
         tasks.extend(mine.chunks_mut(band * tokens).enumerate().map(|(i, chunk)| (*m, i * band, chunk)));
         rest = after;
     }
-    // Each task is taken once, by whichever thread claims its index.
-    let tasks: Vec<Mutex<Option<Band>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    team::for_each(tasks.len(), |i| {
-        let Some((m, first, chunk)) = tasks[i].lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+    team::for_each(tasks, |(m, first, chunk)| {
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA.

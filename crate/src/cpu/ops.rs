@@ -2,7 +2,6 @@
 //! arithmetic as the WGSL kernels (f32 throughout).
 
 use super::{simd, team};
-use std::sync::Mutex;
 
 /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * gain, for each row of `gain.len()` values.
 pub fn rms_norm(x: &[f32], gain: &[f32], eps: f32, out: &mut [f32]) {
@@ -46,12 +45,9 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
     let Heads { heads, kv_heads, head_dim } = *shape;
     let (group, kv_dim) = (heads / kv_heads, kv_heads * head_dim);
     let scale = 1.0 / (head_dim as f32).sqrt();
-    // Each (token, head) output is taken once, by whichever thread claims its index.
-    let outs: Vec<Mutex<Option<&mut [f32]>>> = out.chunks_mut(head_dim).map(|o| Mutex::new(Some(o))).collect();
-    team::for_each(outs.len(), |i| {
-        let Some(o) = outs[i].lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
-        let scores = &mut Vec::new();
+    team::for_each(out.chunks_mut(head_dim).enumerate().collect(), |(i, o)| {
         let (t, h) = (i / heads, i % heads);
+        let scores = &mut Vec::with_capacity(pos0 + t + 1);
         let task = Head { q: &q[i * head_dim..(i + 1) * head_dim], keys, values, kv: (h / group) * head_dim, kv_dim, keys_seen: pos0 + t + 1, scale };
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {

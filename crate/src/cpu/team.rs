@@ -23,6 +23,7 @@
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// One parallel loop: `task(i)` for every i below `tasks`.
 struct Job<'a> {
@@ -152,17 +153,24 @@ impl Team {
     }
 }
 
-/// Runs `task(i)` for i in 0..tasks in parallel: on the team of the forward
+/// Runs `task(item)` for every item in parallel: on the team of the forward
 /// this thread leads, if any (`Team::lead`), else on rayon's pool.
-pub fn for_each(tasks: usize, task: impl Fn(usize) + Sync) {
+pub fn for_each<T: Send>(items: Vec<T>, task: impl Fn(T) + Sync) {
     let team = LEADING.get();
-    if team.is_null() || tasks > MAX_TASKS {
-        (0..tasks).into_par_iter().for_each(&task);
-    } else {
-        // SAFETY: a thread leads a team only inside `Team::lead`, which
-        // outlives every call made from it.
-        unsafe { &*team }.run(tasks, &task);
+    if team.is_null() || items.len() > MAX_TASKS {
+        items.into_par_iter().for_each(&task);
+        return;
     }
+    // Each item is taken once, by whichever thread claims its index.
+    let items: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let run = |i: usize| {
+        if let Some(item) = items[i].lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task(item);
+        }
+    };
+    // SAFETY: a thread leads a team only inside `Team::lead`, which
+    // outlives every call made from it.
+    unsafe { &*team }.run(items.len(), &run);
 }
 
 #[cfg(test)]
@@ -177,12 +185,12 @@ mod tests {
         pool.install(|| {
             Team::lead(|| {
                 for n in [0, 1, 7, 64, 5000] {
-                    for_each(n, |i| {
+                    for_each((0..n).collect(), |i: usize| {
                         runs[i].fetch_add(1, Ordering::Relaxed);
                     });
                 }
             });
-            for_each(3, |i| {
+            for_each((0..3).collect(), |i: usize| {
                 runs[i].fetch_add(1, Ordering::Relaxed);
             });
         });
@@ -203,7 +211,7 @@ mod tests {
             Team::lead(|| {
                 let leader = std::thread::current().id();
                 while helped.load(Ordering::Relaxed) == 0 && start.elapsed().as_secs() < 5 {
-                    for_each(8, |_| {
+                    for_each(vec![(); 8], |_| {
                         let t = std::time::Instant::now();
                         while t.elapsed().as_micros() < 20 {}
                         if std::thread::current().id() != leader {
@@ -221,7 +229,7 @@ mod tests {
     fn a_panic_in_a_task_reaches_the_caller() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.install(|| Team::lead(|| for_each(100, |i| assert!(i != 50, "task 50 fails"))))
+            pool.install(|| Team::lead(|| for_each((0..100).collect(), |i: usize| assert!(i != 50, "task 50 fails"))))
         }));
         assert!(result.is_err());
     }

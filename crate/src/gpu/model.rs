@@ -113,7 +113,7 @@ pub struct KernelTime {
 }
 
 /// What a forward ends with after the last token's logits.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Pick {
     /// Nothing: the logits are read back.
     Logits,

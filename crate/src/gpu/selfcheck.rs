@@ -872,8 +872,8 @@ async fn argmax(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
 }
 
 /// Logits like a language model's: a long tail, a few hundred likely
-/// tokens, a handful very likely (token 17 most).
-fn model_like_logits(seed: u64, n: usize) -> Vec<f32> {
+/// tokens, a handful very likely (token 17 most). (Also the CPU sampler's test input.)
+pub(crate) fn model_like_logits(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n).map(|i| rng.random_range(-6.0f32..6.0) + if i % 97 == 3 { 9.0 } else { 0.0 } + if i == 17 { 6.0 } else { 0.0 }).collect()
 }
