@@ -53,7 +53,7 @@ fn info_reports_the_adapter_and_its_kernel_variants() {
         return; // the variants are overridden (see gpu::context)
     }
     assert_eq!(variants["matmul_rows_per_thread"], if software { 4 } else { 1 }, "{info}");
-    assert_eq!(variants["split_keys_attention"], software, "{info}");
+    assert_eq!(variants["cpu_attention"], software, "{info}");
     assert_eq!(f16, !software && info["shader_f16"] == true, "{info}");
 }
 

@@ -125,8 +125,8 @@ fn kv_cache_kernels_in_f32_and_in_f16() {
     eprintln!("shader-f16: {}, the KV cache in f16 by default: {}", ctx.report.shader_f16, ctx.variants().f16_kv_cache);
     for f16_kv_cache in [false, ctx.report.shader_f16] {
         let ctx = ctx.with_variants(Variants { f16_kv_cache, ..ctx.variants() });
-        for split_keys_attention in [false, true] {
-            let ctx = ctx.with_variants(Variants { split_keys_attention, ..ctx.variants() });
+        for cpu_attention in [false, true] {
+            let ctx = ctx.with_variants(Variants { cpu_attention, ..ctx.variants() });
             for kernel in [Kernel::MatmulQkv, Kernel::Rope, Kernel::Attention] {
                 all_pass(&ctx, kernel);
             }
@@ -137,10 +137,11 @@ fn kv_cache_kernels_in_f32_and_in_f16() {
 #[test]
 fn attention_causal_gqa_over_cache() {
     let Some(ctx) = gpu() else { return };
-    // Both variants on this adapter: threads sharing each key (GPUs) and
-    // keys split between threads (CPU-based adapters).
-    for split_keys_attention in [false, true] {
-        all_pass(&ctx.with_variants(Variants { split_keys_attention, ..ctx.variants() }), Kernel::Attention);
+    // Both variants on this adapter: the GPUs' and the CPU-based adapters'
+    // (with the weights in workgroup memory, or in the subgroup where
+    // llvmpipe shares loads so).
+    for cpu_attention in [false, true] {
+        all_pass(&ctx.with_variants(Variants { cpu_attention, ..ctx.variants() }), Kernel::Attention);
     }
 }
 
@@ -279,8 +280,8 @@ fn stacks_pack_parts_of_one_type_as_one_matrix_and_mixed_types_apart() {
     ctx.take_error().expect("no GPU error");
 }
 
-/// The four-rows-per-thread matmuls (CPU-based adapters) and the
-/// split-keys attention with x and the query loaded by every thread and,
+/// The four-rows-per-thread matmuls (CPU-based adapters) and the CPU-based
+/// adapters' attention with x and the query loaded by every thread and,
 /// where this adapter's subgroups have at least 8 lanes, shared through
 /// subgroupBroadcast (as on llvmpipe by default).
 #[test]
@@ -289,7 +290,7 @@ fn matmul_and_attention_with_loads_shared_through_subgroups_or_not() {
     let subgroups = ctx.report.has_subgroups_of(8);
     eprintln!("subgroups of 8 or more lanes: {subgroups} ({:?})", ctx.report.subgroup_sizes);
     for subgroup_shared_loads in [false, subgroups] {
-        let variants = Variants { matmul_rows_per_thread: 4, split_keys_attention: true, subgroup_shared_loads, ..ctx.variants() };
+        let variants = Variants { matmul_rows_per_thread: 4, cpu_attention: true, subgroup_shared_loads, ..ctx.variants() };
         let ctx = ctx.with_variants(variants);
         for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu, Kernel::Attention] {
             all_pass(&ctx, kernel);

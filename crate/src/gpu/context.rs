@@ -299,9 +299,9 @@ fn looks_like_software(name: &str) -> bool {
 
 /// The kernel variants for this adapter (see `Variants`); natively the
 /// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_MATMUL_LANES
-/// (threads per matmul row, a power of two to 64), HEARTH_ATTENTION
-/// (`split-keys` or `shared-keys`), HEARTH_STACKED (`0`: every matrix
-/// multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
+/// (threads per matmul row, a power of two to 64), HEARTH_ATTENTION (`cpu`
+/// or `gpu`: shaders/attention_cpu.wgsl or attention.wgsl), HEARTH_STACKED
+/// (`0`: every matrix multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
 /// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
 /// every thread loads x and the query itself, and the matmul's lanes add
 /// their sums in workgroup memory) and HEARTH_SAMPLING (`gpu` or `cpu`:
@@ -321,8 +321,8 @@ fn variants(report: &AdapterReport) -> Variants {
         variants.stacked_matmuls = false;
     }
     match std::env::var("HEARTH_ATTENTION").as_deref() {
-        Ok("split-keys") => variants.split_keys_attention = true,
-        Ok("shared-keys") => variants.split_keys_attention = false,
+        Ok("cpu") => variants.cpu_attention = true,
+        Ok("gpu") => variants.cpu_attention = false,
         _ => {}
     }
     match std::env::var("HEARTH_SAMPLING").as_deref() {

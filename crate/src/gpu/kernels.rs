@@ -41,7 +41,7 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
             Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
-            // (The split-keys variant is picked in `Pipelines::get`.)
+            // (CPU-based adapters' variant is picked in `Kernel::source`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
@@ -59,7 +59,7 @@ impl Kernel {
     fn source(self, variants: Variants) -> String {
         let quant = if self.reads_weights() { QUANT } else { "" };
         let file = match self {
-            Kernel::Attention if variants.split_keys_attention => ATTENTION_SPLIT_KEYS,
+            Kernel::Attention if variants.cpu_attention => ATTENTION_CPU,
             _ => self.file(),
         };
         let shared = variants.subgroup_shared_loads;
@@ -71,8 +71,8 @@ impl Kernel {
             }
             _ if matmul && shared => MATMUL_X_SUBGROUP.to_string(),
             _ if matmul => format!("{MATMUL_X_LOADS}\n{MATMUL_THREADS}"),
-            Kernel::Attention if variants.split_keys_attention && shared => ATTENTION_Q_SUBGROUP.to_string(),
-            Kernel::Attention if variants.split_keys_attention => ATTENTION_Q_TILE.to_string(),
+            Kernel::Attention if variants.cpu_attention && shared => ATTENTION_CPU_SUBGROUP.to_string(),
+            Kernel::Attention if variants.cpu_attention => ATTENTION_CPU_WORKGROUP.to_string(),
             _ => String::new(),
         };
         let rope = match self {
@@ -85,9 +85,13 @@ impl Kernel {
     }
 }
 
-const ATTENTION_SPLIT_KEYS: &str = include_str!("../../../shaders/attention_split_keys.wgsl");
-// Entry points of the matmul and the split-keys attention, with the way their
-// threads get x or the query (see `Variants::subgroup_shared_loads`).
+// The attention of CPU-based adapters, then its kernel with the weights
+// shared in the subgroup or in workgroup memory (`Variants::cpu_attention`).
+const ATTENTION_CPU: &str = include_str!("../../../shaders/attention_cpu.wgsl");
+const ATTENTION_CPU_SUBGROUP: &str = include_str!("../../../shaders/attention_cpu_subgroup.wgsl");
+const ATTENTION_CPU_WORKGROUP: &str = include_str!("../../../shaders/attention_cpu_workgroup.wgsl");
+// Entry points of the matmul, with the way their threads get x (see
+// `Variants::subgroup_shared_loads`).
 const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
 const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
 const MATMUL_THREADS: &str = include_str!("../../../shaders/matmul_threads.wgsl");
@@ -99,8 +103,6 @@ const MATMUL_NO_ROPE: &str = include_str!("../../../shaders/matmul_no_rope.wgsl"
 const MATMUL_LANES: &str = include_str!("../../../shaders/matmul_lanes.wgsl");
 const MATMUL_LANES_WORKGROUP: &str = include_str!("../../../shaders/matmul_lanes_workgroup.wgsl");
 const MATMUL_LANES_SUBGROUP: &str = include_str!("../../../shaders/matmul_lanes_subgroup.wgsl");
-const ATTENTION_Q_TILE: &str = include_str!("../../../shaders/attention_q_tile.wgsl");
-const ATTENTION_Q_SUBGROUP: &str = include_str!("../../../shaders/attention_q_subgroup.wgsl");
 
 /// Kernel choices made per adapter: the fastest design differs between GPUs
 /// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
@@ -110,12 +112,11 @@ pub struct Variants {
     /// Output rows per matmul thread (shaders/matmul.wgsl `RPT`): 1 on GPUs,
     /// 4 on CPU-based adapters, where rows sharing the loads of x pays off.
     pub matmul_rows_per_thread: u32,
-    /// Attention with the keys split between the threads, each keeping its
-    /// own softmax (shaders/attention_split_keys.wgsl), instead of the
-    /// threads sharing each key (shaders/attention.wgsl): on CPU-based
-    /// adapters, where it saves the barriers and workgroup-memory traffic of
-    /// every chunk of keys.
-    pub split_keys_attention: bool,
+    /// The attention of CPU-based adapters (shaders/attention_cpu.wgsl:
+    /// eight threads per head, with few barriers and no array indexed per
+    /// thread, and with `subgroup_shared_loads` none at all) instead of
+    /// the GPUs' (shaders/attention.wgsl, 64 threads per head).
+    pub cpu_attention: bool,
     /// A layer's Q, K and V, and its FFN gate and up (with the SwiGLU),
     /// each multiplied by one dispatch over the matrices packed as one
     /// (`gpu::model::stacked_matrices`); on every adapter, as a dispatch
@@ -127,9 +128,10 @@ pub struct Variants {
     /// (`GpuContext::new` probes it; WGSL lets implementations flush them).
     pub exact_half_unpack: bool,
     /// Values every thread of a subgroup reads (one token's x in the matmul
-    /// with four rows per thread, the query in the split-keys attention)
-    /// loaded once, a vec4 per lane, and shared by subgroupBroadcast
-    /// (shaders/matmul_x_subgroup.wgsl, attention_q_subgroup.wgsl) instead
+    /// with four rows per thread, the query in the CPU-based adapters'
+    /// attention) loaded once, a vec4 per lane, and shared by
+    /// subgroupBroadcast (shaders/matmul_x_subgroup.wgsl,
+    /// attention_cpu_subgroup.wgsl, which shares its weights so too) instead
     /// of loaded by every thread: on llvmpipe, where every storage or
     /// workgroup-memory load is a loop over the lanes and a broadcast a
     /// register extract. Needs subgroups of at least 8 lanes
@@ -169,7 +171,7 @@ impl Variants {
     pub fn for_adapter(software: bool) -> Self {
         Variants {
             matmul_rows_per_thread: if software { 4 } else { 1 },
-            split_keys_attention: software,
+            cpu_attention: software,
             stacked_matmuls: true,
             exact_half_unpack: false,
             subgroup_shared_loads: false,
