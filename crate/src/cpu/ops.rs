@@ -78,7 +78,11 @@ impl Head<'_> {
         let d = self.q.len();
         let row = |s: usize| s * self.kv_dim + self.kv..s * self.kv_dim + self.kv + d;
         scores.clear();
-        scores.extend((0..self.keys_seen).map(|s| simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale));
+        // A plain loop, so that it is compiled with attend_avx2's features
+        // (an iterator's `fold` is a function of its own, built for SSE2).
+        for s in 0..self.keys_seen {
+            scores.push(dot8(self.q, &self.keys[row(s)]) * self.scale);
+        }
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         for s in scores.iter_mut() {
             *s = exp(*s - max);
@@ -100,6 +104,22 @@ impl Head<'_> {
     unsafe fn attend_avx2(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
         self.attend(scores, out)
     }
+}
+
+/// Σ a·b in eight interleaved partial sums, which the compiler turns into
+/// SIMD lanes (8 in `attend_avx2`, two simd128 vectors in wasm): a single
+/// running sum would have to stay scalar, as f32 addition is not associative.
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut acc = [0f32; 8];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// gate = silu(gate) * up.
