@@ -9,33 +9,11 @@
 // Everything is read as vec4 (head_dim is a multiple of 4): CPU-based
 // adapters emulate loads lane by lane, so wide loads count there.
 //
-// Bindings (group 0):
-//   0 shape    uniform { heads, kv_heads, head_dim, scale }
-//   1 step     uniform Step (tokens, pos0)
-//   2 q        tokens × heads × head_dim f32
-//   3 k_cache  context × kv_heads × head_dim kv (the cache's element type, f32 or f16)
-//   4 v_cache  context × kv_heads × head_dim kv
-//   5 out      tokens × heads × head_dim f32
-// Dispatch: (heads, tokens) workgroups; head_dim <= min(4 * WG, MAX_HEAD_DIM), a multiple of 4.
-
-struct Shape {
-    heads: u32,
-    kv_heads: u32,
-    head_dim: u32,
-    scale: f32,
-}
+// Bindings and dispatch: attention_io.wgsl; here head_dim <= 4 * WG too.
 
 override WG: u32 = 64u;
-const MAX_HEAD_DIM: u32 = 256u;
 
-@group(0) @binding(0) var<uniform> shape: Shape;
-@group(0) @binding(1) var<uniform> step: Step;
-@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> k_cache: array<vec4<kv>>;
-@group(0) @binding(4) var<storage, read> v_cache: array<vec4<kv>>;
-@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
-
-var<workgroup> q_tile: array<vec4<f32>, MAX_HEAD_DIM / 4u>;
+var<workgroup> q_tile: array<vec4<f32>, MAX_HD4>;
 // A chunk's scores and weights, four keys a vec4 (fewer loads when every
 // thread runs through all of them); keys past the last have score -3e38 and
 // weight 0, so the loops need no bounds.
@@ -45,13 +23,12 @@ var<workgroup> partial: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let head = wg.x;
-    let t = wg.y;
-    let hd4 = shape.head_dim / 4u;
-    let kv_stride = shape.kv_heads * hd4;
-    let kv_off = (head / (shape.heads / shape.kv_heads)) * hd4;
-    let n_keys = step.pos0 + t + 1u;
-    let q_off = (t * shape.heads + head) * hd4;
+    let h = head_at(wg.x, wg.y);
+    let hd4 = h.hd4;
+    let kv_stride = h.kv_stride;
+    let kv_off = h.kv_off;
+    let n_keys = h.n_keys;
+    let q_off = h.q_off;
 
     for (var d = lid; d < hd4; d += WG) {
         q_tile[d] = q[q_off + d];
@@ -73,7 +50,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let k_row = s * kv_stride + kv_off;
             var dot4 = vec4<f32>(0.0);
             for (var d = 0u; d < hd4; d++) {
-                dot4 += q_tile[d] * vec4<f32>(k_cache[k_row + d]);
+                dot4 += q_tile[d] * key(k_row + d);
             }
             score = dot(dot4, vec4<f32>(1.0)) * shape.scale;
         }
@@ -98,7 +75,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var chunk_acc = vec4<f32>(0.0);
         if (group < groups) {
             for (var j = group; j < count; j += groups) {
-                chunk_acc += weights[j / 4u][j % 4u] * vec4<f32>(v_cache[(s0 + j) * kv_stride + kv_off + dim4]);
+                chunk_acc += weights[j / 4u][j % 4u] * value((s0 + j) * kv_stride + kv_off + dim4);
             }
         }
         acc = acc * correction + chunk_acc;

@@ -2,7 +2,8 @@
 //! compile time. Every kernel is prefixed with `step.wgsl` (the shared
 //! per-forward uniform); kernels that read weights also with `quant.wgsl`
 //! (block decoding), specialised per weight type through the `QTYPE`
-//! override. Pipelines are compiled on first request and then reused.
+//! override, and the attention kernels with `attention_io.wgsl` (their
+//! bindings). Pipelines are compiled on first request and then reused.
 
 use crate::formats::gguf::TensorType;
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub enum Kernel {
 
 const STEP: &str = include_str!("../../../shaders/step.wgsl");
 const QUANT: &str = include_str!("../../../shaders/quant.wgsl");
+const ATTENTION_IO: &str = include_str!("../../../shaders/attention_io.wgsl");
 
 impl Kernel {
     fn file(self) -> &'static str {
@@ -57,7 +59,11 @@ impl Kernel {
     }
 
     fn source(self, variants: Variants) -> String {
-        let quant = if self.reads_weights() { QUANT } else { "" };
+        let quant = match self {
+            _ if self.reads_weights() => QUANT,
+            Kernel::Attention => ATTENTION_IO,
+            _ => "",
+        };
         let file = match self {
             Kernel::Attention if variants.cpu_attention => ATTENTION_CPU,
             _ => self.file(),

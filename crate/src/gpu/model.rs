@@ -13,7 +13,7 @@ use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
 use crate::sampler::{seen_counts, Sampler};
 use std::collections::HashMap;
 
-/// Largest head size shaders/attention.wgsl holds (its MAX_HEAD_DIM).
+/// Largest head size the attention kernels hold (shaders/attention_io.wgsl MAX_HEAD_DIM).
 const MAX_HEAD_DIM: usize = 256;
 
 /// The matrices the GPU model multiplies stacked, as `GpuWeights::new`
