@@ -178,9 +178,11 @@ mod tests {
 
     #[test]
     fn attention_matches_the_oracle() {
-        // A few positions, then several hundred.
+        // A few positions, then several hundred; head sizes in whole eights
+        // (the scores' SIMD lanes) and not.
         for (pos0, tokens) in [(3, 2), (549, 3)] {
             check_attention(pos0, tokens, Heads { heads: 6, kv_heads: 2, head_dim: 8 });
+            check_attention(pos0, tokens, Heads { heads: 4, kv_heads: 1, head_dim: 20 });
         }
     }
 
