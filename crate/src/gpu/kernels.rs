@@ -59,7 +59,8 @@ impl Kernel {
     }
 
     fn source(self, variants: Variants) -> String {
-        let quant = match self {
+        // What the kernel file builds on, after the per-forward uniform.
+        let prelude = match self {
             _ if self.reads_weights() => QUANT,
             Kernel::Attention => ATTENTION_IO,
             _ => "",
@@ -87,7 +88,7 @@ impl Kernel {
             _ => "",
         };
         let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
-        format!("{kv}\n{STEP}\n{quant}\n{file}\n{rope}\n{entry}")
+        format!("{kv}\n{STEP}\n{prelude}\n{file}\n{rope}\n{entry}")
     }
 }
 
