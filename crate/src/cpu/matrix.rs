@@ -12,7 +12,7 @@
 //! with the integer sum done by i16 multiply-adds (see `simd`).
 
 use super::simd::{self, Isa};
-use super::team;
+use super::{ops, team};
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
 use crate::weights::RawTensor;
@@ -281,16 +281,6 @@ fn prefetch(p: *const u8) {
     let _ = p;
 }
 
-/// x rounded to the nearest integer (ties to even) for |x| < 2^22: adding
-/// and taking away 1.5 · 2^23 leaves no fraction bits. Unlike `f32::round`,
-/// a libm call per value (natively and in wasm), it vectorises: the
-/// activations' quantization took 3.5 % of a 512-token prefill with it.
-#[inline(always)]
-fn round_small(x: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0;
-    (x + SHIFT) - SHIFT
-}
-
 /// Rows of activations in 16-bit fixed point per 32-wide block: values,
 /// each block's scale and each block's exact f32 sum (for Q4_1's minimum).
 #[derive(Default)]
@@ -315,7 +305,7 @@ impl QuantRows {
             let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
             let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
             for (q, &v) in self.q[i].iter_mut().zip(block) {
-                *q = round_small(v * inv) as i16;
+                *q = ops::round_small(v * inv) as i16;
             }
             self.scale[i] = amax / 32767.0;
             self.sum[i] = block.iter().sum();

@@ -81,7 +81,7 @@ impl Head<'_> {
         // A plain loop, so that it is compiled with attend_avx2's features
         // (an iterator's `fold` is a function of its own, built for SSE2).
         for s in 0..self.keys_seen {
-            scores.push(dot8(self.q, &self.keys[row(s)]) * self.scale);
+            scores.push(simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale);
         }
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         for s in scores.iter_mut() {
@@ -106,22 +106,6 @@ impl Head<'_> {
     }
 }
 
-/// Σ a·b in eight interleaved partial sums, which the compiler turns into
-/// SIMD lanes (8 in `attend_avx2`, two simd128 vectors in wasm): a single
-/// running sum would have to stay scalar, as f32 addition is not associative.
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    let mut acc = [0f32; 8];
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// gate = silu(gate) * up.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     for (g, &u) in gate.iter_mut().zip(up) {
@@ -140,13 +124,23 @@ fn exp(x: f32) -> f32 {
     // Selects rather than f32::clamp, which kept the loops from vectorising in wasm.
     #[allow(clippy::manual_clamp)]
     let x = if x > 88.0 { 88.0 } else if x < -87.33 { -87.33 } else { x };
-    // n = round(x / ln 2), rounded to nearest by the 1.5 · 2^23 trick (no SSE2 round instruction).
-    const ROUND: f32 = 12_582_912.0;
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    // n = round(x / ln 2).
+    let n = round_small(x * std::f32::consts::LOG2_E);
     // r = x - n ln 2, with ln 2 in two parts so that n ln 2 is exact enough.
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r + 0.5;
     (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// x rounded to the nearest integer (ties to even) for |x| < 2^22: adding
+/// and taking away 1.5 · 2^23 leaves no fraction bits. Unlike `f32::round`,
+/// a libm call per value (natively and in wasm; SSE2 has no rounding
+/// instruction), it vectorises: the activations' quantization took 3.5 %
+/// of a 512-token prefill with it.
+#[inline(always)]
+pub(super) fn round_small(x: f32) -> f32 {
+    const SHIFT: f32 = 12_582_912.0;
+    (x + SHIFT) - SHIFT
 }
 
 /// x += y.
