@@ -184,12 +184,44 @@ impl CpuMatrix {
         matmul_many(&[self], x, xq, tokens, scratch, &mut [out]);
     }
 
-    /// Rows `first..` of the product into `out` ([row][token], `tokens` per row).
+    /// Rows `first..` of the product into `out` ([row][token], `tokens` per
+    /// row), four tokens at a time so a block of weights is widened once for
+    /// four dot products. The tokens are the outer loop: four tokens'
+    /// activations stay in L1 while the band's rows stream past them.
     #[inline(always)]
     fn rows<I: Isa>(&self, first: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
         let tokens = xq.tokens;
-        for (k, row_out) in out.chunks_exact_mut(tokens).enumerate() {
-            self.row_times::<I>(first + k, x, xq, row_out);
+        let rows = out.len() / tokens;
+        let mut t = 0;
+        while t < tokens {
+            let n = (tokens - t).min(4);
+            let mut k = 0;
+            while k < rows {
+                let r = (rows - k).min(I::TILE_ROWS);
+                match (r, n) {
+                    (2, 4) => self.put_tile::<I, 2, 4>(first, k, t, x, xq, out),
+                    (2, 3) => self.put_tile::<I, 2, 3>(first, k, t, x, xq, out),
+                    (2, 2) => self.put_tile::<I, 2, 2>(first, k, t, x, xq, out),
+                    (2, _) => self.put_tile::<I, 2, 1>(first, k, t, x, xq, out),
+                    (_, 4) => self.put_tile::<I, 1, 4>(first, k, t, x, xq, out),
+                    (_, 3) => self.put_tile::<I, 1, 3>(first, k, t, x, xq, out),
+                    (_, 2) => self.put_tile::<I, 1, 2>(first, k, t, x, xq, out),
+                    _ => self.put_tile::<I, 1, 1>(first, k, t, x, xq, out),
+                }
+                k += r;
+            }
+            t += n;
+        }
+    }
+
+    /// Writes the tile of rows first + k.. and tokens t.. into `out` ([row][token]).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn put_tile<I: Isa, const R: usize, const N: usize>(&self, first: usize, k: usize, t: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
+        let tokens = xq.tokens;
+        let tile = self.tile::<I, R, N>(first + k, t, x, xq);
+        for (i, row) in tile.iter().enumerate() {
+            out[(k + i) * tokens + t..][..N].copy_from_slice(row);
         }
     }
 
@@ -199,68 +231,85 @@ impl CpuMatrix {
         self.rows::<simd::Avx2>(first, x, xq, out)
     }
 
-    /// `out[t] = x[t] · W[r]` for every token t, four tokens at a time so a
-    /// block of weights is widened once for four dot products.
+    /// The products of R rows from r0 with N tokens from t0: each block of
+    /// weights is widened once for N tokens, each block of activations
+    /// loaded once for R rows.
     #[inline(always)]
-    fn row_times<I: Isa>(&self, r: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
-        let mut t = 0;
-        while t < out.len() {
-            let n = (out.len() - t).min(4);
-            match n {
-                4 => self.row_tile::<I, 4>(r, t, x, xq, &mut out[t..t + 4]),
-                3 => self.row_tile::<I, 3>(r, t, x, xq, &mut out[t..t + 3]),
-                2 => self.row_tile::<I, 2>(r, t, x, xq, &mut out[t..t + 2]),
-                _ => self.row_tile::<I, 1>(r, t, x, xq, &mut out[t..t + 1]),
-            }
-            t += n;
-        }
-    }
-
-    #[inline(always)]
-    #[allow(clippy::needless_range_loop)] // j indexes acc, min_acc, out and the tokens together
-    fn row_tile<I: Isa, const N: usize>(&self, r: usize, t0: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
+    #[allow(clippy::needless_range_loop)] // i and j index the tile, its weights and its tokens together
+    fn tile<I: Isa, const R: usize, const N: usize>(&self, r0: usize, t0: usize, x: &[f32], xq: &QuantRows) -> [[f32; N]; R] {
         let nb = self.cols / BLOCK;
-        let blocks = r * nb..(r + 1) * nb;
-        let mut acc = [I::zero(); N];
-        let mut min_acc = [0f32; N];
+        let blocks = |i: usize| (r0 + i) * nb..(r0 + i + 1) * nb;
+        let mut acc = [[I::zero(); N]; R];
+        // The minimums' part of each product (Q4), or all of it (F32).
+        let mut rest = [[0f32; N]; R];
         match &self.data {
             Data::Q4 { quants, d, m } => {
-                let (d_ahead, m_ahead) = (d.as_ptr().wrapping_add(blocks.start + AHEAD), m.as_ptr().wrapping_add(blocks.start + AHEAD));
-                for (b, ((qs, &d), &m)) in quants[blocks.clone()].iter().zip(&d[blocks.clone()]).zip(&m[blocks]).enumerate() {
-                    prefetch(qs.as_ptr().wrapping_add(16 * AHEAD));
-                    prefetch(d_ahead.wrapping_add(b) as *const u8);
+                let (mut qs, mut ds): ([&[[u8; 16]]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
+                for i in 0..R {
+                    (qs[i], ds[i]) = (&quants[blocks(i)], &d[blocks(i)]);
+                }
+                let m_ahead = m[blocks(0)].as_ptr().wrapping_add(AHEAD);
+                for b in 0..nb {
+                    // (The tile's rows are consecutive: the first row's stream covers the others'.)
+                    prefetch(qs[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
+                    prefetch(ds[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
                     prefetch(m_ahead.wrapping_add(b) as *const u8);
-                    let w = I::unpack_q4(qs);
+                    let mut w = [I::unpack_q4(&qs[0][b]); R];
+                    for i in 1..R {
+                        w[i] = I::unpack_q4(&qs[i][b]);
+                    }
                     for j in 0..N {
-                        let (xb, s, sum) = xq.block(t0 + j, b);
-                        acc[j] = I::add_dot(acc[j], &w, xb, d * s);
-                        min_acc[j] += m * sum;
+                        let (xb, s) = xq.block(t0 + j, b);
+                        for i in 0..R {
+                            acc[i][j] = I::add_dot(acc[i][j], &w[i], xb, ds[i][b] * s);
+                        }
+                    }
+                }
+                // Σ_b m_b · Σ x_b: one vector dot product per row and token.
+                for i in 0..R {
+                    for j in 0..N {
+                        rest[i][j] = simd::dot_f32(&m[blocks(i)], xq.sums(t0 + j));
                     }
                 }
             }
             Data::Q8 { quants, d } => {
-                let d_ahead = d.as_ptr().wrapping_add(blocks.start + AHEAD);
-                for (b, (qs, &d)) in quants[blocks.clone()].iter().zip(&d[blocks]).enumerate() {
-                    prefetch((qs.as_ptr() as *const u8).wrapping_add(32 * AHEAD));
-                    prefetch(d_ahead.wrapping_add(b) as *const u8);
-                    let w = I::unpack_q8(qs);
+                let (mut qs, mut ds): ([&[[i8; 32]]; R], [&[f32]; R]) = ([&[]; R], [&[]; R]);
+                for i in 0..R {
+                    (qs[i], ds[i]) = (&quants[blocks(i)], &d[blocks(i)]);
+                }
+                for b in 0..nb {
+                    prefetch(qs[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
+                    prefetch(ds[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
+                    let mut w = [I::unpack_q8(&qs[0][b]); R];
+                    for i in 1..R {
+                        w[i] = I::unpack_q8(&qs[i][b]);
+                    }
                     for j in 0..N {
-                        let (xb, s, _) = xq.block(t0 + j, b);
-                        acc[j] = I::add_dot(acc[j], &w, xb, d * s);
+                        let (xb, s) = xq.block(t0 + j, b);
+                        for i in 0..R {
+                            acc[i][j] = I::add_dot(acc[i][j], &w[i], xb, ds[i][b] * s);
+                        }
                     }
                 }
             }
             Data::F32(v) => {
-                let w = &v[r * self.cols..(r + 1) * self.cols];
-                for j in 0..N {
-                    let t = t0 + j;
-                    min_acc[j] = simd::dot_f32(w, &x[t * self.cols..(t + 1) * self.cols]);
+                for i in 0..R {
+                    let w = &v[(r0 + i) * self.cols..(r0 + i + 1) * self.cols];
+                    for j in 0..N {
+                        let t = t0 + j;
+                        rest[i][j] = simd::dot_f32(w, &x[t * self.cols..(t + 1) * self.cols]);
+                    }
                 }
             }
         }
-        for j in 0..N {
-            out[j] = I::hsum(acc[j]) + min_acc[j];
+        // (Loops, not array::from_fn: a closure is not compiled with the
+        // caller's target features, so the intrinsics in it are not inlined.)
+        for i in 0..R {
+            for j in 0..N {
+                rest[i][j] += I::hsum(acc[i][j]);
+            }
         }
+        rest
     }
 }
 
@@ -312,10 +361,16 @@ impl QuantRows {
         }
     }
 
+    /// Token t's block sums.
     #[inline(always)]
-    fn block(&self, t: usize, b: usize) -> (&[i16; BLOCK], f32, f32) {
+    fn sums(&self, t: usize) -> &[f32] {
+        &self.sum[t * self.blocks_per_row..(t + 1) * self.blocks_per_row]
+    }
+
+    #[inline(always)]
+    fn block(&self, t: usize, b: usize) -> (&[i16; BLOCK], f32) {
         let i = t * self.blocks_per_row + b;
-        (&self.q[i], self.scale[i], self.sum[i])
+        (&self.q[i], self.scale[i])
     }
 }
 

@@ -17,6 +17,10 @@ pub trait Isa {
     type Block: Copy;
     /// A vector of f32 partial sums.
     type Acc: Copy;
+    /// Rows of weights a matrix product's tile takes at once (each block
+    /// of activations is loaded once for them all): as many as the
+    /// registers hold with four tokens' sums.
+    const TILE_ROWS: usize;
     fn unpack_q4(qs: &[u8; 16]) -> Self::Block;
     fn unpack_q8(qs: &[i8; 32]) -> Self::Block;
     /// acc + scale · (w · x), the integer dot product exact.
@@ -31,6 +35,7 @@ pub struct Base;
 impl Isa for Base {
     type Block = [imp::I16x8; 4];
     type Acc = imp::F32x4;
+    const TILE_ROWS: usize = 1;
     #[inline(always)]
     fn unpack_q4(qs: &[u8; 16]) -> Self::Block {
         imp::unpack_q4(qs)
@@ -79,6 +84,7 @@ pub struct Avx2;
 impl Isa for Avx2 {
     type Block = [core::arch::x86_64::__m256i; 2];
     type Acc = core::arch::x86_64::__m256;
+    const TILE_ROWS: usize = 2;
     // SAFETY (every method): reached only through `has_avx2()`; loads read
     // exactly the arrays they are given.
     #[inline(always)]
