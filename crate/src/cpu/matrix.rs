@@ -194,7 +194,7 @@ impl CpuMatrix {
         let rows = out.len() / tokens;
         let mut t = 0;
         while t < tokens {
-            let n = (tokens - t).min(4);
+            let n = (tokens - t).min(GROUP);
             let mut k = 0;
             while k < rows {
                 let r = (rows - k).min(I::TILE_ROWS);
@@ -238,7 +238,7 @@ impl CpuMatrix {
     #[allow(clippy::needless_range_loop)] // i and j index the tile, its weights and its tokens together
     fn tile<I: Isa, const R: usize, const N: usize>(&self, r0: usize, t0: usize, x: &[f32], xq: &QuantRows) -> [[f32; N]; R] {
         let nb = self.cols / BLOCK;
-        let blocks = |i: usize| (r0 + i) * nb..(r0 + i + 1) * nb;
+        let blocks = |i: usize| (r0 + i) * nb..(r0 + i) * nb + nb;
         let mut acc = [[I::zero(); N]; R];
         // The minimums' part of each product (Q4), or all of it (F32).
         let mut rest = [[0f32; N]; R];
@@ -249,6 +249,7 @@ impl CpuMatrix {
                     (qs[i], ds[i]) = (&quants[blocks(i)], &d[blocks(i)]);
                 }
                 let m_ahead = m[blocks(0)].as_ptr().wrapping_add(AHEAD);
+                let (xs, ss) = xq.group::<N>(t0);
                 for b in 0..nb {
                     // (The tile's rows are consecutive: the first row's stream covers the others'.)
                     prefetch(qs[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
@@ -259,9 +260,8 @@ impl CpuMatrix {
                         w[i] = I::unpack_q4(&qs[i][b]);
                     }
                     for j in 0..N {
-                        let (xb, s) = xq.block(t0 + j, b);
                         for i in 0..R {
-                            acc[i][j] = I::add_dot(acc[i][j], &w[i], xb, ds[i][b] * s);
+                            acc[i][j] = I::add_dot(acc[i][j], &w[i], &xs[b][j], ds[i][b] * ss[b][j]);
                         }
                     }
                 }
@@ -277,6 +277,7 @@ impl CpuMatrix {
                 for i in 0..R {
                     (qs[i], ds[i]) = (&quants[blocks(i)], &d[blocks(i)]);
                 }
+                let (xs, ss) = xq.group::<N>(t0);
                 for b in 0..nb {
                     prefetch(qs[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
                     prefetch(ds[0].as_ptr().wrapping_add(b + AHEAD) as *const u8);
@@ -285,9 +286,8 @@ impl CpuMatrix {
                         w[i] = I::unpack_q8(&qs[i][b]);
                     }
                     for j in 0..N {
-                        let (xb, s) = xq.block(t0 + j, b);
                         for i in 0..R {
-                            acc[i][j] = I::add_dot(acc[i][j], &w[i], xb, ds[i][b] * s);
+                            acc[i][j] = I::add_dot(acc[i][j], &w[i], &xs[b][j], ds[i][b] * ss[b][j]);
                         }
                     }
                 }
@@ -332,14 +332,20 @@ fn prefetch(p: *const u8) {
 
 /// Rows of activations in 16-bit fixed point per 32-wide block: values,
 /// each block's scale and each block's exact f32 sum (for Q4_1's minimum).
+/// Values and scales are kept in groups of four tokens (the product's tiles),
+/// block by block ([group][block][token]): a tile reads one run of memory
+/// per block, with no index to work out per token.
 #[derive(Default)]
 pub struct QuantRows {
     q: Vec<[i16; BLOCK]>,
     scale: Vec<f32>,
-    sum: Vec<f32>,
+    sum: Vec<f32>, // [token][block]
     blocks_per_row: usize,
     tokens: usize,
 }
+
+/// Tokens per group of `QuantRows` (the last group holds the rest).
+const GROUP: usize = 4;
 
 impl QuantRows {
     /// Quantizes `tokens` rows of `cols` values from `x`, reusing the buffers.
@@ -351,12 +357,15 @@ impl QuantRows {
         self.scale.resize(tokens * nb, 0.0);
         self.sum.resize(tokens * nb, 0.0);
         for (i, block) in x[..tokens * cols].chunks_exact(BLOCK).enumerate() {
+            let (t, b) = (i / nb, i % nb);
+            let first = t - t % GROUP;
+            let at = first * nb + b * (tokens - first).min(GROUP) + t - first;
             let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
             let inv = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-            for (q, &v) in self.q[i].iter_mut().zip(block) {
+            for (q, &v) in self.q[at].iter_mut().zip(block) {
                 *q = ops::round_small(v * inv) as i16;
             }
-            self.scale[i] = amax / 32767.0;
+            self.scale[at] = amax / 32767.0;
             self.sum[i] = block.iter().sum();
         }
     }
@@ -364,13 +373,18 @@ impl QuantRows {
     /// Token t's block sums.
     #[inline(always)]
     fn sums(&self, t: usize) -> &[f32] {
-        &self.sum[t * self.blocks_per_row..(t + 1) * self.blocks_per_row]
+        &self.sum[t * self.blocks_per_row..][..self.blocks_per_row]
     }
 
+    /// The N tokens from t0 (a group: t0 a multiple of four, N four or the
+    /// rest): per block, their values and their scales.
     #[inline(always)]
-    fn block(&self, t: usize, b: usize) -> (&[i16; BLOCK], f32) {
-        let i = t * self.blocks_per_row + b;
-        (&self.q[i], self.scale[i])
+    fn group<const N: usize>(&self, t0: usize) -> (&[[[i16; BLOCK]; N]], &[[f32; N]]) {
+        debug_assert!(t0.is_multiple_of(GROUP) && N == (self.tokens - t0).min(GROUP));
+        let nb = self.blocks_per_row;
+        let (q, _) = self.q[t0 * nb..][..N * nb].as_chunks::<N>();
+        let (s, _) = self.scale[t0 * nb..][..N * nb].as_chunks::<N>();
+        (&q[..nb], &s[..nb])
     }
 }
 
