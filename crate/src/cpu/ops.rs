@@ -59,6 +59,10 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
     });
 }
 
+/// Dimensions of the attention's output summed at once (`Head::attend`):
+/// 32 f32 are four AVX2 registers, or eight wasm SIMD ones.
+const VALUE_DIMS: usize = 32;
+
 /// One (token, head) task of `attention`.
 struct Head<'a> {
     q: &'a [f32],
@@ -77,25 +81,42 @@ impl Head<'_> {
     fn attend(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
         let d = self.q.len();
         let row = |s: usize| s * self.kv_dim + self.kv..s * self.kv_dim + self.kv + d;
-        scores.clear();
+        scores.resize(self.keys_seen, 0.0);
         // A plain loop, so that it is compiled with attend_avx2's features
         // (an iterator's `fold` is a function of its own, built for SSE2).
-        for s in 0..self.keys_seen {
-            scores.push(simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale);
+        for (s, score) in scores.iter_mut().enumerate() {
+            *score = simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale;
         }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let max = simd::max_f32(scores);
         for s in scores.iter_mut() {
             *s = exp(*s - max);
         }
-        let total: f32 = scores.iter().sum();
-        out.fill(0.0);
+        let inv = 1.0 / simd::sum_f32(scores);
+        // The weighted values, VALUE_DIMS dimensions at a time: their sums
+        // are a fixed-size array, which stays in registers over all the keys
+        // (a whole row of `out` would be loaded and stored for every key).
+        let mut dims = out.chunks_exact_mut(VALUE_DIMS);
+        for (c, o) in (&mut dims).enumerate() {
+            let mut acc = [0f32; VALUE_DIMS];
+            for (s, &p) in scores.iter().enumerate() {
+                let v = &self.values[row(s)][c * VALUE_DIMS..][..VALUE_DIMS];
+                for k in 0..VALUE_DIMS {
+                    acc[k] += p * v[k];
+                }
+            }
+            for (o, a) in o.iter_mut().zip(acc) {
+                *o = a * inv;
+            }
+        }
+        let tail = dims.into_remainder();
+        let first = d - tail.len();
+        tail.fill(0.0);
         for (s, &p) in scores.iter().enumerate() {
-            for (o, &v) in out.iter_mut().zip(&self.values[row(s)]) {
+            for (o, &v) in tail.iter_mut().zip(&self.values[row(s)][first..]) {
                 *o += p * v;
             }
         }
-        let inv = 1.0 / total;
-        out.iter_mut().for_each(|o| *o *= inv);
+        tail.iter_mut().for_each(|o| *o *= inv);
     }
 
     /// `attend` compiled for AVX2 and FMA (its loops widened to 8 lanes).
@@ -177,6 +198,8 @@ mod tests {
         for (pos0, tokens) in [(3, 2), (549, 3)] {
             check_attention(pos0, tokens, Heads { heads: 6, kv_heads: 2, head_dim: 8 });
             check_attention(pos0, tokens, Heads { heads: 4, kv_heads: 1, head_dim: 20 });
+            // Values summed 32 dimensions at a time, and the rest.
+            check_attention(pos0, tokens, Heads { heads: 4, kv_heads: 2, head_dim: 72 });
         }
     }
 

@@ -303,6 +303,38 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Σ a, in eight interleaved partial sums (as `dot_f32`).
+#[inline(always)]
+pub fn sum_f32(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    let mut acc = [0f32; 8];
+    for x in chunks {
+        for i in 0..8 {
+            acc[i] += x[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The largest of a (-∞ for none), in eight interleaved lanes: one running
+/// maximum would be a chain of dependent comparisons.
+#[inline(always)]
+pub fn max_f32(a: &[f32]) -> f32 {
+    let chunks = a.chunks_exact(8);
+    let mut max = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut acc = [f32::NEG_INFINITY; 8];
+    for x in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].max(x[i]);
+        }
+    }
+    for m in acc {
+        max = max.max(m);
+    }
+    max
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +364,16 @@ mod tests {
         let x: [i16; 32] = std::array::from_fn(|i| if i % 2 == 0 { 32767 } else { -32767 });
         let want: i64 = (0..32).map(|i| qs[i] as i64 * x[i] as i64).sum();
         assert_lanes_sum(dot(&unpack_q8(&qs), &x), want);
+    }
+
+    #[test]
+    fn float_sum_and_max_handle_tails() {
+        for n in [0, 3, 11, 64, 101] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 37) % 23) as f32 - 9.5).collect();
+            let want: f64 = a.iter().map(|&x| x as f64).sum();
+            assert!((sum_f32(&a) as f64 - want).abs() <= 1e-4, "{n}");
+            assert_eq!(max_f32(&a), a.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)), "{n}");
+        }
     }
 
     #[test]
