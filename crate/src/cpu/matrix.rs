@@ -197,7 +197,8 @@ impl CpuMatrix {
             let n = (tokens - t).min(GROUP);
             let mut k = 0;
             while k < rows {
-                let r = (rows - k).min(I::TILE_ROWS);
+                // (Tiles of one or two rows: TILE_ROWS is 1 or 2.)
+                let r = if I::TILE_ROWS >= 2 && rows - k >= 2 { 2 } else { 1 };
                 match (r, n) {
                     (2, 4) => self.put_tile::<I, 2, 4>(first, k, t, x, xq, out),
                     (2, 3) => self.put_tile::<I, 2, 3>(first, k, t, x, xq, out),

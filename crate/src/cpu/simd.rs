@@ -19,9 +19,10 @@ pub trait Isa {
     type Acc: Copy;
     /// Rows of weights a matrix product's tile takes at once (each block
     /// of activations is loaded once for them all): as many as the
-    /// registers hold with four tokens' sums. (Two rows in wasm, even for
-    /// one token, decoded 10-20 % slower in Chromium: V8 has 16 registers
-    /// and each row's block takes four.)
+    /// registers hold with four tokens' sums, 1 or 2 (`CpuMatrix::rows`
+    /// takes no more). (Two rows in wasm, even for one token, decoded
+    /// 10-20 % slower in Chromium: V8 has 16 registers and each row's
+    /// block takes four.)
     const TILE_ROWS: usize;
     fn unpack_q4(qs: &[u8; 16]) -> Self::Block;
     fn unpack_q8(qs: &[i8; 32]) -> Self::Block;
