@@ -81,7 +81,6 @@ impl Head<'_> {
     #[inline(always)]
     fn attend<const AVX2: bool>(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
         let d = self.q.len();
-        let row = |s: usize| s * self.kv_dim + self.kv..s * self.kv_dim + self.kv + d;
         scores.resize(self.keys_seen, 0.0);
         #[allow(unused_mut)] // (only x86-64 scores some keys by eights)
         let mut scored = 0;
@@ -93,7 +92,7 @@ impl Head<'_> {
         // A plain loop, so that it is compiled with attend_avx2's features
         // (an iterator's `fold` is a function of its own, built for SSE2).
         for (s, score) in scores.iter_mut().enumerate().skip(scored) {
-            *score = simd::dot_f32(self.q, &self.keys[row(s)]) * self.scale;
+            *score = simd::dot_f32(self.q, &self.keys[self.row(s)]) * self.scale;
         }
         let max = simd::max_f32(scores);
         for s in scores.iter_mut() {
@@ -107,7 +106,7 @@ impl Head<'_> {
         for (c, o) in (&mut dims).enumerate() {
             let mut acc = [0f32; VALUE_DIMS];
             for (s, &p) in scores.iter().enumerate() {
-                let v = &self.values[row(s)][c * VALUE_DIMS..][..VALUE_DIMS];
+                let v = &self.values[self.row(s)][c * VALUE_DIMS..][..VALUE_DIMS];
                 for k in 0..VALUE_DIMS {
                     acc[k] += p * v[k];
                 }
@@ -120,11 +119,18 @@ impl Head<'_> {
         let first = d - tail.len();
         tail.fill(0.0);
         for (s, &p) in scores.iter().enumerate() {
-            for (o, &v) in tail.iter_mut().zip(&self.values[row(s)][first..]) {
+            for (o, &v) in tail.iter_mut().zip(&self.values[self.row(s)][first..]) {
                 *o += p * v;
             }
         }
         tail.iter_mut().for_each(|o| *o *= inv);
+    }
+
+    /// Where the KV head's row of position s lies in a cache.
+    #[inline(always)]
+    fn row(&self, s: usize) -> std::ops::Range<usize> {
+        let at = s * self.kv_dim + self.kv;
+        at..at + self.q.len()
     }
 
     /// `attend` compiled for AVX2 and FMA (its loops widened to 8 lanes).
@@ -149,8 +155,7 @@ impl Head<'_> {
         for e in 0..eights {
             let mut keys: [&[f32]; 8] = [&[]; 8];
             for k in 0..8 {
-                let at = (8 * e + k) * self.kv_dim + self.kv;
-                keys[k] = &self.keys[at..at + d];
+                keys[k] = &self.keys[self.row(8 * e + k)];
             }
             let mut acc = [_mm256_setzero_ps(); 8];
             for c in (0..d).step_by(8) {

@@ -301,11 +301,12 @@ fn looks_like_software(name: &str) -> bool {
 /// environment variables HEARTH_MATMUL_RPT (1 or 4), HEARTH_MATMUL_LANES
 /// (threads per matmul row, a power of two to 64), HEARTH_ATTENTION (`cpu`
 /// or `gpu`: shaders/attention_cpu.wgsl or attention.wgsl), HEARTH_STACKED
-/// (`0`: every matrix multiplied apart) and HEARTH_HALF_UNPACK (`bits`: halves converted bit
-/// by bit even where unpack2x16float is exact) and HEARTH_SUBGROUPS (`off`:
-/// every thread loads x and the query itself, and the matmul's lanes add
-/// their sums in workgroup memory) and HEARTH_SAMPLING (`gpu` or `cpu`:
-/// where sampled tokens are chosen) override them, to compare the variants.
+/// (`0`: every matrix multiplied apart) and HEARTH_HALF_UNPACK (`bits`:
+/// halves converted bit by bit even where unpack2x16float is exact) and
+/// HEARTH_SUBGROUPS (`off`: every thread loads x and the query itself, and
+/// the matmul's lanes add their sums in workgroup memory) and
+/// HEARTH_SAMPLING (`gpu` or `cpu`: where sampled tokens are chosen)
+/// override them, to compare the variants.
 /// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
 fn variants(report: &AdapterReport) -> Variants {
     let mut variants = variants_as(report, report.is_software);
