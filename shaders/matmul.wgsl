@@ -22,7 +22,7 @@
 // r < f: each thread computes gate row r before up row r + f (RPT = 2 or 4).
 //
 // Bindings (group 0):
-//   0 shape    uniform { rows, cols, scale_base, split1, split2, head_dim, rope_pairs }
+//   0 shape    uniform { rows, cols, scale_base, split1, split2, head_dim, rope_pairs, flags, eps }
 //   1 step     uniform Step (tokens, pos0)
 //   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
 //   3 x        tokens × cols f32, read as vec4
@@ -35,6 +35,14 @@
 //   8 table    with ROPE_IN_QKV (every matmul kernel binds it, the QKV
 //              product reads it): RoPE's context × rope_pairs vec2 (cos,
 //              sin), as shaders/rope.wgsl reads it (matmul_rope.wgsl)
+//   9 gain     with NORM_FUSED (matmul_norm.wgsl, GPUs: every matmul
+//              kernel binds it): the RMSNorm's gain, cols f32, read where
+//              `flags` says so
+//
+// With NORM_FUSED, `flags` bit 0 adds the product to `out` (a residual add:
+// out is the residual stream) and bit 1 multiplies x by the RMSNorm of each
+// token's row (1 / sqrt(mean x² + eps)) and by `gain` as it is read, so the
+// layer's norm and residual add need no dispatches of their own.
 // Dispatch: ceil(ceil(rows / RPT) / WG) workgroups, 2D-folded (gpu::grid_2d).
 
 struct Shape {
@@ -45,7 +53,11 @@ struct Shape {
     split2: u32,
     head_dim: u32,
     rope_pairs: u32,
-    _pad: u32,
+    flags: u32,
+    eps: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 override WG: u32 = 64u;
@@ -113,7 +125,12 @@ fn store(t: u32, row: u32, v: f32) {
         return;
     }
     if (!SPLIT || row < shape.split1) {
-        out[t * shape.split1 + row] = v;
+        let i = t * shape.split1 + row;
+        if (NORM_FUSED && (shape.flags & 1u) != 0u) {
+            out[i] += v;
+        } else {
+            out[i] = v;
+        }
     } else if (row < shape.split2) {
         out_k[(select(0u, step.pos0, ROPE_IN_QKV) + t) * (shape.split2 - shape.split1) + row - shape.split1] = key_out(v);
     } else {
@@ -207,8 +224,8 @@ fn block_dot(at: RowAt, k: u32, x0: u32) -> f32 {
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
         let q = qvec(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
-            let lo = x[x0 + w];      // values 4w .. 4w+3
-            let hi = x[x0 + 4u + w]; // values 16+4w .. 16+4w+3
+            let lo = x[x0 + w] * gain4(8u * k + w);           // values 4w .. 4w+3
+            let hi = x[x0 + 4u + w] * gain4(8u * k + 4u + w); // values 16+4w .. 16+4w+3
             qx += dot(nibbles_lo(q[w]), lo * NIBBLE_SCALE) + dot(nibbles_hi(q[w]), hi * NIBBLE_SCALE);
             sx += lo + hi;
         }
@@ -216,7 +233,7 @@ fn block_dot(at: RowAt, k: u32, x0: u32) -> f32 {
         for (var g = 0u; g < qs_vec4s(); g++) {
             let q = qvec(at, k, g);
             for (var j = 0u; j < parts(); j++) {
-                let xv = x[x0 + g * parts() + j];
+                let xv = x[x0 + g * parts() + j] * gain4(8u * k + g * parts() + j);
                 qx += dot(part(q, j), xv * part_scale());
                 sx += xv;
             }
@@ -236,10 +253,12 @@ fn block_dot4(at: RowAt, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32
         for (var w = 0u; w < 4u; w++) {
             let lo = nibbles_lo(q[w]);
             let hi = nibbles_hi(q[w]);
-            let l0 = x[x0 + w]; let h0 = x[x0 + 4u + w];
-            let l1 = x[x1 + w]; let h1 = x[x1 + 4u + w];
-            let l2 = x[x2 + w]; let h2 = x[x2 + 4u + w];
-            let l3 = x[x3 + w]; let h3 = x[x3 + 4u + w];
+            let gl = gain4(8u * k + w);
+            let gh = gain4(8u * k + 4u + w);
+            let l0 = x[x0 + w] * gl; let h0 = x[x0 + 4u + w] * gh;
+            let l1 = x[x1 + w] * gl; let h1 = x[x1 + 4u + w] * gh;
+            let l2 = x[x2 + w] * gl; let h2 = x[x2 + 4u + w] * gh;
+            let l3 = x[x3 + w] * gl; let h3 = x[x3 + 4u + w] * gh;
             let s = NIBBLE_SCALE;
             qx += vec4<f32>(dot(lo, l0 * s) + dot(hi, h0 * s), dot(lo, l1 * s) + dot(hi, h1 * s),
                             dot(lo, l2 * s) + dot(hi, h2 * s), dot(lo, l3 * s) + dot(hi, h3 * s));
@@ -251,7 +270,8 @@ fn block_dot4(at: RowAt, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32
             for (var j = 0u; j < parts(); j++) {
                 let v = part(q, j);
                 let i = g * parts() + j;
-                let xs = mat4x4<f32>(x[x0 + i], x[x1 + i], x[x2 + i], x[x3 + i]);
+                let gi = gain4(8u * k + i);
+                let xs = mat4x4<f32>(x[x0 + i] * gi, x[x1 + i] * gi, x[x2 + i] * gi, x[x3 + i] * gi);
                 let s = part_scale();
                 qx += vec4<f32>(dot(v, xs[0] * s), dot(v, xs[1] * s), dot(v, xs[2] * s), dot(v, xs[3] * s));
                 sx += vec4<f32>(1.0) * xs;

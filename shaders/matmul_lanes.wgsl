@@ -4,6 +4,11 @@
 
 // Threads per row: a power of two dividing WG.
 override LANES: u32 = 8u;
+// Tokens per workgroup (a multiple of 4): a prompt's tokens are split among
+// workgroups (the dispatch's z) as well as its rows, so a prefill fills a
+// large GPU (a 576-row matrix with 16 lanes per row is 9216 threads, a
+// few per core of a big GPU); the weights are read again per chunk, from cache.
+override TOKEN_CHUNK: u32 = 8u;
 
 // The product on a GPU: LANES neighbouring threads share each row (with
 // RPT = 2, a SwiGLU's gate row r and its up row r + f, or with ROPE_IN_QKV
@@ -14,7 +19,7 @@ override LANES: u32 = 8u;
 // subgroup shuffles where the device has subgroups), and the first lane
 // writes. Every thread reaches every `lanes_sum` (threads past
 // the last row compute the last row again and write nothing).
-fn matmul_lanes(group: u32, lane: u32, lid: u32) {
+fn matmul_lanes(group: u32, lane: u32, lid: u32, chunk: u32) {
     let stride = matmul_threads();
     let live = group < stride;
     let rows = lane_rows(min(group, stride - 1u), stride);
@@ -23,8 +28,11 @@ fn matmul_lanes(group: u32, lane: u32, lid: u32) {
     let blocks = shape.cols / 32u;
     let row_vec4s = shape.cols / 4u;
     let at = array<RowAt, 2>(row_at(r.x, shape.rows, blocks), row_at(r.y, shape.rows, blocks));
-    let full = step.tokens / 4u * 4u;
-    for (var t = 0u; t < full; t += 4u) {
+    let first = chunk * TOKEN_CHUNK;
+    let end = min(first + TOKEN_CHUNK, step.tokens);
+    let full = first + (end - min(first, end)) / 4u * 4u;
+    compute_norm_scales(first, end, lid); // (matmul_norm.wgsl: where x is normalised)
+    for (var t = first; t < full; t += 4u) {
         var acc = array<vec4<f32>, 2>();
         for (var k = lane; k < blocks; k += LANES) {
             let o = t * row_vec4s + 8u * k;
@@ -35,11 +43,12 @@ fn matmul_lanes(group: u32, lane: u32, lid: u32) {
         let sums = array<vec4<f32>, 2>(lanes_sum(acc[0], lid), select(vec4<f32>(0.0), lanes_sum(acc[1], lid), RPT == 2u));
         if (live && lane == 0u) {
             for (var i = 0u; i < 4u; i++) {
-                store_lanes(t + i, rows, sums[0][i], sums[1][i]);
+                let n = norm_scale(t + i - first);
+                store_lanes(t + i, rows, sums[0][i] * n, sums[1][i] * n);
             }
         }
     }
-    for (var t = full; t < step.tokens; t++) {
+    for (var t = full; t < end; t++) {
         var acc = vec2<f32>(0.0);
         for (var k = lane; k < blocks; k += LANES) {
             let o = t * row_vec4s + 8u * k;
@@ -51,7 +60,8 @@ fn matmul_lanes(group: u32, lane: u32, lid: u32) {
         // (Two rows' sums in one vec4: one reduction for both.)
         let sums = lanes_sum(vec4<f32>(acc, 0.0, 0.0), lid);
         if (live && lane == 0u) {
-            store_lanes(t, rows, sums.x, sums.y);
+            let n = norm_scale(t - first);
+            store_lanes(t, rows, sums.x * n, sums.y * n);
         }
     }
 }
@@ -89,5 +99,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         @builtin(local_invocation_index) lid: u32) {
     // (WG is a multiple of LANES: a row's threads are in one workgroup.)
     let thread = (wg.y * groups.x + wg.x) * WG + lid;
-    matmul_lanes(thread / LANES, thread % LANES, lid);
+    matmul_lanes(thread / LANES, thread % LANES, lid, wg.z);
 }

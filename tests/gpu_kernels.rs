@@ -126,7 +126,7 @@ fn kv_cache_kernels_in_f32_and_in_f16() {
     for f16_kv_cache in [false, ctx.report.shader_f16] {
         let ctx = ctx.with_variants(Variants { f16_kv_cache, ..ctx.variants() });
         for cpu_attention in [false, true] {
-            let ctx = ctx.with_variants(Variants { cpu_attention, ..ctx.variants() });
+            let ctx = ctx.with_variants(Variants { cpu_attention, attention_runs: 16, ..ctx.variants() });
             for kernel in [Kernel::MatmulQkv, Kernel::Rope, Kernel::Attention] {
                 all_pass(&ctx, kernel);
             }
@@ -137,12 +137,14 @@ fn kv_cache_kernels_in_f32_and_in_f16() {
 #[test]
 fn attention_causal_gqa_over_cache() {
     let Some(ctx) = gpu() else { return };
-    // Both variants on this adapter: the GPUs' and the CPU-based adapters'
-    // (with the weights in workgroup memory, or in the subgroup where
-    // llvmpipe shares loads so).
-    for cpu_attention in [false, true] {
-        all_pass(&ctx.with_variants(Variants { cpu_attention, ..ctx.variants() }), Kernel::Attention);
+    // Both variants on this adapter: the GPUs' (a decode step's keys in one
+    // run, or split into 16 runs and added up by a second dispatch) and the
+    // CPU-based adapters' (with the weights in workgroup memory, or in the
+    // subgroup where llvmpipe shares loads so).
+    for attention_runs in [1, 16] {
+        all_pass(&ctx.with_variants(Variants { cpu_attention: false, attention_runs, ..ctx.variants() }), Kernel::Attention);
     }
+    all_pass(&ctx.with_variants(Variants { cpu_attention: true, ..ctx.variants() }), Kernel::Attention);
 }
 
 #[test]
@@ -307,7 +309,8 @@ fn matmul_with_lanes_per_row_summed_in_workgroup_memory_or_subgroups() {
     let Some(ctx) = gpu() else { return };
     for lanes in [2, 8, 64] {
         for subgroup_reductions in [false, ctx.report.has_subgroups_of(lanes)] {
-            let variants = Variants { matmul_rows_per_thread: 1, matmul_lanes_per_row: lanes, subgroup_reductions, ..ctx.variants() };
+            // (With the RMSNorm and the residual add in the products, as on GPUs.)
+            let variants = Variants { matmul_rows_per_thread: 1, matmul_lanes_per_row: lanes, subgroup_reductions, norm_in_matmul: true, ..ctx.variants() };
             let ctx = ctx.with_variants(variants);
             eprintln!("{lanes} lanes per row, subgroup reductions: {subgroup_reductions}");
             for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {

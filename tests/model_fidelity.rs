@@ -25,7 +25,7 @@ fn gpu_model_matches_exact_reference() {
     check_against_exact_reference(Backend::Gpu(ctx));
 }
 
-/// The GPU model with the kernel variants a GPU gets (eight threads per
+/// The GPU model with the kernel variants a GPU gets (16 or 32 threads per
 /// matmul row summed by subgroup shuffles where there are subgroups, the
 /// attention sharing each key between threads, the KV cache in f16 where
 /// there is shader-f16), on this adapter whatever it is (lavapipe has both

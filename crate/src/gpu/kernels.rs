@@ -23,6 +23,9 @@ pub enum Kernel {
     MatmulSwiglu,
     Rope,
     Attention,
+    /// Flash-decoding's second pass: a decode step's output from the runs
+    /// of keys the GPUs' attention split (shaders/attention_combine.wgsl).
+    AttentionCombine,
     Swiglu,
     Add,
     Argmax,
@@ -45,6 +48,7 @@ impl Kernel {
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             // (CPU-based adapters' variant is picked in `Kernel::source`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::AttentionCombine => include_str!("../../../shaders/attention_combine.wgsl"),
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
             Kernel::Argmax => include_str!("../../../shaders/argmax.wgsl"),
@@ -87,8 +91,13 @@ impl Kernel {
             _ if matmul => MATMUL_NO_ROPE,
             _ => "",
         };
+        let norm = match self {
+            _ if matmul && variants.fuses_norm() => MATMUL_NORM,
+            _ if matmul => MATMUL_NO_NORM,
+            _ => "",
+        };
         let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
-        format!("{kv}\n{STEP}\n{prelude}\n{file}\n{rope}\n{entry}")
+        format!("{kv}\n{STEP}\n{prelude}\n{file}\n{rope}\n{norm}\n{entry}")
     }
 }
 
@@ -105,6 +114,9 @@ const MATMUL_THREADS: &str = include_str!("../../../shaders/matmul_threads.wgsl"
 // RoPE in the QKV product's writes, or not (`Variants::rope_in_qkv`).
 const MATMUL_ROPE: &str = include_str!("../../../shaders/matmul_rope.wgsl");
 const MATMUL_NO_ROPE: &str = include_str!("../../../shaders/matmul_no_rope.wgsl");
+// The RMSNorm and the residual add in the products, or not (`Variants::fuses_norm`).
+const MATMUL_NORM: &str = include_str!("../../../shaders/matmul_norm.wgsl");
+const MATMUL_NO_NORM: &str = include_str!("../../../shaders/matmul_no_norm.wgsl");
 // The matmul with several threads per row (`Variants::matmul_lanes_per_row`)
 // and the two ways its threads add their sums up.
 const MATMUL_LANES: &str = include_str!("../../../shaders/matmul_lanes.wgsl");
@@ -151,15 +163,39 @@ pub struct Variants {
     /// fixtures' logits move by about 1e-2, against 5e-5 in f32).
     pub f16_kv_cache: bool,
     /// Threads sharing each row of a matmul (shaders/matmul_lanes.wgsl),
-    /// a power of two up to 64; 1: a thread per row. On GPUs (8), where a
+    /// a power of two up to 64; 1: a thread per row. On GPUs, where a
     /// thread per row leaves most of the GPU idle on small matrices (576
-    /// rows: 576 threads); with four rows per thread (CPU-based adapters)
-    /// it is not used.
+    /// rows: 576 threads): 16, or 32 where subgroups hold 32 lanes
+    /// (`GpuContext::new`); on an H200 (Vulkan) decode ran 8-21 % faster
+    /// with 16 than with 8, and 32 added up to 5 %. With four rows per thread
+    /// (CPU-based adapters) it is not used.
     pub matmul_lanes_per_row: u32,
     /// Those threads' sums added by subgroup shuffles
     /// (matmul_lanes_subgroup.wgsl) rather than in workgroup memory: where
     /// the device has subgroups of at least `matmul_lanes_per_row` lanes.
     pub subgroup_reductions: bool,
+    /// Tokens per workgroup of the matmul with several threads per row
+    /// (shaders/matmul_lanes.wgsl `TOKEN_CHUNK`, a multiple of 4 up to 32,
+    /// which matmul_norm.wgsl's workgroup memory holds): a
+    /// prompt's tokens are split among workgroups as well as its rows, so
+    /// that a prefill fills a large GPU. 8: on an H200, prefill ran 2.0x
+    /// as fast as with all tokens in each workgroup (16: 1.9x, 64: 1.5x).
+    pub matmul_token_chunk: u32,
+    /// Runs of keys a decode step's attention splits each head's keys into
+    /// on GPUs (flash-decoding: shaders/attention.wgsl's dispatch z, then
+    /// attention_combine.wgsl adds the runs up); 1: none. 16 on GPUs: 9
+    /// heads × 16 runs fill a large GPU, where 9 workgroups walking all
+    /// the keys in turn left it idle. CPU-based adapters' attention
+    /// (`cpu_attention`) does not split.
+    pub attention_runs: u32,
+    /// A layer's RMSNorms applied by the products that read their output
+    /// (the stacked QKV, the stacked gate and up) and its residual adds
+    /// done by the products before (the attention's output projection,
+    /// the FFN's down), on GPUs (shaders/matmul_norm.wgsl): two dispatches
+    /// fewer per layer, where a decode step is mostly dispatches one after
+    /// another. CPU-based adapters keep them apart (the RMSNorm with the
+    /// residual add, one dispatch).
+    pub norm_in_matmul: bool,
     /// Threads per RMSNorm workgroup (shaders/rms_norm.wgsl `WG`, a power
     /// of two): 64 on GPUs; 8 on CPU-based adapters, one lavapipe SIMD batch,
     /// where the tree reduction's barriers then cost next to nothing
@@ -183,10 +219,13 @@ impl Variants {
             exact_half_unpack: false,
             subgroup_shared_loads: false,
             f16_kv_cache: false,
-            matmul_lanes_per_row: if software { 1 } else { 8 },
+            matmul_lanes_per_row: if software { 1 } else { 16 },
             subgroup_reductions: false,
             rms_norm_threads: if software { 8 } else { 64 },
             gpu_sampling: !software,
+            matmul_token_chunk: 8,
+            norm_in_matmul: !software,
+            attention_runs: if software { 1 } else { 16 },
         }
     }
 
@@ -208,6 +247,19 @@ impl Variants {
     /// step of a small model is mostly dispatches one after another).
     pub fn rope_in_qkv(&self) -> bool {
         self.stacked_matmuls && (self.matmul_rows_per_thread == 4 || self.matmul_lanes() > 1)
+    }
+
+    /// Tokens per workgroup of the matmul with several threads per row, as
+    /// the kernels use it (`matmul_token_chunk` in 4 ..= 32, a multiple of 4).
+    pub fn token_chunk(&self) -> u32 {
+        self.matmul_token_chunk.clamp(4, 32) / 4 * 4
+    }
+
+    /// Whether products apply the RMSNorm and the residual add
+    /// (`norm_in_matmul`): with several threads per row and the RoPE in the
+    /// QKV product (whose binding comes before the gain's).
+    pub fn fuses_norm(&self) -> bool {
+        self.norm_in_matmul && self.matmul_lanes() > 1 && self.rope_in_qkv()
     }
 
     /// Bytes per value of the KV cache.
@@ -275,12 +327,16 @@ impl Pipelines {
                 if kernel == Kernel::RmsNorm {
                     constants.push(("WG", self.variants.rms_norm_threads as f64));
                 }
+                if kernel == Kernel::AttentionCombine {
+                    constants.push(("RUNS", self.variants.attention_runs as f64));
+                }
                 if matches!(kernel, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu) {
                     constants.push(("RPT", self.rows_per_thread(kernel) as f64));
                     constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
                     constants.push(("SWIGLU", f64::from(kernel == Kernel::MatmulSwiglu)));
                     if self.variants.matmul_lanes() > 1 {
                         constants.push(("LANES", self.variants.matmul_lanes() as f64));
+                        constants.push(("TOKEN_CHUNK", self.variants.token_chunk() as f64));
                     }
                 }
                 Arc::new(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

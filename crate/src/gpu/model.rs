@@ -6,7 +6,7 @@
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
-use crate::gpu::ops::{KeysToCache, MatmulOut, QkvRope, SampleParams, SAMPLE_FALLBACK};
+use crate::gpu::ops::{InputNorm, KeysToCache, MatmulOut, QkvRope, SampleParams, SAMPLE_FALLBACK};
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
@@ -60,8 +60,30 @@ fn fused(
             _ => None,
         }
     }
+    // Where products take the RMSNorm and the residual add (GPUs): a norm
+    // of x is applied by the stacked product after it, and a product whose
+    // output is added to x adds it itself.
+    let fuse_norm = ctx.variants().fuses_norm();
+    if let (true, Some((w, x, Rows::Act(o))), Some(Op::Add { x: residual, y })) = (fuse_norm, matmul(ops.first()), ops.get(1)) {
+        if *y == o {
+            let Some(Op::Matmul { rows, cols, .. }) = ops.first() else { unreachable!("matched above") };
+            let w = weights.matrix(w, *rows, *cols)?;
+            return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
+        }
+    }
+    let (norm, ops) = match ops.first() {
+        Some(Op::RmsNorm { x, gain, out }) if fuse_norm => (Some((*x, weights.vector(gain, c.dim)?, *out)), &ops[1..]),
+        _ => (None, ops),
+    };
     let (a, b, third) = (matmul(ops.first()), matmul(ops.get(1)), ops.get(2));
-    if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv)))) = (a, b, matmul(third)) {
+    // What a stacked product over `x` reads: x itself, or with the norm
+    // before it, the norm's input and the norm (one operation more done).
+    let input = |x: Act| match &norm {
+        None => Some((&acts[&x], None, 0)),
+        Some((raw, gain, out)) if *out == x => Some((&acts[raw], Some(InputNorm { gain, eps: c.rms_eps }), 1)),
+        Some(_) => None,
+    };
+    if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv))), Some((src, in_norm, normed))) = (a, b, matmul(third), input(a.map_or(Act::X, |m| m.1))) {
         if x == xk && x == xv && l == lv {
             if let Some(w) = weights.stacked(&[wq, wk, wv]) {
                 let (q_rows, kv_rows) = (q.width(c), c.kv_dim());
@@ -77,16 +99,20 @@ fn fused(
                 }
                 let rope = Some(QkvRope { table: rope_table, head_dim: c.head_dim, rope_dim: c.rope_dim });
                 let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: &keys[l], v: &values[l], kv_rows, rope };
-                return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 5)));
+                return Ok(Some((ops::matmul_normed(ctx, step, &w, src, out, in_norm), 5 + normed)));
             }
         }
     }
-    if let (Some((wg, x, Rows::Act(gate))), Some((wu, xu, Rows::Act(up))), Some(Op::Swiglu { gate: g, up: u })) = (a, b, third) {
+    if let (Some((wg, x, Rows::Act(gate))), Some((wu, xu, Rows::Act(up))), Some(Op::Swiglu { gate: g, up: u }), Some((src, in_norm, normed))) = (a, b, third, input(a.map_or(Act::X, |m| m.1))) {
         if x == xu && (gate, up) == (*g, *u) {
             if let Some(w) = weights.stacked(&[wg, wu]) {
-                return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], MatmulOut::Swiglu { out: &acts[&gate] }), 3)));
+                let out = MatmulOut::Swiglu { out: &acts[&gate] };
+                return Ok(Some((ops::matmul_normed(ctx, step, &w, src, out, in_norm), 3 + normed)));
             }
         }
+    }
+    if norm.is_some() {
+        return Ok(None); // a norm before something else: a dispatch of its own
     }
     if let (Some(Op::Rope { x: Rows::Act(q), heads }), Some(Op::Rope { x: Rows::Keys(l), heads: kv_heads })) = (ops.first(), ops.get(1)) {
         let to_cache = KeysToCache { keys: new_keys, cache: &keys[*l], heads: *kv_heads };
@@ -214,6 +240,8 @@ impl GpuModel {
             keys.push(scratch("k_cache", cache_words)?);
             values.push(scratch("v_cache", cache_words)?);
         }
+        let attention_parts = ops::attention_parts(ctx, c.n_heads, c.head_dim)?;
+        gpu_bytes.set(gpu_bytes.get() + attention_parts.size());
         let program = graph::layer_program(c);
         let mut layers = Vec::new();
         let mut i = 0;
@@ -224,6 +252,8 @@ impl GpuModel {
                 i += ops_done;
                 continue;
             }
+            // A second dispatch some operations need (the attention's runs added up).
+            let mut second = None;
             layers.push(match &program[i] {
                 Op::Embed { table } => ops::embed(ctx, &step, &weights.matrix(table, c.vocab_size, d)?, &ids, &x),
                 Op::RmsNorm { x, gain, out } => {
@@ -243,12 +273,17 @@ impl GpuModel {
                     ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, None, Some(to_cache))
                 }
                 Op::Rope { x: Rows::Values(_), .. } => return Err(HearthError::Model("RoPE of the values: no layer program asks for it".into())),
-                Op::Attention { layer, q, out } => ops::attention(
-                    ctx, &step, &acts[q], &keys[*layer], &values[*layer], &acts[out], c.n_heads, c.n_kv_heads, c.head_dim,
-                ),
+                Op::Attention { layer, q, out } => {
+                    let (attend, combine) = ops::attention(
+                        ctx, &step, &acts[q], &keys[*layer], &values[*layer], &acts[out], &attention_parts, c.n_heads, c.n_kv_heads, c.head_dim,
+                    );
+                    second = combine;
+                    attend
+                }
                 Op::Add { x, y } => ops::add(ctx, &step, &acts[x], &acts[y], x.width(c)),
                 Op::Swiglu { gate, up } => ops::swiglu(ctx, &step, &acts[gate], &acts[up], gate.width(c)),
             });
+            layers.extend(second);
             i += 1;
         }
         let out_norm = weights.vector(graph::OUTPUT_NORM, d)?;

@@ -3,7 +3,8 @@
 
 use super::program::{Dispatch, Grid};
 use super::weights::GpuMatrix;
-use super::{uniform_from, GpuContext, Kernel};
+use super::{storage_zeroed, uniform_from, GpuContext, Kernel};
+use crate::error::Result;
 
 type Buf = wgpu::Buffer;
 
@@ -56,6 +57,18 @@ pub enum MatmulOut<'a> {
     Qkv { q: &'a Buf, q_rows: usize, k: &'a Buf, v: &'a Buf, kv_rows: usize, rope: Option<QkvRope<'a>> },
     /// A layer's stacked FFN gate and up: silu(gate) · up to `out` (tokens × rows / 2).
     Swiglu { out: &'a Buf },
+    /// Every row added to `x` (tokens × rows f32, the residual stream):
+    /// the residual add done by the product. Only where
+    /// `Variants::fuses_norm` (shaders/matmul_norm.wgsl).
+    AddTo { x: &'a Buf },
+}
+
+/// The RMSNorm a product applies to its input as it reads it (where
+/// `Variants::fuses_norm`): the norm's gain (cols f32) and epsilon.
+#[derive(Clone, Copy)]
+pub struct InputNorm<'a> {
+    pub gain: &'a Buf,
+    pub eps: f32,
 }
 
 /// RoPE as the QKV product applies it: the cos/sin `table` (as `rope`
@@ -69,6 +82,12 @@ pub struct QkvRope<'a> {
 
 /// x (tokens × cols) · Wᵀ (tokens × rows), written as `out` says.
 pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>) -> Dispatch {
+    matmul_normed(ctx, step, w, x, out, None)
+}
+
+/// As [`matmul`], with each token's row of x put through the RMSNorm
+/// `norm` first, by the product itself (only where `Variants::fuses_norm`).
+pub fn matmul_normed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>, norm: Option<InputNorm<'_>>) -> Dispatch {
     let rows = w.rows as u32;
     let [spare1, spare2] = &*ctx.spare_outputs;
     let mut rope = None;
@@ -80,18 +99,30 @@ pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulO
             (Kernel::MatmulQkv, q_rows as u32, (q_rows + kv_rows) as u32, [q, k, v])
         }
         MatmulOut::Swiglu { out } => (Kernel::MatmulSwiglu, rows, rows, [out, spare1, spare2]),
+        MatmulOut::AddTo { x } => (Kernel::Matmul, rows, rows, [x, spare1, spare2]),
     };
+    // shaders/matmul.wgsl `flags`: bit 0 adds to out, bit 1 normalises x.
+    let flags = u32::from(matches!(out, MatmulOut::AddTo { .. })) | if norm.is_some() { 2 } else { 0 };
+    let fused = ctx.variants().fuses_norm();
+    debug_assert!(fused || flags == 0, "the residual add and the norm go into products only where Variants::fuses_norm");
+    let eps = norm.map_or(0.0, |n| n.eps);
     let rope = rope.filter(|_| ctx.variants().rope_in_qkv());
     let (head_dim, rope_pairs) = rope.map_or((0, 0), |r| (r.head_dim as u32, (r.rope_dim / 2) as u32));
-    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, head_dim, rope_pairs, 0]);
-    let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * ctx.variants().matmul_lanes();
-    let grid = Grid::Rows { threads };
+    let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, head_dim, rope_pairs, flags, eps.to_bits(), 0, 0, 0]);
+    let lanes = ctx.variants().matmul_lanes();
+    let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * lanes;
+    let grid = Grid::Rows { threads, token_chunk: (lanes > 1).then_some(ctx.variants().token_chunk()) };
     let [out, out_k, out_v] = outs;
     let mut buffers = vec![&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v];
     if ctx.variants().rope_in_qkv() {
         // Every matmul kernel binds the table then (matmul_rope.wgsl); the
         // weights stand in where nothing is rotated (read-only, never read there).
         buffers.push(rope.map_or(&w.buffer, |r| r.table));
+    }
+    if fused {
+        // Likewise the norm's gain (matmul_norm.wgsl; `Variants::fuses_norm`
+        // implies `rope_in_qkv`, so it is binding 9).
+        buffers.push(norm.map_or(&w.buffer, |n| n.gain));
     }
     dispatch(ctx, kernel, Some(w), &buffers, grid)
 }
@@ -117,13 +148,32 @@ pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim
     dispatch(ctx, Kernel::Rope, None, &[&s, step, table, q, k, cache], grid)
 }
 
-/// out (tokens × heads × head_dim) = causal GQA attention of q over the caches.
+/// out (tokens × heads × head_dim) = causal GQA attention of q over the
+/// caches. On GPUs a decode step splits each head's keys into runs, which
+/// leave their partial sums in `parts` (made by [`attention_parts`]), and
+/// the second dispatch returned adds them up; CPU-based adapters' attention
+/// is one dispatch and leaves `parts` alone.
 #[allow(clippy::too_many_arguments)]
-pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> Dispatch {
+pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Dispatch, Option<Dispatch>) {
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     let s = shape(ctx, Kernel::Attention, [heads as u32, kv_heads as u32, head_dim as u32, scale.to_bits()]);
-    let grid = Grid::Attention { heads: heads as u32 };
-    dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], grid)
+    let heads = heads as u32;
+    let variants = ctx.variants();
+    if variants.cpu_attention {
+        let grid = Grid::Attention { heads, runs: 1 };
+        return (dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], grid), None);
+    }
+    let runs = variants.attention_runs.max(1);
+    let attend = dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out, parts], Grid::Attention { heads, runs });
+    let combine = (runs > 1).then(|| dispatch(ctx, Kernel::AttentionCombine, None, &[&s, parts, out], Grid::OneTokenHeads { heads }));
+    (attend, combine)
+}
+
+/// The scratch buffer of [`attention`]'s runs: per head and run, a vec4 of
+/// (maximum, denominator) and the head's unnormalised sums.
+pub fn attention_parts(ctx: &GpuContext, heads: usize, head_dim: usize) -> Result<Buf> {
+    let runs = ctx.variants().attention_runs.max(1) as usize;
+    storage_zeroed(ctx, "attention_parts", heads * runs * (head_dim / 4 + 1) * 4)
 }
 
 /// gate = silu(gate) * up, elementwise over tokens × width.

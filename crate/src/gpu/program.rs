@@ -30,11 +30,16 @@ pub enum Grid {
     Threads { per_token: u32 },
     /// One workgroup per token.
     PerToken,
-    /// `threads` threads, whatever the tokens (shaders/matmul.wgsl: one per
-    /// RPT output rows, or LANES per RPT rows).
-    Rows { threads: u32 },
-    /// One workgroup per (head, token) (shaders/attention.wgsl).
-    Attention { heads: u32 },
+    /// `threads` threads (shaders/matmul.wgsl: one per RPT output rows, or
+    /// LANES per RPT rows), for all the tokens, or that many again for each
+    /// `token_chunk` tokens (the dispatch's z; matmul_lanes.wgsl).
+    Rows { threads: u32, token_chunk: Option<u32> },
+    /// One workgroup per (head, token) (shaders/attention.wgsl), and for a
+    /// single token `runs` per head (its keys split into runs).
+    Attention { heads: u32, runs: u32 },
+    /// One workgroup per head, for a single token only (nothing for more):
+    /// shaders/attention_combine.wgsl.
+    OneTokenHeads { heads: u32 },
     /// A single workgroup.
     Single,
 }
@@ -50,11 +55,12 @@ impl Grid {
                 let (x, y) = grid_2d(tokens);
                 [x, y, 1]
             }
-            Grid::Rows { threads } => {
+            Grid::Rows { threads, token_chunk } => {
                 let (x, y) = grid_2d(threads.div_ceil(WG));
-                [x, y, 1]
+                [x, y, token_chunk.map_or(1, |c| tokens.div_ceil(c))]
             }
-            Grid::Attention { heads } => [heads, tokens, 1],
+            Grid::Attention { heads, runs } => [heads, tokens, if tokens == 1 { runs } else { 1 }],
+            Grid::OneTokenHeads { heads } => [if tokens == 1 { heads } else { 0 }, 1, 1],
             Grid::Single => [1, 1, 1],
         }
     }

@@ -16,7 +16,7 @@
 //! `detail`), never a panic; a GPU error (validation, out of memory, lost
 //! device, failed read-back) is an `Err`.
 
-use super::ops::MatmulOut;
+use super::ops::{InputNorm, MatmulOut};
 use super::weights::{GpuMatrix, GpuWeights};
 use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step};
 use crate::error::{HearthError, Result};
@@ -81,7 +81,8 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::MatmulQkv => "matmul_qkv",
         Kernel::MatmulSwiglu => "matmul_swiglu",
         Kernel::Rope => "rope",
-        Kernel::Attention => "attention",
+        // (Checked with the attention: the runs it adds up are the attention's.)
+        Kernel::Attention | Kernel::AttentionCombine => "attention",
         Kernel::Swiglu => "swiglu",
         Kernel::Add => "add",
         Kernel::Argmax => "argmax",
@@ -108,7 +109,7 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::MatmulQkv => matmul_qkv(ctx).await,
         Kernel::MatmulSwiglu => matmul_swiglu(ctx).await,
         Kernel::Rope => rope(ctx).await,
-        Kernel::Attention => attention(ctx).await,
+        Kernel::Attention | Kernel::AttentionCombine => attention(ctx).await,
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
         Kernel::Add => elementwise(ctx, Kernel::Add).await,
         Kernel::Argmax => argmax(ctx).await,
@@ -473,9 +474,10 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     // (rows, cols, tokens): 7 = one pass of four tokens plus three one by
     // one; single tokens with row counts that do not split in four (the
-    // rows-per-thread decode path).
-    let cases: [(usize, usize, usize); 9] =
-        [(1, 32, 1), (33, 96, 3), (97, 576, 7), (65, 160, 7), (33, 96, 4), (1, 64, 9), (33, 96, 1), (130, 64, 1), (97, 576, 1)];
+    // rows-per-thread decode path); 37 = several whole chunks of tokens and
+    // part of one more where workgroups take `Variants::matmul_token_chunk` (8).
+    let cases: [(usize, usize, usize); 10] =
+        [(1, 32, 1), (33, 96, 3), (97, 576, 7), (65, 160, 7), (33, 96, 4), (1, 64, 9), (33, 96, 1), (130, 64, 1), (97, 576, 1), (65, 96, 37)];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(rows, cols, tokens)) in cases.iter().enumerate() {
             let case = format!("{ty} {rows}x{cols} tokens {tokens}");
@@ -500,6 +502,59 @@ async fn matmul(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
             );
         }
     }
+    if ctx.variants().fuses_norm() {
+        checks.extend(normed_and_added_products(ctx).await?);
+    }
+    Ok(checks)
+}
+
+/// Where products take the RMSNorm and the residual add (`Variants::fuses_norm`):
+/// x put through the RMSNorm (`reference::rms_norm_row`, random gain) by
+/// the product, and the product added to what `out` held, for every weight
+/// type, against [`matmul`]'s reference and tolerance (the normalised x
+/// in the magnitude). The rows past the tokens' must keep their bits.
+async fn normed_and_added_products(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    // 37 tokens: several chunks of tokens, each with its own norms.
+    let cases: [(usize, usize, usize); 3] = [(33, 96, 1), (65, 160, 7), (65, 96, 37)];
+    let eps = 1e-5;
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for (j, &(rows, cols, tokens)) in cases.iter().enumerate() {
+            for add in [false, true] {
+                let case = format!("{ty} {rows}x{cols} tokens {tokens}, {}", if add { "added to out" } else { "x normalised by the product" });
+                checks.push(
+                    check(ctx, Kernel::Matmul, case, async {
+                        let seed = 2300 + 10 * i as u64 + j as u64;
+                        let (w, m) = random_matrix(ctx, ty, rows, cols, seed)?;
+                        let x = random_vec(seed, tokens * cols, 3.0);
+                        let gain = random_vec(seed + 3, cols, 2.0);
+                        let normed: Vec<f32> = match add {
+                            true => x.clone(),
+                            false => x.chunks(cols).flat_map(|r| reference::rms_norm_row(&f64s(r), &f64s(&gain), eps as f64)).map(|v| v as f32).collect(),
+                        };
+                        let (prod, mag) = product_and_magnitude(&m, &normed);
+                        let total = (tokens + 2) * rows;
+                        let before = random_vec(seed + 1, total, 100.0);
+                        let (x_buf, out, gain_buf) = (storage_from(ctx, "x", &x), storage_from(ctx, "out", &before), storage_from(ctx, "gain", &gain));
+                        let s = step(ctx, tokens, 0, 0);
+                        let d = match add {
+                            true => ops::matmul(ctx, &s, &w, &x_buf, MatmulOut::AddTo { x: &out }),
+                            false => ops::matmul_normed(ctx, &s, &w, &x_buf, MatmulOut::One { out: &out }, Some(InputNorm { gain: &gain_buf, eps })),
+                        };
+                        let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, total).await?;
+                        let (mut want, mut full_mag) = (f64s(&before), vec![0.0; total]);
+                        for (k, (p, m)) in prod.concat().iter().zip(mag.concat()).enumerate() {
+                            want[k] = if add { want[k] + p } else { *p };
+                            // (An added product's magnitude includes what it is added to.)
+                            full_mag[k] = if add { m + want[k].abs() } else { m };
+                        }
+                        Ok(compare(&got, &want, &full_mag, 1e-5))
+                    })
+                    .await?,
+                );
+            }
+        }
+    }
     Ok(checks)
 }
 
@@ -517,8 +572,15 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let fused = ctx.variants().rope_in_qkv();
     // (q rows, kv rows, cols, tokens, pos0, rope_dim of heads of 32); q rows 0:
     // a V projection alone (`MatmulOut::Values`). The second: partial rotary.
-    let cases: [(usize, usize, usize, usize, usize, usize); 6] =
-        [(64, 64, 96, 1, 0, 32), (128, 64, 64, 6, 3, 16), (192, 64, 160, 1, 7, 32), (0, 65, 160, 7, 5, 0), (0, 33, 96, 4, 0, 0), (0, 130, 64, 1, 3, 0)];
+    let cases: [(usize, usize, usize, usize, usize, usize); 7] = [
+        (64, 64, 96, 1, 0, 32),
+        (128, 64, 64, 6, 3, 16),
+        (192, 64, 160, 1, 7, 32),
+        (0, 65, 160, 7, 5, 0),
+        (0, 33, 96, 4, 0, 0),
+        (0, 130, 64, 1, 3, 0),
+        (64, 64, 64, 21, 2, 32),
+    ];
     let head_dim = 32;
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(q_rows, kv_rows, cols, tokens, pos0, rope_dim)) in cases.iter().enumerate() {
@@ -627,7 +689,7 @@ fn rows_then_sentinels(want: &mut Vec<f64>, mag: &mut Vec<f64>, prod: &[Vec<f64>
 async fn matmul_swiglu(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     // (f, cols, tokens): four-token tiles with and without a remainder.
-    let cases: [(usize, usize, usize); 3] = [(64, 96, 1), (128, 64, 7), (64, 160, 4)];
+    let cases: [(usize, usize, usize); 4] = [(64, 96, 1), (128, 64, 7), (64, 160, 4), (64, 64, 19)];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(f, cols, tokens)) in cases.iter().enumerate() {
             let case = format!("{ty} stacked gate {f} up {f} x {cols}, tokens {tokens}");
@@ -746,6 +808,9 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     // rounds (16 threads); 6 and 8 query heads share a KV head in the next
     // two; head_dim 48 is not a multiple of 32 (the query shared in eights of
     // vec4s and the rest read apart) and 3-4 keys leave threads without any.
+    // One token on GPUs splits the keys into runs (`Variants::attention_runs`,
+    // 16): 6 keys leave runs without any; 1101 keys make runs of 69, more
+    // than a workgroup's 64.
     let cases = [
         (9, 3, 64, 60, 7),
         (4, 4, 32, 130, 3),
@@ -757,6 +822,8 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
         (12, 2, 32, 70, 3),
         (8, 1, 64, 20, 2),
         (3, 1, 48, 2, 2),
+        (9, 3, 64, 5, 1),
+        (4, 2, 64, 1100, 1),
     ];
     for (n, &(heads, kv_heads, hd, pos0, tokens)) in cases.iter().enumerate() {
         let case = format!("heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} tokens {tokens}");
@@ -774,8 +841,9 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                 let [k_buf, v_buf] = [&k, &v].map(|d| kv_buffer_from(ctx, "cache", d));
                 let out = storage_zeroed(ctx, "out", tokens * width)?;
                 let s = step(ctx, tokens, pos0, 0);
-                let d = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, heads, kv_heads, hd);
-                let got: Vec<f32> = dispatch(ctx, &[d], tokens, &out, tokens * width).await?;
+                let parts = ops::attention_parts(ctx, heads, hd)?;
+                let (attend, combine) = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, &parts, heads, kv_heads, hd);
+                let got: Vec<f32> = dispatch(ctx, &[attend].into_iter().chain(combine).collect::<Vec<_>>(), tokens, &out, tokens * width).await?;
                 let k_rows: Vec<Vec<f64>> = k[..keys * kv_width].chunks(kv_width).map(f64s).collect();
                 let v_rows: Vec<Vec<f64>> = v[..keys * kv_width].chunks(kv_width).map(f64s).collect();
                 let want: Vec<f64> = q
