@@ -5,8 +5,9 @@
 // in `parts`; with M = max m_i, out = Σ a_i e^(m_i - M) / Σ l_i e^(m_i - M).
 // A run without keys (m = -3e38, l = 0, a = 0) adds nothing.
 //
-// Bindings (group 0): 0 shape (attention_io.wgsl's), 1 parts, 2 out
-// (tokens × heads × head_dim f32). Dispatch: (heads, tokens) workgroups.
+// Bindings (group 0): 0 shape (attention_io.wgsl's, declared again here:
+// that file's other bindings are not this kernel's), 1 parts, 2 out
+// (heads × head_dim f32, the one token's). Dispatch: (heads, 1) workgroups.
 
 struct Shape {
     heads: u32,

@@ -1,6 +1,7 @@
 // Part of shaders/matmul.wgsl where the RMSNorm and the residual add are
-// dispatches of their own (CPU-based adapters, where a matmul thread
-// computing a token's norm would cost as much as the dispatch it saves).
+// dispatches of their own: on CPU-based adapters (lavapipe's profile put
+// the norms' dispatches at about what the gain's loads in the products
+// would cost) and with HEARTH_NORM_IN_MATMUL=0. The stubs fold away.
 
 const NORM_FUSED: bool = false;
 

@@ -64,11 +64,10 @@ fn fused(
     // of x is applied by the stacked product after it, and a product whose
     // output is added to x adds it itself.
     let fuse_norm = ctx.variants().fuses_norm();
-    if let (true, Some((w, x, Rows::Act(o))), Some(Op::Add { x: residual, y })) = (fuse_norm, matmul(ops.first()), ops.get(1)) {
-        if *y == o {
-            let Some(Op::Matmul { rows, cols, .. }) = ops.first() else { unreachable!("matched above") };
+    if let (true, Some(Op::Matmul { w, rows, cols, x, out: Rows::Act(o) }), Some(Op::Add { x: residual, y })) = (fuse_norm, ops.first(), ops.get(1)) {
+        if y == o {
             let w = weights.matrix(w, *rows, *cols)?;
-            return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
+            return Ok(Some((ops::matmul(ctx, step, &w, &acts[x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
         }
     }
     let (norm, ops) = match ops.first() {
@@ -83,9 +82,9 @@ fn fused(
         Some((raw, gain, out)) if *out == x => Some((&acts[raw], Some(InputNorm { gain, eps: c.rms_eps }), 1)),
         Some(_) => None,
     };
-    if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv))), Some((src, in_norm, normed))) = (a, b, matmul(third), input(a.map_or(Act::X, |m| m.1))) {
+    if let (Some((wq, x, Rows::Act(q))), Some((wk, xk, Rows::Keys(l))), Some((wv, xv, Rows::Values(lv)))) = (a, b, matmul(third)) {
         if x == xk && x == xv && l == lv {
-            if let Some(w) = weights.stacked(&[wq, wk, wv]) {
+            if let (Some(w), Some((src, in_norm, normed))) = (weights.stacked(&[wq, wk, wv]), input(x)) {
                 let (q_rows, kv_rows) = (q.width(c), c.kv_dim());
                 if !ctx.variants().rope_in_qkv() {
                     let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: new_keys, v: &values[l], kv_rows, rope: None };
@@ -103,9 +102,9 @@ fn fused(
             }
         }
     }
-    if let (Some((wg, x, Rows::Act(gate))), Some((wu, xu, Rows::Act(up))), Some(Op::Swiglu { gate: g, up: u }), Some((src, in_norm, normed))) = (a, b, third, input(a.map_or(Act::X, |m| m.1))) {
+    if let (Some((wg, x, Rows::Act(gate))), Some((wu, xu, Rows::Act(up))), Some(Op::Swiglu { gate: g, up: u })) = (a, b, third) {
         if x == xu && (gate, up) == (*g, *u) {
-            if let Some(w) = weights.stacked(&[wg, wu]) {
+            if let (Some(w), Some((src, in_norm, normed))) = (weights.stacked(&[wg, wu]), input(x)) {
                 let out = MatmulOut::Swiglu { out: &acts[&gate] };
                 return Ok(Some((ops::matmul_normed(ctx, step, &w, src, out, in_norm), 3 + normed)));
             }
