@@ -319,3 +319,19 @@ fn matmul_with_lanes_per_row_summed_in_workgroup_memory_or_subgroups() {
         }
     }
 }
+
+/// The tiled products of the GPUs' prefill program (shaders/matmul_tiled.wgsl:
+/// tiles of 32 rows × 32 tokens, SwiGLU tiles of 16 gate rows and their up
+/// rows, the QKV product's RoPE, the norms and residual adds in the
+/// products) in every mode and weight type, with the GPUs' variants.
+#[test]
+fn tiled_products_in_every_mode() {
+    let Some(ctx) = gpu() else { return };
+    let gpu_like = ctx.with_gpu_variants();
+    let tiled = gpu_like.with_variants(Variants { matmul_tiled: true, ..gpu_like.variants() });
+    assert!(tiled.variants().fuses_norm() && tiled.variants().rope_in_qkv());
+    for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+        let checks = all_pass(&tiled, kernel);
+        assert!(selfcheck::WEIGHT_TYPES.iter().all(|ty| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")))));
+    }
+}

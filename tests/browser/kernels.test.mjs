@@ -80,7 +80,8 @@ test('every kernel on WebGPU matches the CPU reference (kernelSelfCheck)', async
 test('the kernels a GPU gets also match the CPU reference here (kernelSelfCheck(true))', async (t) => {
   if (!(await requireWebGPU(page, t))) return;
   // Several threads per matmul row summed in workgroup memory (the browser
-  // has no subgroups through wgpu), the attention sharing each key.
+  // has no subgroups through wgpu), the attention sharing each key, and the
+  // prefill's tiled products (cases named "tiled: ...").
   const checks = await page.evaluate(async () => {
     window.gpu ??= await window.hearth.Gpu.create();
     return window.gpu.kernelSelfCheck(true);
@@ -88,6 +89,9 @@ test('the kernels a GPU gets also match the CPU reference here (kernelSelfCheck(
   t.diagnostic(`${checks.length} checks, ${checks.filter((c) => c.passed).length} passed`);
   for (const c of checks.filter((c) => !c.passed)) t.diagnostic(`FAILED ${c.kernel} ${c.case}: ${c.detail}`);
   assert.ok(checks.length > 100);
+  for (const kernel of ['matmul', 'matmul_qkv', 'matmul_swiglu']) {
+    assert.ok(checks.some((c) => c.kernel === kernel && c.case.startsWith('tiled: ')), `no tiled ${kernel} check`);
+  }
   for (const c of checks) assert.ok(c.passed, `${c.kernel} ${c.case}: ${c.detail}`);
 });
 

@@ -76,6 +76,7 @@ impl Kernel {
         let shared = variants.subgroup_shared_loads;
         let matmul = matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu);
         let entry = match self {
+            _ if matmul && variants.matmul_tiled => format!("{MATMUL_X_LOADS}\n{MATMUL_TILED}"),
             _ if matmul && variants.matmul_lanes() > 1 => {
                 let sum = if variants.subgroup_reductions { MATMUL_LANES_SUBGROUP } else { MATMUL_LANES_WORKGROUP };
                 format!("{MATMUL_X_LOADS}\n{MATMUL_LANES}\n{sum}")
@@ -122,6 +123,8 @@ const MATMUL_NO_NORM: &str = include_str!("../../../shaders/matmul_no_norm.wgsl"
 const MATMUL_LANES: &str = include_str!("../../../shaders/matmul_lanes.wgsl");
 const MATMUL_LANES_WORKGROUP: &str = include_str!("../../../shaders/matmul_lanes_workgroup.wgsl");
 const MATMUL_LANES_SUBGROUP: &str = include_str!("../../../shaders/matmul_lanes_subgroup.wgsl");
+// The matmul in tiles of rows × tokens (`Variants::matmul_tiled`).
+const MATMUL_TILED: &str = include_str!("../../../shaders/matmul_tiled.wgsl");
 
 /// Kernel choices made per adapter: the fastest design differs between GPUs
 /// and CPU-based adapters (lavapipe, SwiftShader), where every lane's load
@@ -207,6 +210,18 @@ pub struct Variants {
     /// sample on the CPU, where one workgroup's three passes over the
     /// logits and its barriers cost more than the CPU's selection.
     pub gpu_sampling: bool,
+    /// Prompt chunks of at least this many tokens go through a second
+    /// layer program whose products are tiled (`matmul_tiled`); 0: never.
+    /// GPUs: 16 (a decode step and short chunks keep matmul_lanes.wgsl).
+    /// CPU-based adapters: 0 (their four rows by four tokens per thread
+    /// already reuse each load; workgroup memory and barriers are what
+    /// costs most there).
+    pub tiled_prefill_from: u32,
+    /// The matmul kernels of this pipeline set are the tiled ones
+    /// (shaders/matmul_tiled.wgsl: tiles of 32 rows × 32 tokens, weights
+    /// decoded and x loaded once per tile into workgroup memory): the set
+    /// the model's prefill program is built with (`tiled_prefill_from`).
+    pub matmul_tiled: bool,
 }
 
 impl Variants {
@@ -226,6 +241,8 @@ impl Variants {
             matmul_token_chunk: 8,
             norm_in_matmul: !software,
             attention_runs: if software { 1 } else { 16 },
+            tiled_prefill_from: if software { 0 } else { 16 },
+            matmul_tiled: false,
         }
     }
 
@@ -254,6 +271,10 @@ impl Variants {
     pub fn token_chunk(&self) -> u32 {
         self.matmul_token_chunk.clamp(4, 32) / 4 * 4
     }
+
+    /// The matmul's tiles (shaders/matmul_tiled.wgsl): output rows and
+    /// tokens per workgroup.
+    pub const TILE: u32 = 32;
 
     /// Whether products apply the RMSNorm and the residual add
     /// (`norm_in_matmul`): with several threads per row and the RoPE in the
@@ -334,7 +355,7 @@ impl Pipelines {
                     constants.push(("RPT", self.rows_per_thread(kernel) as f64));
                     constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
                     constants.push(("SWIGLU", f64::from(kernel == Kernel::MatmulSwiglu)));
-                    if self.variants.matmul_lanes() > 1 {
+                    if self.variants.matmul_lanes() > 1 && !self.variants.matmul_tiled {
                         constants.push(("LANES", self.variants.matmul_lanes() as f64));
                         constants.push(("TOKEN_CHUNK", self.variants.token_chunk() as f64));
                     }

@@ -7,7 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
 use crate::gpu::ops::{InputNorm, KeysToCache, MatmulOut, QkvRope, SampleParams, SAMPLE_FALLBACK};
-use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step};
+use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step, Variants};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
 use crate::sampler::{seen_counts, Sampler};
@@ -41,19 +41,10 @@ pub fn stacked_matrices(ctx: &GpuContext, c: &ModelConfig) -> Vec<(Vec<(String, 
 ///
 /// On CPU-based adapters every dispatch costs tens of microseconds, whatever
 /// its work (lavapipe: about 45 µs), a tenth of a decode step all told.
-#[allow(clippy::too_many_arguments)]
-fn fused(
-    ctx: &GpuContext,
-    step: &wgpu::Buffer,
-    ops: &[Op],
-    weights: &GpuWeights,
-    acts: &HashMap<Act, wgpu::Buffer>,
-    new_keys: &wgpu::Buffer,
-    keys: &[wgpu::Buffer],
-    values: &[wgpu::Buffer],
-    rope_table: &wgpu::Buffer,
-    c: &ModelConfig,
-) -> Result<Option<(Dispatch, usize)>> {
+/// Products are made with `mm` (the tiled ones for the prefill program),
+/// everything else with `ctx`.
+fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b: &ProgramBuffers, c: &ModelConfig) -> Result<Option<(Dispatch, usize)>> {
+    let ProgramBuffers { step, acts, new_keys, keys, values, rope_table, .. } = *b;
     fn matmul(op: Option<&Op>) -> Option<(&str, Act, Rows)> {
         match op {
             Some(Op::Matmul { w, x, out, .. }) => Some((w.as_str(), *x, *out)),
@@ -67,7 +58,7 @@ fn fused(
     if let (true, Some(Op::Matmul { w, rows, cols, x, out: Rows::Act(o) }), Some(Op::Add { x: residual, y })) = (fuse_norm, ops.first(), ops.get(1)) {
         if y == o {
             let w = weights.matrix(w, *rows, *cols)?;
-            return Ok(Some((ops::matmul(ctx, step, &w, &acts[x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
+            return Ok(Some((ops::matmul(mm, step, &w, &acts[x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
         }
     }
     let (norm, ops) = match ops.first() {
@@ -88,7 +79,7 @@ fn fused(
                 let (q_rows, kv_rows) = (q.width(c), c.kv_dim());
                 if !ctx.variants().rope_in_qkv() {
                     let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: new_keys, v: &values[l], kv_rows, rope: None };
-                    return Ok(Some((ops::matmul(ctx, step, &w, &acts[&x], out), 3)));
+                    return Ok(Some((ops::matmul(mm, step, &w, &acts[&x], out), 3)));
                 }
                 // The RoPE of these queries and keys, applied as they are written.
                 let ropes = matches!((ops.get(3), ops.get(4)),
@@ -98,7 +89,7 @@ fn fused(
                 }
                 let rope = Some(QkvRope { table: rope_table, head_dim: c.head_dim, rope_dim: c.rope_dim });
                 let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: &keys[l], v: &values[l], kv_rows, rope };
-                return Ok(Some((ops::matmul_normed(ctx, step, &w, src, out, in_norm), 5 + normed)));
+                return Ok(Some((ops::matmul_normed(mm, step, &w, src, out, in_norm), 5 + normed)));
             }
         }
     }
@@ -106,7 +97,7 @@ fn fused(
         if x == xu && (gate, up) == (*g, *u) {
             if let (Some(w), Some((src, in_norm, normed))) = (weights.stacked(&[wg, wu]), input(x)) {
                 let out = MatmulOut::Swiglu { out: &acts[&gate] };
-                return Ok(Some((ops::matmul_normed(ctx, step, &w, src, out, in_norm), 3 + normed)));
+                return Ok(Some((ops::matmul_normed(mm, step, &w, src, out, in_norm), 3 + normed)));
             }
         }
     }
@@ -124,6 +115,68 @@ fn fused(
         }
     }
     Ok(None)
+}
+
+/// The buffers a layer program's dispatches bind, made once at load.
+#[derive(Clone, Copy)]
+struct ProgramBuffers<'a> {
+    step: &'a wgpu::Buffer,
+    ids: &'a wgpu::Buffer,
+    acts: &'a HashMap<Act, wgpu::Buffer>,
+    /// A layer's keys as its K projection writes them (f32), until RoPE
+    /// rotates them into the cache (where the QKV product does not).
+    new_keys: &'a wgpu::Buffer,
+    keys: &'a [wgpu::Buffer],
+    values: &'a [wgpu::Buffer],
+    rope_table: &'a wgpu::Buffer,
+    attention_parts: &'a wgpu::Buffer,
+}
+
+/// The dispatches of `program` (one per operation, or per run of them that
+/// one dispatch does: see [`fused`]), the products made with `mm`.
+fn layer_dispatches(ctx: &GpuContext, mm: &GpuContext, program: &[Op], weights: &GpuWeights, b: &ProgramBuffers, c: &ModelConfig) -> Result<Vec<Dispatch>> {
+    let ProgramBuffers { step, ids, acts, new_keys, keys, values, rope_table, attention_parts } = *b;
+    let d = c.dim;
+    let mut layers = Vec::new();
+    let mut i = 0;
+    while i < program.len() {
+        if let Some((dispatch, ops_done)) = fused(ctx, mm, &program[i..], weights, b, c)? {
+            layers.push(dispatch);
+            i += ops_done;
+            continue;
+        }
+        // A second dispatch some operations need (the attention's runs added up).
+        let mut second = None;
+        layers.push(match &program[i] {
+            Op::Embed { table } => ops::embed(ctx, step, &weights.matrix(table, c.vocab_size, d)?, ids, &acts[&Act::X]),
+            Op::RmsNorm { x, gain, out } => ops::rms_norm(ctx, step, &acts[x], None, &weights.vector(gain, d)?, &acts[out], d, c.rms_eps),
+            Op::Matmul { w, rows: r, cols, x, out } => {
+                let out = match *out {
+                    Rows::Act(a) => MatmulOut::One { out: &acts[&a] },
+                    Rows::Keys(_) => MatmulOut::One { out: new_keys },
+                    Rows::Values(l) => MatmulOut::Values { v: &values[l] },
+                };
+                ops::matmul(mm, step, &weights.matrix(w, *r, *cols)?, &acts[x], out)
+            }
+            Op::Rope { x: Rows::Act(q), heads } => ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), None),
+            Op::Rope { x: Rows::Keys(l), heads } => {
+                let to_cache = KeysToCache { keys: new_keys, cache: &keys[*l], heads: *heads };
+                ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, None, Some(to_cache))
+            }
+            Op::Rope { x: Rows::Values(_), .. } => return Err(HearthError::Model("RoPE of the values: no layer program asks for it".into())),
+            Op::Attention { layer, q, out } => {
+                let (attend, combine) =
+                    ops::attention(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[out], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
+                second = combine;
+                attend
+            }
+            Op::Add { x, y } => ops::add(ctx, step, &acts[x], &acts[y], x.width(c)),
+            Op::Swiglu { gate, up } => ops::swiglu(ctx, step, &acts[gate], &acts[up], gate.width(c)),
+        });
+        layers.extend(second);
+        i += 1;
+    }
+    Ok(layers)
 }
 
 /// One kernel's share of a decode step (`GpuModel::profile_decode`).
@@ -174,6 +227,9 @@ pub struct GpuModel {
     logits_staging: wgpu::Buffer,
     next_id_staging: wgpu::Buffer,
     layers: Vec<Dispatch>,
+    /// The layer program with tiled products, for chunks of at least so
+    /// many tokens (`Variants::tiled_prefill_from`).
+    prefill: Option<(usize, Vec<Dispatch>)>,
     /// The last token's RMSNorm and output projection, into `logits`.
     head: Vec<Dispatch>,
     /// Picking the token from `logits` into `next_id`.
@@ -242,49 +298,25 @@ impl GpuModel {
         let attention_parts = ops::attention_parts(ctx, c.n_heads, c.head_dim)?;
         gpu_bytes.set(gpu_bytes.get() + attention_parts.size());
         let program = graph::layer_program(c);
-        let mut layers = Vec::new();
-        let mut i = 0;
-        while i < program.len() {
-            // Some runs of operations are one dispatch (see `fused`).
-            if let Some((dispatch, ops_done)) = fused(ctx, &step, &program[i..], weights, &acts, &new_keys, &keys, &values, &rope_table, c)? {
-                layers.push(dispatch);
-                i += ops_done;
-                continue;
-            }
-            // A second dispatch some operations need (the attention's runs added up).
-            let mut second = None;
-            layers.push(match &program[i] {
-                Op::Embed { table } => ops::embed(ctx, &step, &weights.matrix(table, c.vocab_size, d)?, &ids, &x),
-                Op::RmsNorm { x, gain, out } => {
-                    ops::rms_norm(ctx, &step, &acts[x], None, &weights.vector(gain, d)?, &acts[out], d, c.rms_eps)
-                }
-                Op::Matmul { w, rows: r, cols, x, out } => {
-                    let out = match *out {
-                        Rows::Act(a) => MatmulOut::One { out: &acts[&a] },
-                        Rows::Keys(_) => MatmulOut::One { out: &new_keys },
-                        Rows::Values(l) => MatmulOut::Values { v: &values[l] },
-                    };
-                    ops::matmul(ctx, &step, &weights.matrix(w, *r, *cols)?, &acts[x], out)
-                }
-                Op::Rope { x: Rows::Act(q), heads } => ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), None),
-                Op::Rope { x: Rows::Keys(l), heads } => {
-                    let to_cache = KeysToCache { keys: &new_keys, cache: &keys[*l], heads: *heads };
-                    ops::rope(ctx, &step, &rope_table, c.head_dim, c.rope_dim, None, Some(to_cache))
-                }
-                Op::Rope { x: Rows::Values(_), .. } => return Err(HearthError::Model("RoPE of the values: no layer program asks for it".into())),
-                Op::Attention { layer, q, out } => {
-                    let (attend, combine) = ops::attention(
-                        ctx, &step, &acts[q], &keys[*layer], &values[*layer], &acts[out], &attention_parts, c.n_heads, c.n_kv_heads, c.head_dim,
-                    );
-                    second = combine;
-                    attend
-                }
-                Op::Add { x, y } => ops::add(ctx, &step, &acts[x], &acts[y], x.width(c)),
-                Op::Swiglu { gate, up } => ops::swiglu(ctx, &step, &acts[gate], &acts[up], gate.width(c)),
-            });
-            layers.extend(second);
-            i += 1;
-        }
+        let buffers = ProgramBuffers {
+            step: &step,
+            ids: &ids,
+            acts: &acts,
+            new_keys: &new_keys,
+            keys: &keys,
+            values: &values,
+            rope_table: &rope_table,
+            attention_parts: &attention_parts,
+        };
+        let layers = layer_dispatches(ctx, ctx, &program, weights, &buffers, c)?;
+        // Long prompt chunks: the same program with tiled products.
+        let tiled_from = ctx.variants().tiled_prefill_from as usize;
+        let prefill = if tiled_from > 0 && max_batch >= tiled_from {
+            let tiled = ctx.with_variants(Variants { matmul_tiled: true, ..ctx.variants() });
+            Some((tiled_from, layer_dispatches(ctx, &tiled, &program, weights, &buffers, c)?))
+        } else {
+            None
+        };
         let out_norm = weights.vector(graph::OUTPUT_NORM, d)?;
         let output = weights.matrix(graph::output_matrix(c), c.vocab_size, d)?;
         let head = vec![
@@ -310,6 +342,7 @@ impl GpuModel {
             sample_params,
             seen,
             layers,
+            prefill,
             head,
             argmax,
             sample,
@@ -456,7 +489,11 @@ impl GpuModel {
         queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
         queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        program::encode(&mut encoder, &self.layers, n);
+        let layers = match &self.prefill {
+            Some((from, tiled)) if chunk.len() >= *from => tiled,
+            _ => &self.layers,
+        };
+        program::encode(&mut encoder, layers, n);
         self.pos += chunk.len();
         encoder
     }

@@ -1,9 +1,9 @@
 //! One constructor per kernel: each makes the kernel's shape uniform and
 //! returns a ready `Dispatch` (see shaders/*.wgsl for bindings and shapes).
 
-use super::program::{Dispatch, Grid};
+use super::program::{self, Dispatch, Grid};
 use super::weights::GpuMatrix;
-use super::{storage_zeroed, uniform_from, GpuContext, Kernel};
+use super::{storage_zeroed, uniform_from, GpuContext, Kernel, Variants};
 use crate::error::Result;
 
 type Buf = wgpu::Buffer;
@@ -110,8 +110,15 @@ pub fn matmul_normed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: 
     let (head_dim, rope_pairs) = rope.map_or((0, 0), |r| (r.head_dim as u32, (r.rope_dim / 2) as u32));
     let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, head_dim, rope_pairs, flags, eps.to_bits(), 0, 0, 0]);
     let lanes = ctx.variants().matmul_lanes();
-    let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * lanes;
-    let grid = Grid::Rows { threads, token_chunk: (lanes > 1).then_some(ctx.variants().token_chunk()) };
+    let grid = if ctx.variants().matmul_tiled {
+        // A workgroup per tile (shaders/matmul_tiled.wgsl; a SwiGLU's tile
+        // holds half as many gate rows and their up rows).
+        let tile = Variants::TILE;
+        Grid::Rows { threads: rows.div_ceil(tile) * program::WG, token_chunk: Some(tile) }
+    } else {
+        let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * lanes;
+        Grid::Rows { threads, token_chunk: (lanes > 1).then_some(ctx.variants().token_chunk()) }
+    };
     let [out, out_k, out_v] = outs;
     let mut buffers = vec![&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v];
     if ctx.variants().rope_in_qkv() {

@@ -18,7 +18,7 @@
 
 use super::ops::{InputNorm, MatmulOut};
 use super::weights::{GpuMatrix, GpuWeights};
-use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step};
+use super::{ops, program, storage_from, storage_zeroed, submit_and_read, uniform_from, Dispatch, GpuContext, Kernel, Step, Variants};
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::TensorType;
 use crate::model::rope_cos_sin;
@@ -91,11 +91,20 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
     }
 }
 
-/// Runs every check of every kernel.
+/// Runs every check of every kernel; where the model would prefill with
+/// tiled products (`Variants::tiled_prefill_from`), the products' checks
+/// again with those (cases named `tiled: ...`).
 pub async fn run_all(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     for kernel in KERNELS {
         checks.extend(run(ctx, kernel).await?);
+    }
+    if ctx.variants().tiled_prefill_from > 0 && !ctx.variants().matmul_tiled {
+        let tiled = ctx.with_variants(Variants { matmul_tiled: true, ..ctx.variants() });
+        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+            let named = |c: KernelCheck| KernelCheck { case: format!("tiled: {}", c.case), ..c };
+            checks.extend(run(&tiled, kernel).await?.into_iter().map(named));
+        }
     }
     Ok(checks)
 }
@@ -572,7 +581,7 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let fused = ctx.variants().rope_in_qkv();
     // (q rows, kv rows, cols, tokens, pos0, rope_dim of heads of 32); q rows 0:
     // a V projection alone (`MatmulOut::Values`). The second: partial rotary.
-    let cases: [(usize, usize, usize, usize, usize, usize); 7] = [
+    let cases: [(usize, usize, usize, usize, usize, usize); 8] = [
         (64, 64, 96, 1, 0, 32),
         (128, 64, 64, 6, 3, 16),
         (192, 64, 160, 1, 7, 32),
@@ -580,6 +589,7 @@ async fn matmul_qkv(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
         (0, 33, 96, 4, 0, 0),
         (0, 130, 64, 1, 3, 0),
         (64, 64, 64, 21, 2, 32),
+        (64, 64, 96, 37, 5, 32),
     ];
     let head_dim = 32;
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
@@ -689,7 +699,9 @@ fn rows_then_sentinels(want: &mut Vec<f64>, mag: &mut Vec<f64>, prod: &[Vec<f64>
 async fn matmul_swiglu(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     let mut checks = Vec::new();
     // (f, cols, tokens): four-token tiles with and without a remainder.
-    let cases: [(usize, usize, usize); 4] = [(64, 96, 1), (128, 64, 7), (64, 160, 4), (64, 64, 19)];
+    // 37 tokens of 40 gate rows: two tiles of tokens and three of rows,
+    // each partial, where products are tiled (`Variants::matmul_tiled`).
+    let cases: [(usize, usize, usize); 5] = [(64, 96, 1), (128, 64, 7), (64, 160, 4), (64, 64, 19), (40, 96, 37)];
     for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
         for (j, &(f, cols, tokens)) in cases.iter().enumerate() {
             let case = format!("{ty} stacked gate {f} up {f} x {cols}, tokens {tokens}");
