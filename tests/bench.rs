@@ -95,7 +95,7 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     engine.reset();
     assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
     let Model::Gpu(model) = &engine.model else { unreachable!() };
-    let (kernels, step_us) = block_on(model.profile_decode(2)).expect("profile");
+    let (kernels, step_us) = block_on(model.profile_step(1, 2)).expect("profile");
     assert_eq!(engine.model.position(), 20, "the profile adds no position");
     assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profile leaves the KV cache as it was");
 
@@ -107,4 +107,33 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     assert!((2 * layers + 1..=7 * layers + 1).contains(&matmul_dispatches), "{kernels:?}");
     assert!(kernels.iter().all(|k| k.us_per_token > 0.0 && !k.kernel.is_empty()), "{kernels:?}");
     assert!(step_us > 0.0);
+}
+
+/// The profile of a prefill chunk: with the GPUs' variants a chunk of 16
+/// tokens runs the tiled products (`Variants::tiled_prefill_from`), a
+/// decode step the others, and neither has the head; the model is left as
+/// it was.
+#[test]
+fn prefill_profile_times_the_tiled_program() {
+    let (Some(bytes), Some(ctx)) = (default_model_bytes(), gpu()) else { return };
+    let backend = Backend::Gpu(ctx.with_gpu_variants());
+    let mut engine = Engine::from_gguf(&backend, &bytes, ModelOptions { context: 64, max_batch: 16 }).expect("load");
+    let prompt = hearth_llm::bench::prompt_ids(&engine, 20).unwrap();
+    let first = block_on(engine.model.forward_greedy(&prompt)).unwrap();
+    let want = block_on(engine.model.forward_greedy(&[first])).unwrap();
+    engine.reset();
+    assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
+
+    let Model::Gpu(model) = &engine.model else { unreachable!() };
+    let layers = engine.model.config().n_layers;
+    let tiled = |kernels: &[hearth_llm::gpu::model::KernelTime]| -> usize {
+        kernels.iter().filter(|k| k.kernel.contains("Tiled<")).map(|k| k.dispatches).sum()
+    };
+    let (prefill, _) = block_on(model.profile_step(16, 2)).expect("profile");
+    // Every layer's four products, tiled; no head, no argmax.
+    assert_eq!(tiled(&prefill), 4 * layers, "{prefill:?}");
+    assert!(!prefill.iter().any(|k| k.kernel == "Argmax" || !k.kernel.contains("Tiled") && k.kernel.starts_with("Matmul")), "{prefill:?}");
+    let (decode, _) = block_on(model.profile_step(1, 2)).expect("profile");
+    assert_eq!(tiled(&decode), 0, "{decode:?}");
+    assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profiles leave the KV cache as it was");
 }

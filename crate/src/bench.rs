@@ -72,25 +72,30 @@ pub async fn generation(engine: &mut Engine, prompt_tokens: usize, gen_tokens: u
     Ok(GenerationFigures { prompt_tokens, gen_tokens, ttft_ms: median(ttft), prefill_tok_s: median(prefill), decode_tok_s: median(decode) })
 }
 
-/// Where a decode step's time goes on the GPU backend: after a
-/// `prompt_tokens` prompt, each kernel of the step timed alone and the
-/// whole step (`GpuModel::profile_decode`, `repeats` times each). None on
-/// the CPU backend.
-pub async fn decode_profile(engine: &mut Engine, prompt_tokens: usize, repeats: usize) -> Result<Option<DecodeProfile>> {
+/// Where a forward's time goes on the GPU backend: after a `cached`-token
+/// prompt (none: from an empty cache), each kernel of a forward of `tokens`
+/// tokens (1: a decode step; more: a prefill chunk, at most the model's
+/// `max_batch`) timed alone and the whole forward (`GpuModel::profile_step`,
+/// `repeats` times each). None on the CPU backend.
+pub async fn step_profile(engine: &mut Engine, cached: usize, tokens: usize, repeats: usize) -> Result<Option<StepProfile>> {
     let crate::model::Model::Gpu(_) = &engine.model else { return Ok(None) };
     engine.reset();
-    let prompt = prompt_ids(engine, prompt_tokens)?;
-    engine.model.forward_greedy(&prompt).await?;
+    if cached > 0 {
+        let prompt = prompt_ids(engine, cached)?;
+        engine.model.forward_greedy(&prompt).await?;
+    }
     let crate::model::Model::Gpu(model) = &engine.model else { unreachable!("checked above") };
-    let (kernels, step_us) = model.profile_decode(repeats).await?;
+    let (kernels, step_us) = model.profile_step(tokens, repeats).await?;
     engine.reset();
-    Ok(Some(DecodeProfile { step_us, kernels }))
+    Ok(Some(StepProfile { tokens, step_us, kernels }))
 }
 
-/// A decode step's time, whole and kernel by kernel.
+/// A forward's time, whole and kernel by kernel.
 #[derive(Debug, Clone, Serialize)]
-pub struct DecodeProfile {
-    /// The whole step (every dispatch in one pass), in microseconds.
+pub struct StepProfile {
+    /// Its tokens: 1 for a decode step.
+    pub tokens: usize,
+    /// The whole forward (every dispatch in one pass), in microseconds.
     pub step_us: f64,
     /// Each kernel's dispatches timed alone: their sum exceeds `step_us`
     /// where the adapter overlaps dispatches, falls short where caches

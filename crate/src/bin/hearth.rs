@@ -59,8 +59,9 @@ struct BenchArgs {
     /// Print one JSON object per prompt length.
     #[arg(long)]
     json: bool,
-    /// Also time a decode step kernel by kernel after each prompt (GPU
-    /// backend): each kernel's dispatches alone, and the whole step.
+    /// Also time a decode step kernel by kernel after each prompt, and the
+    /// prompt's first chunk (GPU backend): each kernel's dispatches alone,
+    /// and the whole forward.
     #[arg(long)]
     profile: bool,
     #[command(flatten)]
@@ -477,10 +478,13 @@ fn score(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// A decode profile as a table: each kernel's dispatches, time per token and share of their sum.
-fn print_profile(p: &hearth_llm::bench::DecodeProfile) {
+/// A forward's profile as a table: each kernel's dispatches, time per forward and share of their sum.
+fn print_profile(p: &hearth_llm::bench::StepProfile) {
     let sum: f64 = p.kernels.iter().map(|k| k.us_per_token).sum();
-    println!("        decode step {:.0} µs in one pass; kernels alone:", p.step_us);
+    match p.tokens {
+        1 => println!("        decode step {:.0} µs in one pass; kernels alone:", p.step_us),
+        n => println!("        prefill of {n} tokens {:.0} µs in one pass; kernels alone:", p.step_us),
+    }
     for k in &p.kernels {
         println!("        {:<28} {:>4} × {:>8.0} µs {:>5.1} %", k.kernel, k.dispatches, k.us_per_token, 100.0 * k.us_per_token / sum);
     }
@@ -516,7 +520,12 @@ fn bench(args: BenchArgs) -> Result<()> {
     for &prompt_tokens in &args.prompt_tokens {
         let f = block_on(hearth_llm::bench::generation(&mut engine, prompt_tokens, args.gen_tokens, args.repeats, &sampler))?;
         let roofline = weight_bytes as f64 * f.decode_tok_s / bandwidth;
-        let profile = if args.profile { block_on(hearth_llm::bench::decode_profile(&mut engine, prompt_tokens, 20))? } else { None };
+        // A decode step after the prompt, and the prompt's first chunk.
+        let chunk = prompt_tokens.min(engine.model.options().max_batch);
+        let mut profile = |cached, tokens| -> Result<_> {
+            Ok(if args.profile { block_on(hearth_llm::bench::step_profile(&mut engine, cached, tokens, 20))? } else { None })
+        };
+        let (decode_profile, prefill_profile) = (profile(prompt_tokens, 1)?, profile(0, chunk)?);
         if args.json {
             println!("{}", serde_json::json!({
                 "adapter": adapter, "backend": api, "engine_backend": engine.model.kind().name(),
@@ -524,11 +533,11 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "prefill_tok_s": f.prefill_tok_s, "decode_tok_s": f.decode_tok_s, "gpu_bytes": engine.model.memory_bytes(),
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "read_gbs": bandwidth / 1e9,
                 "weight_bytes_per_token": weight_bytes, "roofline_fraction": roofline,
-                "repeats": args.repeats, "sampler": sampler, "decode_profile": profile,
+                "repeats": args.repeats, "sampler": sampler, "decode_profile": decode_profile, "prefill_profile": prefill_profile,
             }));
         } else {
             println!("{:>7} {:>5} {:>9.0} {:>13.1} {:>12.1} {:>9.3}", f.prompt_tokens, f.gen_tokens, f.ttft_ms, f.prefill_tok_s, f.decode_tok_s, roofline);
-            if let Some(p) = &profile {
+            for p in decode_profile.iter().chain(&prefill_profile) {
                 print_profile(p);
             }
         }

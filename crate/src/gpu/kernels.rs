@@ -57,6 +57,11 @@ impl Kernel {
         }
     }
 
+    /// The matrix products (shaders/matmul.wgsl).
+    pub fn is_matmul(self) -> bool {
+        matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu)
+    }
+
     /// Kernels that decode quantized weights.
     pub fn reads_weights(self) -> bool {
         matches!(self, Kernel::Embed | Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu)
@@ -74,7 +79,7 @@ impl Kernel {
             _ => self.file(),
         };
         let shared = variants.subgroup_shared_loads;
-        let matmul = matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu);
+        let matmul = self.is_matmul();
         let entry = match self {
             _ if matmul && variants.matmul_tiled => format!("{MATMUL_X_LOADS}\n{MATMUL_TILED}"),
             _ if matmul && variants.matmul_lanes() > 1 => {
@@ -351,7 +356,7 @@ impl Pipelines {
                 if kernel == Kernel::AttentionCombine {
                     constants.push(("RUNS", self.variants.attention_runs as f64));
                 }
-                if matches!(kernel, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu) {
+                if kernel.is_matmul() {
                     constants.push(("RPT", self.rows_per_thread(kernel) as f64));
                     constants.push(("SPLIT", f64::from(kernel == Kernel::MatmulQkv)));
                     constants.push(("SWIGLU", f64::from(kernel == Kernel::MatmulSwiglu)));

@@ -179,14 +179,14 @@ fn layer_dispatches(ctx: &GpuContext, mm: &GpuContext, program: &[Op], weights: 
     Ok(layers)
 }
 
-/// One kernel's share of a decode step (`GpuModel::profile_decode`).
+/// One kernel's share of a forward (`GpuModel::profile_step`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KernelTime {
     /// The kernel and the weight type it reads, e.g. `MatmulQkv<Q4_1>`.
     pub kernel: String,
     /// Its dispatches per step.
     pub dispatches: usize,
-    /// Their time per step, each timed alone, in microseconds.
+    /// Their time per forward, each timed alone, in microseconds.
     pub us_per_token: f64,
 }
 
@@ -489,33 +489,42 @@ impl GpuModel {
         queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
         queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        let layers = match &self.prefill {
-            Some((from, tiled)) if chunk.len() >= *from => tiled,
-            _ => &self.layers,
-        };
-        program::encode(&mut encoder, layers, n);
+        program::encode(&mut encoder, self.program_for(chunk.len()), n);
         self.pos += chunk.len();
         encoder
     }
 
-    /// Times one decode step (a token after the cached positions, which
-    /// must leave room for it) kernel by kernel: each dispatch of the layer
-    /// program and the head alone, `repeats` times in one submit, then the
-    /// whole step the same way. Per kernel label (kernel and weight type),
-    /// in program order: its dispatches and their time per token; and the
-    /// whole step's time. The KV cache's positions are left as they were.
-    pub async fn profile_decode(&self, repeats: usize) -> Result<(Vec<KernelTime>, f64)> {
-        self.validate(&[0])?;
-        let pos0 = self.pos as u32;
+    /// The layer program a chunk of `tokens` tokens runs.
+    fn program_for(&self, tokens: usize) -> &[Dispatch] {
+        match &self.prefill {
+            Some((from, tiled)) if tokens >= *from => tiled,
+            _ => &self.layers,
+        }
+    }
+
+    /// Times one forward of `tokens` tokens after the cached positions
+    /// (which must leave room for them; at most `max_batch`) kernel by
+    /// kernel: each dispatch of the layer program such a chunk takes (the
+    /// tiled one for a long chunk: `Variants::tiled_prefill_from`), and for
+    /// one token (a decode step) the head and the argmax too, alone,
+    /// `repeats` times in one submit, then all of them the same way. Per
+    /// kernel label (kernel and weight type), in program order: its
+    /// dispatches and their time per forward; and the whole forward's time.
+    /// The KV cache's positions are left as they were.
+    pub async fn profile_step(&self, tokens: usize, repeats: usize) -> Result<(Vec<KernelTime>, f64)> {
+        let ids = vec![0u32; tokens];
+        self.validate(&ids)?;
+        let (n, pos0) = (tokens as u32, self.pos as u32);
         let queue = &self.ctx.queue;
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
-        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0, row0: 0, _pad: 0 }));
-        queue.write_buffer(&self.ids, 0, bytemuck::bytes_of(&0u32));
-        let all: Vec<&Dispatch> = self.layers.iter().chain(&self.head).chain([&self.argmax]).collect();
-        self.time_dispatches(&all, repeats).await?; // warm-up: every pipeline and buffer in use once
+        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
+        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
+        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(&ids));
+        let head = if tokens == 1 { self.head.iter().chain([&self.argmax]).collect() } else { Vec::new() };
+        let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
+        self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once
         let mut kernels: Vec<KernelTime> = Vec::new();
         for d in &all {
-            let us = self.time_dispatches(&[*d], repeats).await?;
+            let us = self.time_dispatches(&[*d], n, repeats).await?;
             match kernels.iter_mut().find(|k| k.kernel == d.label) {
                 Some(k) => {
                     k.dispatches += 1;
@@ -524,15 +533,15 @@ impl GpuModel {
                 None => kernels.push(KernelTime { kernel: d.label.clone(), dispatches: 1, us_per_token: us }),
             }
         }
-        let step_us = self.time_dispatches(&all, repeats).await?;
+        let step_us = self.time_dispatches(&all, n, repeats).await?;
         Ok((kernels, step_us))
     }
 
-    /// Microseconds `dispatches` take, recorded `repeats` times in one submit, per time.
-    async fn time_dispatches(&self, dispatches: &[&Dispatch], repeats: usize) -> Result<f64> {
+    /// Microseconds `dispatches` take for `tokens` tokens, recorded `repeats` times in one submit, per time.
+    async fn time_dispatches(&self, dispatches: &[&Dispatch], tokens: u32, repeats: usize) -> Result<f64> {
         let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
         for _ in 0..repeats.max(1) {
-            program::encode(&mut encoder, dispatches.iter().copied(), 1);
+            program::encode(&mut encoder, dispatches.iter().copied(), tokens);
         }
         let start = web_time::Instant::now();
         gpu::submit_and_read_via::<u32>(&self.ctx, encoder, &self.next_id, &self.next_id_staging, 1).await?;

@@ -9,11 +9,13 @@ use crate::error::Result;
 type Buf = wgpu::Buffer;
 
 /// `kernel` (reading the weights `w`, if any) over `buffers`, labelled with
-/// the kernel and the weight type (what `GpuModel::profile_decode` reports).
+/// the kernel and the weight type (what `GpuModel::profile_step` reports).
 fn dispatch(ctx: &GpuContext, kernel: Kernel, w: Option<&GpuMatrix>, buffers: &[&Buf], grid: Grid) -> Dispatch {
     let pipeline = ctx.pipelines.get(&ctx.device, kernel, w.map(|w| w.ty));
+    // (The tiled products of a prefill program: `MatmulTiled<Q4_1>` etc.)
+    let tiled = if ctx.variants().matmul_tiled && kernel.is_matmul() { "Tiled" } else { "" };
     let label = match w.filter(|_| kernel.reads_weights()) {
-        Some(w) => format!("{kernel:?}<{}>", w.ty),
+        Some(w) => format!("{kernel:?}{tiled}<{}>", w.ty),
         None => format!("{kernel:?}"),
     };
     Dispatch { label, ..Dispatch::new(ctx, pipeline, buffers, grid) }
