@@ -5,6 +5,7 @@
 mod common;
 
 use hearth_llm::engine::{Engine, GenerateRequest};
+use hearth_llm::gpu::Variants;
 use hearth_llm::formats::gguf::GgufFile;
 use hearth_llm::model::{Backend, ModelOptions};
 use hearth_llm::plan::{self, Limits, MemoryPlan};
@@ -16,9 +17,18 @@ fn greedy(max_tokens: usize) -> GenerateRequest {
 
 const PROMPT: &str = "Once upon a time";
 
+/// With decode steps one at a time (CPU-based adapters) and chained (GPUs:
+/// `Variants::chained_decode`, a step in flight when the device goes).
 #[test]
 fn a_device_lost_mid_generation_is_a_typed_error_and_a_new_engine_works() {
+    for chained_decode in [false, true] {
+        device_lost_mid_generation(chained_decode);
+    }
+}
+
+fn device_lost_mid_generation(chained_decode: bool) {
     let (Some(ctx), Some(bytes)) = (common::gpu(), common::default_model_bytes()) else { return };
+    let ctx = ctx.with_variants(Variants { chained_decode, ..ctx.variants() });
     let options = ModelOptions { context: 256, max_batch: 32 };
     let mut engine = Engine::from_gguf(&Backend::Gpu(ctx.clone()), &bytes, options).unwrap();
     let prompt = engine.encode_prompt(PROMPT).unwrap();
@@ -43,6 +53,7 @@ fn a_device_lost_mid_generation_is_a_typed_error_and_a_new_engine_works() {
 
     // ... and an engine on a new device works as before.
     let Some(fresh) = common::gpu() else { return };
+    let fresh = fresh.with_variants(Variants { chained_decode, ..fresh.variants() });
     let mut engine = Engine::from_gguf(&Backend::Gpu(fresh), &bytes, options).unwrap();
     let redo = pollster::block_on(engine.generate(&prompt, &greedy(6), &mut |_| {})).unwrap();
     assert_eq!(redo.ids, expected.ids);

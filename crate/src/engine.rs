@@ -196,27 +196,55 @@ impl Engine {
         let mut ids = Vec::new();
         let mut decoder = self.tokenizer.stream_decoder();
         let mut stops = StopMatcher::new(&req.stop);
+        // Greedy decoding on the GPU chains its steps: the step on a token
+        // takes it from where the previous step left it on the GPU, so it is
+        // queued before that token is read back, and the GPU computes it
+        // while the CPU reads and handles the token (its text, stop strings).
+        // `ahead`: the step on `next`, in flight; its position is forgotten
+        // if `next` ends the text.
+        // (`Variants::chained_decode`: GPUs, not CPU-based adapters.)
+        let chained = sampler.options().is_greedy() && matches!(&self.model, Model::Gpu(gpu) if gpu.context().variants().chained_decode);
+        let mut ahead = match &mut self.model {
+            Model::Gpu(gpu) if chained && self.cached.len() + 1 < context => Some(gpu.submit_chained_greedy()?),
+            _ => None,
+        };
         let finish = loop {
-            if !req.ignore_eos && self.tokenizer.is_eog(next) {
-                break FinishReason::Stop;
-            }
-            ids.push(next);
-            if let Some(piece) = decoder.push(next)? {
-                let (ready, stopped) = stops.push(&piece);
-                on_text(&ready);
-                if stopped {
-                    break FinishReason::Stop;
+            let ended = if !req.ignore_eos && self.tokenizer.is_eog(next) {
+                Some(FinishReason::Stop)
+            } else {
+                ids.push(next);
+                let mut stopped = false;
+                if let Some(piece) = decoder.push(next)? {
+                    let (ready, stop) = stops.push(&piece);
+                    on_text(&ready);
+                    stopped = stop;
                 }
-            }
-            if ids.len() == req.max_tokens || self.cached.len() + 1 >= context {
-                break FinishReason::Length;
-            }
-            self.model.pause().await;
-            if self.interrupt.swap(false, Ordering::Relaxed) {
-                break FinishReason::Abort;
+                if stopped {
+                    Some(FinishReason::Stop)
+                } else if ids.len() == req.max_tokens || self.cached.len() + 1 >= context {
+                    Some(FinishReason::Length)
+                } else {
+                    self.model.pause().await;
+                    self.interrupt.swap(false, Ordering::Relaxed).then_some(FinishReason::Abort)
+                }
+            };
+            if let Some(reason) = ended {
+                if ahead.is_some() {
+                    self.model.truncate(self.cached.len()); // the step on `next` is not wanted
+                }
+                break reason;
             }
             self.cached.push(next);
-            next = step(&mut self.model, &[next], &mut sampler, &self.cached).await?;
+            next = match (ahead.take(), &mut self.model) {
+                (Some(in_flight), Model::Gpu(gpu)) => {
+                    // The step on the token `in_flight` picks, queued before it is read.
+                    if self.cached.len() + 1 < context {
+                        ahead = Some(gpu.submit_chained_greedy()?);
+                    }
+                    gpu.read_chained(in_flight).await?
+                }
+                _ => step(&mut self.model, &[next], &mut sampler, &self.cached).await?,
+            };
         };
         if finish != FinishReason::Stop || !stops.stopped {
             let tail = decoder.finish().unwrap_or_default();

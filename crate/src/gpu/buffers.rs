@@ -72,29 +72,49 @@ pub async fn submit_and_read<T: bytemuck::Pod>(
 /// (at least `len` values long), so a decode step allocates nothing.
 pub async fn submit_and_read_via<T: bytemuck::Pod>(
     ctx: &GpuContext,
-    mut encoder: wgpu::CommandEncoder,
+    encoder: wgpu::CommandEncoder,
     src: &wgpu::Buffer,
     staging: &wgpu::Buffer,
     len: usize,
 ) -> Result<Vec<T>> {
     ctx.take_error()?; // a lost device fails at once, before anything is queued
+    let submission = submit_with_copy::<T>(ctx, encoder, src, staging, len);
+    read_staging(ctx, staging, len, submission).await
+}
+
+/// Submits `encoder` after copying the first `len` values of `src` into
+/// `staging`, without waiting: [`read_staging`] reads them once that
+/// submission (returned; none where there is nothing to copy) is done.
+pub fn submit_with_copy<T: bytemuck::Pod>(ctx: &GpuContext, mut encoder: wgpu::CommandEncoder, src: &wgpu::Buffer, staging: &wgpu::Buffer, len: usize) -> Option<wgpu::SubmissionIndex> {
     let size = (len * std::mem::size_of::<T>()) as u64;
     if size == 0 {
         ctx.queue.submit([encoder.finish()]);
-        return Ok(Vec::new());
+        return None;
     }
     encoder.copy_buffer_to_buffer(src, 0, staging, 0, size);
-    ctx.queue.submit([encoder.finish()]);
+    Some(ctx.queue.submit([encoder.finish()]))
+}
 
+/// The first `len` values of `staging` once `submission` (which copied
+/// them there: [`submit_with_copy`]) is done, waiting for nothing later
+/// (natively; in the browser the mapping resolves when the buffer is ready).
+pub async fn read_staging<T: bytemuck::Pod>(ctx: &GpuContext, staging: &wgpu::Buffer, len: usize, submission: Option<wgpu::SubmissionIndex>) -> Result<Vec<T>> {
+    let Some(submission) = submission else { return Ok(Vec::new()) };
+    let size = (len * std::mem::size_of::<T>()) as u64;
     let slice = staging.slice(..size);
     let (tx, rx) = futures_channel::oneshot::channel();
     slice.map_async(wgpu::MapMode::Read, move |result| {
         let _ = tx.send(result);
     });
     #[cfg(not(target_arch = "wasm32"))]
-    if let Err(e) = ctx.device.poll(wgpu::PollType::wait_indefinitely()) {
+    if let Err(e) = ctx.device.poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None }) {
+        // (A submission to a lost device fails, and waiting for it fails
+        // before the device's lost callback has run: let it run first.)
+        let _ = ctx.device.poll(wgpu::PollType::Poll);
         return Err(ctx.failure(HearthError::Gpu(e.to_string())).await);
     }
+    #[cfg(target_arch = "wasm32")]
+    let _ = submission;
     let mapped = match rx.await {
         Ok(result) => result.map_err(|e| HearthError::ReadBack(e.to_string())),
         Err(_) => Err(HearthError::ReadBack("the GPU dropped the read-back request".into())),

@@ -307,7 +307,8 @@ fn looks_like_software(name: &str) -> bool {
 /// the matmul's lanes add their sums in workgroup memory) and
 /// HEARTH_SAMPLING (`gpu` or `cpu`: where sampled tokens are chosen),
 /// HEARTH_ATTENTION_RUNS (1 to 256), HEARTH_TOKEN_CHUNK (a multiple of 4 to 32),
-/// HEARTH_TILED_PREFILL (the fewest tokens of a tiled prefill; 0: none)
+/// HEARTH_TILED_PREFILL (the fewest tokens of a tiled prefill; 0: none),
+/// HEARTH_CHAINED_DECODE (`1` or `0`)
 /// and HEARTH_NORM_IN_MATMUL (`0`: the RMSNorms and residual adds as
 /// dispatches of their own) override them, to compare the variants.
 /// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
@@ -334,6 +335,11 @@ fn variants(report: &AdapterReport) -> Variants {
     }
     if let Some(n @ 4..=32) = std::env::var("HEARTH_TOKEN_CHUNK").ok().and_then(|v| v.parse::<u32>().ok()).filter(|n| n % 4 == 0) {
         variants.matmul_token_chunk = n;
+    }
+    match std::env::var("HEARTH_CHAINED_DECODE").as_deref() {
+        Ok("1") => variants.chained_decode = true,
+        Ok("0") => variants.chained_decode = false,
+        _ => {}
     }
     if let Some(n) = std::env::var("HEARTH_TILED_PREFILL").ok().and_then(|v| v.parse().ok()) {
         variants.tiled_prefill_from = n;

@@ -11,7 +11,7 @@ pub mod program;
 pub mod selfcheck;
 pub mod weights;
 
-pub use buffers::{staging, storage_from, storage_zeroed, submit_and_read, submit_and_read_via, uniform_from};
+pub use buffers::{read_staging, staging, storage_from, storage_zeroed, submit_and_read, submit_and_read_via, submit_with_copy, uniform_from};
 pub use context::{AdapterReport, GpuContext};
 pub use kernels::{Kernel, Pipelines, Variants};
 pub use program::{Dispatch, Step};

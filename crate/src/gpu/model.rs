@@ -190,6 +190,13 @@ pub struct KernelTime {
     pub us_per_token: f64,
 }
 
+/// A chained decode step in flight (`GpuModel::submit_chained_greedy`).
+#[must_use = "read the step's token with GpuModel::read_chained"]
+pub struct ChainedToken {
+    slot: usize,
+    submission: Option<wgpu::SubmissionIndex>,
+}
+
 /// What a forward ends with after the last token's logits.
 #[derive(Clone, Copy)]
 enum Pick {
@@ -226,6 +233,11 @@ pub struct GpuModel {
     /// Mappable copies of `logits` and `next_id`, made once.
     logits_staging: wgpu::Buffer,
     next_id_staging: wgpu::Buffer,
+    /// Two more of `next_id`, taken in turn by chained steps
+    /// (`submit_chained_greedy`): one may wait to be read while the next
+    /// step's copy is queued.
+    chained_staging: [wgpu::Buffer; 2],
+    next_chained: usize,
     layers: Vec<Dispatch>,
     /// The layer program with tiled products, for chunks of at least so
     /// many tokens (`Variants::tiled_prefill_from`).
@@ -338,6 +350,8 @@ impl GpuModel {
             logits,
             logits_staging,
             next_id_staging: gpu::staging::<u32>(ctx, "next_id.staging", 1),
+            chained_staging: [0, 1].map(|_| gpu::staging::<u32>(ctx, "next_id.chained", 1)),
+            next_chained: 0,
             next_id,
             sample_params,
             seen,
@@ -386,6 +400,35 @@ impl GpuModel {
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         let (src, staging) = (self.logits.clone(), self.logits_staging.clone());
         self.forward(tokens, Pick::Logits, &src, &staging, self.config.vocab_size).await
+    }
+
+    /// Submits a greedy decode step on the token the last forward picked
+    /// (greedy or sampled on the GPU), which stays on the GPU (`next_id`
+    /// is copied into the step's input), and returns at once: the step's
+    /// own pick is read by [`GpuModel::read_chained`]. So the CPU can handle
+    /// one token (decode its text, check stop strings) while the GPU
+    /// computes the next, and no read-back sits between two steps. At most
+    /// two chained steps may wait to be read.
+    pub fn submit_chained_greedy(&mut self) -> Result<ChainedToken> {
+        self.validate(&[0])?;
+        self.ctx.take_error()?;
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.next_id, 0, &self.ids, 0, 4);
+        self.record_layers(&mut encoder, 1);
+        program::encode(&mut encoder, self.head.iter().chain([&self.argmax]), 1);
+        let slot = self.next_chained;
+        self.next_chained = 1 - slot;
+        let submission = gpu::submit_with_copy::<u32>(&self.ctx, encoder, &self.next_id, &self.chained_staging[slot], 1);
+        Ok(ChainedToken { slot, submission })
+    }
+
+    /// The token a chained step picked, once it is done.
+    pub async fn read_chained(&self, step: ChainedToken) -> Result<u32> {
+        let id = gpu::read_staging::<u32>(&self.ctx, &self.chained_staging[step.slot], 1, step.submission).await?[0];
+        if id as usize >= self.config.vocab_size {
+            return Err(garbage());
+        }
+        Ok(id)
     }
 
     /// Runs `tokens` after the cached positions and returns the id of the
@@ -479,19 +522,27 @@ impl GpuModel {
         gpu::submit_and_read_via(&self.ctx, encoder, result, staging, len).await
     }
 
-    /// Writes the step uniforms and ids for one chunk, records the layer
-    /// program and advances the position.
+    /// Writes the ids of one chunk, records the layer program for it and
+    /// advances the position.
     fn record(&mut self, chunk: &[u32]) -> wgpu::CommandEncoder {
-        let n = chunk.len() as u32;
+        self.ctx.queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        self.record_layers(&mut encoder, chunk.len());
+        encoder
+    }
+
+    /// Writes the step uniforms for `tokens` tokens (whose ids are in
+    /// `ids` when the commands run), records the layer program for them and
+    /// advances the position. (Queue writes land before the next submit's
+    /// commands and after every earlier submit's.)
+    fn record_layers(&mut self, encoder: &mut wgpu::CommandEncoder, tokens: usize) {
+        let n = tokens as u32;
         let pos0 = self.pos as u32;
         let queue = &self.ctx.queue;
         queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
         queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
-        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(chunk));
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        program::encode(&mut encoder, self.program_for(chunk.len()), n);
-        self.pos += chunk.len();
-        encoder
+        program::encode(encoder, self.program_for(tokens), n);
+        self.pos += tokens;
     }
 
     /// The layer program a chunk of `tokens` tokens runs.
