@@ -37,3 +37,16 @@ print()
 print(f"hearth: load {h128['load_ms']:.0f} ms, time to first token {h128['ttft_ms']:.1f} ms (128-token prompt), "
       f"GPU memory {h128['gpu_bytes'] / 2**20:.1f} MiB, read bandwidth {h128['read_gbs']:.0f} GB/s, "
       f"roofline fraction {h128['roofline_fraction']:.3f} / {h512['roofline_fraction']:.3f}")
+
+variants_file = results / "variants.jsonl"
+if variants_file.exists():
+    rows = [json.loads(line) for line in variants_file.read_text().splitlines() if line.strip()]
+    print()
+    print("hearth with each GPU-only choice turned off (one run each, 64 generated tokens):")
+    print()
+    print("| variant | prefill 128 | prefill 512 | decode (after 128) | decode (after 512) |")
+    print("|---|---|---|---|---|")
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        got = {r["prompt_tokens"]: r for r in rows if r["variant"] == variant}
+        print(f"| {variant} | {got[128]['prefill_tok_s']:.0f} | {got[512]['prefill_tok_s']:.0f} | "
+              f"{got[128]['decode_tok_s']:.0f} | {got[512]['decode_tok_s']:.0f} |")
