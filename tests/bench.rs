@@ -86,14 +86,8 @@ fn bandwidth_probe_reads_every_byte() {
 /// model as it was: the next token is the one it would have been.
 #[test]
 fn decode_profile_times_every_kernel_and_changes_nothing() {
-    let (Some(bytes), Some(ctx)) = (default_model_bytes(), gpu()) else { return };
-    let mut engine = Engine::from_gguf(&Backend::Gpu(ctx), &bytes, ModelOptions { context: 64, max_batch: 16 }).expect("load");
-    let prompt = hearth_llm::bench::prompt_ids(&engine, 20).unwrap();
-    let first = block_on(engine.model.forward_greedy(&prompt)).unwrap();
-    let want = block_on(engine.model.forward_greedy(&[first])).unwrap();
-
-    engine.reset();
-    assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
+    let Some(ctx) = gpu() else { return };
+    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx)) else { return };
     let Model::Gpu(model) = &engine.model else { unreachable!() };
     let (kernels, step_us) = block_on(model.profile_step(1, 2)).expect("profile");
     assert_eq!(engine.model.position(), 20, "the profile adds no position");
@@ -109,21 +103,27 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     assert!(step_us > 0.0);
 }
 
-/// The profile of a prefill chunk: with the GPUs' variants a chunk of 16
-/// tokens runs the tiled products (`Variants::tiled_prefill_from`), a
-/// decode step the others, and neither has the head; the model is left as
-/// it was.
-#[test]
-fn prefill_profile_times_the_tiled_program() {
-    let (Some(bytes), Some(ctx)) = (default_model_bytes(), gpu()) else { return };
-    let backend = Backend::Gpu(ctx.with_gpu_variants());
+/// The engine on `backend` after a 20-token prompt, the token it picked
+/// and the token after that (found once, then the cache is rebuilt to the
+/// prompt's end): None without the model file.
+fn after_a_prompt(backend: Backend) -> Option<(Engine, u32, u32)> {
+    let bytes = default_model_bytes()?;
     let mut engine = Engine::from_gguf(&backend, &bytes, ModelOptions { context: 64, max_batch: 16 }).expect("load");
     let prompt = hearth_llm::bench::prompt_ids(&engine, 20).unwrap();
     let first = block_on(engine.model.forward_greedy(&prompt)).unwrap();
     let want = block_on(engine.model.forward_greedy(&[first])).unwrap();
     engine.reset();
     assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
+    Some((engine, first, want))
+}
 
+/// The profile of a prefill chunk: with the GPUs' variants a chunk of 16
+/// tokens runs the tiled products (`Variants::tiled_prefill_from`) and not
+/// the head, a decode step the other products; the model is left as it was.
+#[test]
+fn prefill_profile_times_the_tiled_program() {
+    let Some(ctx) = gpu() else { return };
+    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx.with_gpu_variants())) else { return };
     let Model::Gpu(model) = &engine.model else { unreachable!() };
     let layers = engine.model.config().n_layers;
     let tiled = |kernels: &[hearth_llm::gpu::model::KernelTime]| -> usize {
