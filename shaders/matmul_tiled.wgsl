@@ -51,7 +51,7 @@ fn tile_row(r0: u32, i: u32) -> u32 {
     return min(r0 + i, shape.rows - 1u);
 }
 
-// Tile row `i` of this thread's four (j = 0 .. 3).
+// The tile row of thread group g's row number j (0 .. 3).
 fn thread_tile_row(g: u32, j: u32) -> u32 {
     if (SWIGLU) {
         return 2u * g + j % 2u + 16u * (j / 2u);
