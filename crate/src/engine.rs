@@ -202,7 +202,7 @@ impl Engine {
         // while the CPU reads and handles the token (its text, stop strings).
         // `ahead`: the step on `next`, in flight; its position is forgotten
         // if `next` ends the text.
-        // (`Variants::chained_decode`: GPUs, not CPU-based adapters.)
+        // (`Variants::chained_decode`: GPUs and the browser.)
         let chained = sampler.options().is_greedy() && matches!(&self.model, Model::Gpu(gpu) if gpu.context().variants().chained_decode);
         let mut ahead = match &mut self.model {
             Model::Gpu(gpu) if chained && self.cached.len() + 1 < context => Some(gpu.submit_chained_greedy()?),

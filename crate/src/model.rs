@@ -98,6 +98,16 @@ impl Backend {
         }
     }
 
+    /// This backend with greedy decode steps chained on the GPU or not
+    /// (`Variants::chained_decode`; `None` keeps the default: on GPUs and in
+    /// the browser). The CPU backend has no steps to chain and stays as it is.
+    pub fn with_chained_decode(self, on: Option<bool>) -> Self {
+        match (self, on) {
+            (Backend::Gpu(ctx), Some(on)) => Backend::Gpu(ctx.with_variants(crate::gpu::Variants { chained_decode: on, ..ctx.variants() })),
+            (backend, _) => backend,
+        }
+    }
+
     /// A short description: the GPU adapter, or the CPU and its threads.
     pub fn describe(&self) -> String {
         match self {

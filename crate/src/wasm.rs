@@ -208,6 +208,9 @@ struct LoadOptions {
     backend: Option<BackendKind>,
     /// 'auto' (default), 'f16' or 'f32'.
     kv_cache: Option<KvCacheType>,
+    /// Greedy decode steps chained on the GPU (default: on; the CPU backend
+    /// ignores it).
+    chained_decode: Option<bool>,
 }
 
 impl LoadOptions {
@@ -252,7 +255,8 @@ async fn load_options(options: &JsValue) -> Result<(ModelOptions, Backend), JsVa
         BackendKind::Gpu => Backend::Gpu(GpuContext::new().await?),
         BackendKind::Cpu => Backend::Cpu,
     };
-    Ok((model_options, backend.with_kv_cache(options.kv_cache.unwrap_or_default())?))
+    let backend = backend.with_kv_cache(options.kv_cache.unwrap_or_default())?.with_chained_decode(options.chained_decode);
+    Ok((model_options, backend))
 }
 
 /// Loads a web model package shard by shard: `ModelLoader.create(manifest,
@@ -279,7 +283,7 @@ impl ModelLoader {
     pub async fn create(
         manifest: String,
         tokenizer: String,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32'} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32', chainedDecode?: boolean} | undefined")] options: JsValue,
     ) -> Result<ModelLoader, JsValue> {
         let manifest = Manifest::parse(&manifest)?;
         let needed = model_tensor_names(&manifest.config);
@@ -333,7 +337,7 @@ impl WasmEngine {
     /// context; tokens per forward pass, default 128).
     pub async fn load(
         #[wasm_bindgen(unchecked_param_type = "Uint8Array | ArrayBuffer")] gguf: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32'} | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "{context?: number, maxBatch?: number, backend?: 'webgpu' | 'cpu', kvCache?: 'auto' | 'f16' | 'f32', chainedDecode?: boolean} | undefined")] options: JsValue,
     ) -> Result<WasmEngine, JsValue> {
         let bytes = if let Some(a) = gguf.dyn_ref::<js_sys::Uint8Array>() {
             a.to_vec()

@@ -5,7 +5,8 @@
 // threaded wasm build on several threads and its greedy output equals
 // WebGPU's; on a page that is not isolated it runs on one thread and says
 // how to get more; a bad value is a typed error. The KV cache's type
-// (`kvCache`): f32 anywhere, f16 only where WebGPU has shader-f16. Also the threaded wasm build
+// (`kvCache`): f32 anywhere, f16 only where WebGPU has shader-f16. Greedy
+// decode steps chained on WebGPU (`chainedDecode`) or not: the same text. Also the threaded wasm build
 // on its own (no package): greedy token ids equal to the WebGPU build's.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -165,6 +166,18 @@ test('kvCache: f32 on any backend; f16 only on a WebGPU adapter with shader-f16,
   if (!f16) assert.match(tried.webgpu.message, /f16 KV cache needs shader-f16/);
   assert.deepEqual([tried.cpu.instance, tried.cpu.code], [true, 'invalid_argument'], JSON.stringify(tried.cpu));
   assert.match(tried.cpu.message, /cpu backend keeps its KV cache in f32/);
+});
+
+test('chainedDecode: greedy steps chained on WebGPU generate what steps one at a time do', { timeout: 600_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing) || !(await requireWebGPU(page, t))) return;
+  // (Each run generates 8 tokens, then 16 from the same prompt: the second
+  // reuses the first's cache, past the step chained on its last token.)
+  const chained = await run(page, { backend: 'webgpu', chainedDecode: true });
+  const single = await run(page, { backend: 'webgpu', chainedDecode: false });
+  t.diagnostic(`chained: ${describe(chained)}; one at a time: ${describe(single)}`);
+  assert.deepEqual([chained.info.adapter.kernel_variants.chained_decode, single.info.adapter.kernel_variants.chained_decode], [true, false]);
+  assert.deepEqual(chained.texts, single.texts);
+  assert.equal(chained.stats.completion_tokens, TOKENS);
 });
 
 test('backend cpu on an isolated page: the threaded build on 2 threads, the same greedy text as WebGPU', { timeout: 600_000 }, async (t) => {

@@ -290,6 +290,13 @@ test('package URLs: trailing slash optional, manifest.json accepted, relative to
     const e = await rejects(() => hostLoadOptions({ model: 'https://h/m', kvCache }), 'invalid_request', /kvCache must be one of 'auto', 'f16', 'f32'/);
     assert.equal(e.param, 'kvCache');
   }
+  // chainedDecode: a boolean, passed on when given
+  for (const chainedDecode of [true, false]) assert.equal(hostLoadOptions({ model: 'https://h/m', chainedDecode }).chainedDecode, chainedDecode);
+  assert.equal('chainedDecode' in hostLoadOptions({ model: 'https://h/m' }), false);
+  for (const chainedDecode of ['true', 1, null]) {
+    const e = await rejects(() => hostLoadOptions({ model: 'https://h/m', chainedDecode }), 'invalid_request', /chainedDecode must be true or false/);
+    assert.equal(e.param, 'chainedDecode');
+  }
 });
 
 test('truncation: the reply keeps max_tokens (at most half the context, a quarter by default); the first fitting start is found', () => {

@@ -67,6 +67,13 @@ export interface CreateEngineOptions {
    * `invalid_request`); `f32` keeps every key and value exact.
    */
   kvCache?: KvCacheType;
+  /**
+   * Greedy decoding on WebGPU queues each step before the previous token is
+   * read back, its input token taken from where the previous step left it
+   * on the GPU, so the GPU computes while this side reads and streams the
+   * token (default: on). The CPU backend ignores it.
+   */
+  chainedDecode?: boolean;
   /** Cache API cache for the model files (default `hearth-models-v1`); null: no caching. */
   cacheName?: string | null;
   /** Shard downloads at once (default 4). */
@@ -105,7 +112,8 @@ export type ChatCompletionStream = AsyncIterable<ChatCompletionChunk>;
 export type CompletionStream = AsyncIterable<CompletionChunk>;
 
 const OPTION_NAMES = new Set([
-  'model', 'baseUrl', 'onProgress', 'worker', 'backend', 'threads', 'context', 'maxBatch', 'kvCache', 'cacheName', 'concurrency', 'retry', 'signal',
+  'model', 'baseUrl', 'onProgress', 'worker', 'backend', 'threads', 'context', 'maxBatch', 'kvCache', 'chainedDecode', 'cacheName', 'concurrency',
+  'retry', 'signal',
   'wasmUrl', 'wasmThreadsUrl',
 ]);
 
@@ -138,6 +146,9 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
   if (options.kvCache !== undefined && !KV_CACHE_TYPES.includes(options.kvCache)) {
     throw invalidRequest('kvCache', `kvCache must be one of ${KV_CACHE_TYPES.map((t) => `'${t}'`).join(', ')}, got ${JSON.stringify(options.kvCache)}`);
   }
+  if (options.chainedDecode !== undefined && typeof options.chainedDecode !== 'boolean') {
+    throw invalidRequest('chainedDecode', `chainedDecode must be true or false, got ${JSON.stringify(options.chainedDecode)}`);
+  }
   const base = pageBase();
   const load: HostLoadOptions = { baseUrl: '' };
   const model = options.model as unknown;
@@ -155,6 +166,7 @@ export function hostLoadOptions(options: CreateEngineOptions): HostLoadOptions {
   if (options.context !== undefined) load.context = options.context;
   if (options.maxBatch !== undefined) load.maxBatch = options.maxBatch;
   if (options.kvCache !== undefined) load.kvCache = options.kvCache;
+  if (options.chainedDecode !== undefined) load.chainedDecode = options.chainedDecode;
   if (options.cacheName !== undefined) load.cacheName = options.cacheName;
   if (options.concurrency !== undefined) load.concurrency = options.concurrency;
   if (options.retry !== undefined) load.retry = { ...options.retry };

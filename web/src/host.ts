@@ -28,6 +28,8 @@ export interface HostLoadOptions {
   maxBatch?: number;
   /** The KV cache's type (default `auto`). */
   kvCache?: KvCacheType;
+  /** Greedy decode steps chained on the GPU (default: the adapter's choice). */
+  chainedDecode?: boolean;
   /** Cache API cache name; null: no caching. */
   cacheName?: string | null;
   /** Downloads at once (default 4). */
@@ -128,10 +130,13 @@ export class EngineHost {
         onProgress,
       },
       async (manifestJson, tokenizerJson) => {
-        const engineOptions: { context?: number; maxBatch?: number; kvCache?: KvCacheType; backend: Backend } = { backend: decision.backend };
+        const engineOptions: { context?: number; maxBatch?: number; kvCache?: KvCacheType; chainedDecode?: boolean; backend: Backend } = {
+          backend: decision.backend,
+        };
         if (options.context !== undefined) engineOptions.context = options.context;
         if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
         if (options.kvCache !== undefined) engineOptions.kvCache = options.kvCache;
+        if (options.chainedDecode !== undefined) engineOptions.chainedDecode = options.chainedDecode;
         try {
           return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
         } catch (e) {
