@@ -9,6 +9,7 @@ use crate::chat::{ChatTemplate, Message};
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::formats::gguf::GgufFile;
+use crate::gpu::model::ChainedToken;
 use crate::model::{Backend, Model, ModelOptions, Weights};
 use crate::sampler::{Sampler, SamplerOptions};
 use crate::tokenizer::Tokenizer;
@@ -204,10 +205,7 @@ impl Engine {
         // if `next` ends the text.
         // (`Variants::chained_decode`: GPUs and the browser.)
         let chained = sampler.options().is_greedy() && matches!(&self.model, Model::Gpu(gpu) if gpu.context().variants().chained_decode);
-        let mut ahead = match &mut self.model {
-            Model::Gpu(gpu) if chained && self.cached.len() + 1 < context => Some(gpu.submit_chained_greedy()?),
-            _ => None,
-        };
+        let mut ahead = queue_chained(&mut self.model, chained && self.cached.len() + 1 < context)?;
         let finish = loop {
             let ended = if !req.ignore_eos && self.tokenizer.is_eog(next) {
                 Some(FinishReason::Stop)
@@ -235,15 +233,14 @@ impl Engine {
                 break reason;
             }
             self.cached.push(next);
-            next = match (ahead.take(), &mut self.model) {
-                (Some(in_flight), Model::Gpu(gpu)) => {
+            next = match ahead.take() {
+                Some(in_flight) => {
                     // The step on the token `in_flight` picks, queued before it is read.
-                    if self.cached.len() + 1 < context {
-                        ahead = Some(gpu.submit_chained_greedy()?);
-                    }
+                    ahead = queue_chained(&mut self.model, self.cached.len() + 1 < context)?;
+                    let Model::Gpu(gpu) = &self.model else { unreachable!("only the GPU backend chains") };
                     gpu.read_chained(in_flight).await?
                 }
-                _ => step(&mut self.model, &[next], &mut sampler, &self.cached).await?,
+                None => step(&mut self.model, &[next], &mut sampler, &self.cached).await?,
             };
         };
         if finish != FinishReason::Stop || !stops.stopped {
@@ -294,6 +291,15 @@ async fn step(model: &mut Model, tokens: &[u32], sampler: &mut Sampler, seen: &[
         model.forward_greedy(tokens).await
     } else {
         model.forward_sample(tokens, sampler, seen).await
+    }
+}
+
+/// With `on` (chained greedy decoding, room in the context), the GPU's
+/// step on the token its last forward picked, queued now.
+fn queue_chained(model: &mut Model, on: bool) -> Result<Option<ChainedToken>> {
+    match model {
+        Model::Gpu(gpu) if on => Ok(Some(gpu.submit_chained_greedy()?)),
+        _ => Ok(None),
     }
 }
 

@@ -64,7 +64,7 @@ impl Kernel {
 
     /// Kernels that decode quantized weights.
     pub fn reads_weights(self) -> bool {
-        matches!(self, Kernel::Embed | Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu)
+        self == Kernel::Embed || self.is_matmul()
     }
 
     fn source(self, variants: Variants) -> String {

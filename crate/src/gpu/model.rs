@@ -424,7 +424,11 @@ impl GpuModel {
 
     /// The token a chained step picked, once it is done.
     pub async fn read_chained(&self, step: ChainedToken) -> Result<u32> {
-        let id = gpu::read_staging::<u32>(&self.ctx, &self.chained_staging[step.slot], 1, step.submission).await?[0];
+        self.token(gpu::read_staging::<u32>(&self.ctx, &self.chained_staging[step.slot], 1, step.submission).await?[0])
+    }
+
+    /// `id` as argmax picked it: a token of the vocabulary, or garbage logits.
+    fn token(&self, id: u32) -> Result<u32> {
         if id as usize >= self.config.vocab_size {
             return Err(garbage());
         }
@@ -435,10 +439,7 @@ impl GpuModel {
     /// most likely next token (only 4 bytes are read back).
     pub async fn forward_greedy(&mut self, tokens: &[u32]) -> Result<u32> {
         let id = self.forward_picking(tokens, Pick::Argmax).await?;
-        if id as usize >= self.config.vocab_size {
-            return Err(garbage());
-        }
-        Ok(id)
+        self.token(id)
     }
 
     /// Runs `tokens` after the cached positions and returns the next token
@@ -536,13 +537,18 @@ impl GpuModel {
     /// advances the position. (Queue writes land before the next submit's
     /// commands and after every earlier submit's.)
     fn record_layers(&mut self, encoder: &mut wgpu::CommandEncoder, tokens: usize) {
-        let n = tokens as u32;
-        let pos0 = self.pos as u32;
+        self.write_steps(tokens);
+        program::encode(encoder, self.program_for(tokens), tokens as u32);
+        self.pos += tokens;
+    }
+
+    /// Writes the `Step`s of a forward of `tokens` tokens after the cached
+    /// positions: the layer program's and the head's (the last token only).
+    fn write_steps(&self, tokens: usize) {
+        let (n, pos0) = (tokens as u32, self.pos as u32);
         let queue = &self.ctx.queue;
         queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
         queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
-        program::encode(encoder, self.program_for(tokens), n);
-        self.pos += tokens;
     }
 
     /// The layer program a chunk of `tokens` tokens runs.
@@ -565,11 +571,9 @@ impl GpuModel {
     pub async fn profile_step(&self, tokens: usize, repeats: usize) -> Result<(Vec<KernelTime>, f64)> {
         let ids = vec![0u32; tokens];
         self.validate(&ids)?;
-        let (n, pos0) = (tokens as u32, self.pos as u32);
-        let queue = &self.ctx.queue;
-        queue.write_buffer(&self.step, 0, bytemuck::bytes_of(&Step { tokens: n, pos0, row0: 0, _pad: 0 }));
-        queue.write_buffer(&self.step_last, 0, bytemuck::bytes_of(&Step { tokens: 1, pos0: pos0 + n - 1, row0: n - 1, _pad: 0 }));
-        queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(&ids));
+        let n = tokens as u32;
+        self.write_steps(tokens);
+        self.ctx.queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(&ids));
         let head = if tokens == 1 { self.head.iter().chain([&self.argmax]).collect() } else { Vec::new() };
         let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
         self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once

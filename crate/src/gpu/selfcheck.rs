@@ -101,7 +101,7 @@ pub async fn run_all(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     }
     if ctx.variants().tiled_prefill_from > 0 && !ctx.variants().matmul_tiled {
         let tiled = ctx.with_variants(Variants { matmul_tiled: true, ..ctx.variants() });
-        for kernel in [Kernel::Matmul, Kernel::MatmulQkv, Kernel::MatmulSwiglu] {
+        for kernel in KERNELS.into_iter().filter(|k| k.is_matmul()) {
             let named = |c: KernelCheck| KernelCheck { case: format!("tiled: {}", c.case), ..c };
             checks.extend(run(&tiled, kernel).await?.into_iter().map(named));
         }
