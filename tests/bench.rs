@@ -101,6 +101,14 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     assert!((2 * layers + 1..=7 * layers + 1).contains(&matmul_dispatches), "{kernels:?}");
     assert!(kernels.iter().all(|k| k.us_per_token > 0.0 && !k.kernel.is_empty()), "{kernels:?}");
     assert!(step_us > 0.0);
+    // Each kernel's GPU time inside the pass, where the device writes timestamps between dispatches.
+    let in_pass = kernels.iter().map(|k| k.gpu_us_in_pass.filter(|us| *us >= 0.0)).collect::<Option<Vec<f64>>>();
+    assert_eq!(in_pass.is_some(), ctx_of(&engine).has_timestamps_in_passes(), "{kernels:?}");
+}
+
+fn ctx_of(engine: &Engine) -> &hearth_llm::gpu::GpuContext {
+    let Model::Gpu(model) = &engine.model else { unreachable!("a GPU engine") };
+    model.context()
 }
 
 /// The engine on `backend` after a 20-token prompt, the token it picked
@@ -133,6 +141,15 @@ fn prefill_profile_times_the_tiled_program() {
     // Every layer's four products, tiled; no head, no argmax.
     assert_eq!(tiled(&prefill), 4 * layers, "{prefill:?}");
     assert!(!prefill.iter().any(|k| k.kernel == "Argmax" || !k.kernel.contains("Tiled") && k.kernel.starts_with("Matmul")), "{prefill:?}");
+    if ctx.has_timestamps_in_passes() {
+        // Each dispatch's GPU time in the pass is its own: the combine of
+        // attention runs (a decode step's; nothing to do for a chunk) takes
+        // next to none of it, the products most.
+        let in_pass = |k: &hearth_llm::gpu::model::KernelTime| k.gpu_us_in_pass.expect("timestamps");
+        let combine = prefill.iter().find(|k| k.kernel == "AttentionCombine").map(in_pass).expect("the GPUs' variants split attention");
+        let products: f64 = prefill.iter().filter(|k| k.kernel.contains("Tiled<")).map(in_pass).sum();
+        assert!(combine < 0.05 * products, "{prefill:?}");
+    }
     let (decode, _) = block_on(model.profile_step(1, 2)).expect("profile");
     assert_eq!(tiled(&decode), 0, "{decode:?}");
     assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profiles leave the KV cache as it was");

@@ -87,7 +87,8 @@ pub async fn step_profile(engine: &mut Engine, cached: usize, tokens: usize, rep
     let crate::model::Model::Gpu(model) = &engine.model else { unreachable!("checked above") };
     let (kernels, step_us) = model.profile_step(tokens, repeats).await?;
     engine.reset();
-    Ok(Some(StepProfile { tokens, step_us, kernels }))
+    let gpu_step_us = kernels.iter().map(|k| k.gpu_us_in_pass).sum();
+    Ok(Some(StepProfile { tokens, step_us, gpu_step_us, kernels }))
 }
 
 /// A forward's time, whole and kernel by kernel.
@@ -97,6 +98,10 @@ pub struct StepProfile {
     pub tokens: usize,
     /// The whole forward (every dispatch in one pass), in microseconds.
     pub step_us: f64,
+    /// The whole forward's GPU time in its one pass, from timestamps
+    /// between dispatches, where the device has them (natively on most
+    /// GPUs): the sum of the kernels' `gpu_us_in_pass`.
+    pub gpu_step_us: Option<f64>,
     /// Each kernel's dispatches timed alone: their sum exceeds `step_us`
     /// where the adapter overlaps dispatches, falls short where caches
     /// stay warm across repeats.

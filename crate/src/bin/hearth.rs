@@ -478,17 +478,24 @@ fn score(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// A forward's profile as a table: each kernel's dispatches, time per forward and share of their sum.
+/// A forward's profile as a table: each kernel's dispatches, time per
+/// forward and share of their sum, alone and (where the GPU has timestamps
+/// between dispatches) inside the forward's one pass.
 fn print_profile(p: &hearth_llm::bench::StepProfile) {
     let sum: f64 = p.kernels.iter().map(|k| k.us_per_token).sum();
-    match p.tokens {
-        1 => println!("        decode step {:.0} µs in one pass; kernels alone:", p.step_us),
-        n => println!("        prefill of {n} tokens {:.0} µs in one pass; kernels alone:", p.step_us),
-    }
+    let what = match p.tokens {
+        1 => "decode step".to_string(),
+        n => format!("prefill of {n} tokens"),
+    };
+    let in_pass = p.gpu_step_us.map(|us| format!(", {us:.0} µs of GPU time")).unwrap_or_default();
+    println!("        {what} {:.0} µs in one pass{in_pass}; kernels alone{}:", p.step_us, if in_pass.is_empty() { "" } else { ", and in the pass" });
+    let share = |us: f64, of: f64| format!("{:>8.0} µs {:>5.1} %", us, 100.0 * us / of);
     for k in &p.kernels {
-        println!("        {:<28} {:>4} × {:>8.0} µs {:>5.1} %", k.kernel, k.dispatches, k.us_per_token, 100.0 * k.us_per_token / sum);
+        let gpu = p.gpu_step_us.zip(k.gpu_us_in_pass).map(|(of, us)| share(us, of)).unwrap_or_default();
+        println!("        {:<28} {:>4} × {}   {gpu}", k.kernel, k.dispatches, share(k.us_per_token, sum));
     }
-    println!("        {:<28} {:>4}   {:>8.0} µs", "sum", p.kernels.iter().map(|k| k.dispatches).sum::<usize>(), sum);
+    let gpu = p.gpu_step_us.map(|us| format!("{us:>8.0} µs")).unwrap_or_default();
+    println!("        {:<28} {:>4}   {:>8.0} µs           {gpu}", "sum", p.kernels.iter().map(|k| k.dispatches).sum::<usize>(), sum);
 }
 
 fn bench(args: BenchArgs) -> Result<()> {

@@ -26,6 +26,17 @@ pub struct AdapterReport {
     pub subgroup_sizes: Option<[u32; 2]>,
 }
 
+/// The features that let a pass write timestamps between its dispatches
+/// (for profiles), asked for natively where the adapter has them; none in
+/// the browser, where WebGPU offers timestamps only at a pass's ends.
+fn timestamps_in_passes() -> wgpu::Features {
+    if cfg!(target_arch = "wasm32") {
+        wgpu::Features::empty()
+    } else {
+        wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+    }
+}
+
 impl AdapterReport {
     /// Whether the device has subgroups, none of fewer than `lanes` lanes.
     pub fn has_subgroups_of(&self, lanes: u32) -> bool {
@@ -82,7 +93,7 @@ impl GpuContext {
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
-                required_features: features & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16),
+                required_features: features & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16 | timestamps_in_passes()),
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -164,6 +175,13 @@ impl GpuContext {
             sleep_ms(10).await;
         }
         fallback
+    }
+
+    /// Whether passes can write timestamps between dispatches (natively,
+    /// where the adapter can: `hearth bench --profile`'s GPU times).
+    pub fn has_timestamps_in_passes(&self) -> bool {
+        let wanted = timestamps_in_passes();
+        !wanted.is_empty() && self.device.features().contains(wanted)
     }
 
     /// The same device with kernels compiled as `variants`, so tests can

@@ -188,6 +188,12 @@ pub struct KernelTime {
     pub dispatches: usize,
     /// Their time per forward, each timed alone, in microseconds.
     pub us_per_token: f64,
+    /// Their time per forward inside the whole forward's one pass, from
+    /// GPU timestamps written between dispatches (the median over repeats
+    /// of each dispatch's, each from the end of the one before: its wait
+    /// behind the barrier included), where the device has them
+    /// (`GpuContext::has_timestamps_in_passes`).
+    pub gpu_us_in_pass: Option<f64>,
 }
 
 /// A chained decode step in flight (`GpuModel::submit_chained_greedy`).
@@ -577,19 +583,57 @@ impl GpuModel {
         let head = if tokens == 1 { self.head.iter().chain([&self.argmax]).collect() } else { Vec::new() };
         let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
         self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once
+        let in_pass = match self.ctx.has_timestamps_in_passes() {
+            true => Some(self.time_in_pass(&all, n, repeats).await?),
+            false => None,
+        };
         let mut kernels: Vec<KernelTime> = Vec::new();
-        for d in &all {
+        for (i, d) in all.iter().enumerate() {
             let us = self.time_dispatches(&[*d], n, repeats).await?;
+            let gpu_us = in_pass.as_ref().map(|t| t[i]);
             match kernels.iter_mut().find(|k| k.kernel == d.label) {
                 Some(k) => {
                     k.dispatches += 1;
                     k.us_per_token += us;
+                    k.gpu_us_in_pass = k.gpu_us_in_pass.zip(gpu_us).map(|(a, b)| a + b);
                 }
-                None => kernels.push(KernelTime { kernel: d.label.clone(), dispatches: 1, us_per_token: us }),
+                None => kernels.push(KernelTime { kernel: d.label.clone(), dispatches: 1, us_per_token: us, gpu_us_in_pass: gpu_us }),
             }
         }
         let step_us = self.time_dispatches(&all, n, repeats).await?;
         Ok((kernels, step_us))
+    }
+
+    /// Each of `dispatches`' GPU time in microseconds inside one pass of
+    /// them all (for `tokens` tokens), from timestamps written between them:
+    /// the median over up to `repeats` passes.
+    async fn time_in_pass(&self, dispatches: &[&Dispatch], tokens: u32, repeats: usize) -> Result<Vec<f64>> {
+        let per_pass = dispatches.len() as u32 + 1;
+        let passes = (repeats as u32).clamp(1, wgpu::QUERY_SET_MAX_QUERIES / per_pass);
+        let queries = passes * per_pass;
+        let set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: queries });
+        let resolved = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile.timestamps"),
+            size: u64::from(queries) * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
+        for p in 0..passes {
+            program::encode_with_timestamps(&mut encoder, dispatches.iter().copied(), tokens, Some((&set, p * per_pass)));
+        }
+        encoder.resolve_query_set(&set, 0..queries, &resolved, 0);
+        let ticks: Vec<u64> = gpu::submit_and_read(&self.ctx, encoder, &resolved, queries as usize).await?;
+        let us_per_tick = f64::from(self.ctx.queue.get_timestamp_period()) / 1e3;
+        Ok((0..dispatches.len())
+            .map(|i| {
+                let mut times: Vec<f64> = (0..passes as usize)
+                    .map(|p| ticks[p * per_pass as usize + i + 1].wrapping_sub(ticks[p * per_pass as usize + i]) as f64 * us_per_tick)
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                times[times.len() / 2]
+            })
+            .collect())
     }
 
     /// Microseconds `dispatches` take for `tokens` tokens, recorded `repeats` times in one submit, per time.

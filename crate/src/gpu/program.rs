@@ -91,14 +91,33 @@ impl Dispatch {
 
 /// Records `dispatches` in order into one compute pass, for `tokens` tokens.
 pub fn encode<'a>(encoder: &mut wgpu::CommandEncoder, dispatches: impl IntoIterator<Item = &'a Dispatch>, tokens: u32) {
+    encode_with_timestamps(encoder, dispatches, tokens, None);
+}
+
+/// As [`encode`], and where `timestamps` is given (a query set and a first
+/// query index q; the device needs `Features::TIMESTAMP_QUERY_INSIDE_PASSES`)
+/// writes a timestamp at q before the first dispatch and at q + i + 1
+/// after dispatch i (also after one that has nothing to do for `tokens`,
+/// so the indices stay those of `dispatches`).
+pub fn encode_with_timestamps<'a>(
+    encoder: &mut wgpu::CommandEncoder,
+    dispatches: impl IntoIterator<Item = &'a Dispatch>,
+    tokens: u32,
+    timestamps: Option<(&wgpu::QuerySet, u32)>,
+) {
     let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
-    for d in dispatches {
+    if let Some((set, q)) = timestamps {
+        pass.write_timestamp(set, q);
+    }
+    for (i, d) in dispatches.into_iter().enumerate() {
         let [x, y, z] = d.grid.groups(tokens);
-        if x * y * z == 0 {
-            continue;
+        if x * y * z > 0 {
+            pass.set_pipeline(&d.pipeline);
+            pass.set_bind_group(0, &d.bind_group, &[]);
+            pass.dispatch_workgroups(x, y, z);
         }
-        pass.set_pipeline(&d.pipeline);
-        pass.set_bind_group(0, &d.bind_group, &[]);
-        pass.dispatch_workgroups(x, y, z);
+        if let Some((set, q)) = timestamps {
+            pass.write_timestamp(set, q + i as u32 + 1);
+        }
     }
 }
