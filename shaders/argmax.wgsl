@@ -15,6 +15,7 @@ struct Shape {
 }
 
 const WG: u32 = 256u;
+const RUN: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> shape: Shape;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -27,10 +28,21 @@ var<workgroup> best_index: array<u32, WG>;
 fn main(@builtin(local_invocation_index) lid: u32) {
     var value = -3.4e38;
     var index = 0xffffffffu;
-    for (var i = lid; i < shape.n; i += WG) {
-        if (logits[i] > value) { // strided ascending: the first maximum wins
-            value = logits[i];
-            index = i;
+    // Runs of RUN neighbouring logits per thread, the run's loads issued
+    // together (clamped in bounds; those past n never win), then compared
+    // in ascending order, so a thread has RUN loads in flight rather than
+    // one. (Walking one logit at a time, the kernel took 52 µs of an H200's
+    // decode step for 49 152 logits, as long as a layer's four products.)
+    for (var base = RUN * lid; base < shape.n; base += RUN * WG) {
+        var run: array<f32, RUN>;
+        for (var j = 0u; j < RUN; j++) {
+            run[j] = logits[min(base + j, shape.n - 1u)];
+        }
+        for (var j = 0u; j < RUN; j++) {
+            if (base + j < shape.n && run[j] > value) { // ascending: the first maximum wins
+                value = run[j];
+                index = base + j;
+            }
         }
     }
     best_value[lid] = value;
