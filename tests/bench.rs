@@ -81,6 +81,19 @@ fn bandwidth_probe_reads_every_byte() {
     assert!(bytes_per_second > 1e6, "{bytes_per_second}");
 }
 
+/// The dispatch floor runs every one of its adds (the first submit's sum
+/// is checked inside), times them, and refuses an empty pass.
+#[test]
+fn dispatch_floor_runs_every_add() {
+    let Some(ctx) = gpu() else { return };
+    let floor = block_on(hearth_llm::bench::dispatch_floor(&ctx, 37, 2)).expect("floor");
+    assert_eq!(floor.dispatches, 37);
+    assert!(floor.wall_us > 0.0, "{floor:?}");
+    assert_eq!(floor.gpu_us.is_some_and(|us| us >= 0.0), ctx.has_timestamps_in_passes(), "{floor:?}");
+    let refused = block_on(hearth_llm::bench::dispatch_floor(&ctx, 0, 2));
+    assert!(matches!(refused, Err(hearth_llm::error::HearthError::InvalidArgument(_))), "{refused:?}");
+}
+
 /// `hearth bench --profile`: a decode step timed kernel by kernel names
 /// every kernel of the step, as often as the model has it, and leaves the
 /// model as it was: the next token is the one it would have been.

@@ -155,6 +155,57 @@ pub async fn read_bandwidth(ctx: &GpuContext, bytes: usize, repeats: usize) -> R
     Ok((words * 4) as f64 / fastest)
 }
 
+/// What a dispatch costs on the device whatever its work: `count`
+/// dispatches of a 4-value `x += y` (shaders/add.wgsl) in one pass, each
+/// behind the one before (they write the same buffer, so a barrier
+/// separates each), after a first submit whose result is checked
+/// (x = count · y).
+pub async fn dispatch_floor(ctx: &GpuContext, count: usize, repeats: usize) -> Result<DispatchFloor> {
+    if count == 0 || repeats == 0 {
+        return Err(HearthError::InvalidArgument("the dispatch floor needs at least one dispatch and one repeat".into()));
+    }
+    let y = [1.0f32, 2.0, 3.0, 4.0];
+    let step = gpu::uniform_from(ctx, "floor.step", &Step { tokens: 1, ..Default::default() });
+    let x = gpu::storage_zeroed(ctx, "floor.x", y.len())?;
+    let y_buf = gpu::storage_from(ctx, "floor.y", &y);
+    let staging = gpu::staging::<f32>(ctx, "floor.staging", y.len());
+    let add = ops::add(ctx, &step, &x, &y_buf, y.len());
+    let all = vec![&add; count];
+    let mut fastest = f64::INFINITY;
+    for run in 0..=repeats {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        program::encode(&mut encoder, all.iter().copied(), 1);
+        let start = Instant::now();
+        let got: Vec<f32> = gpu::submit_and_read_via(ctx, encoder, &x, &staging, y.len()).await?;
+        if run > 0 {
+            fastest = fastest.min(start.elapsed().as_secs_f64());
+        } else if got.iter().zip(y).any(|(&g, v)| g != count as f32 * v) {
+            return Err(HearthError::Gpu(format!("the dispatch floor's {count} adds gave {got:?}, not {count} × {y:?}")));
+        }
+    }
+    let gpu_us = match ctx.has_timestamps_in_passes() {
+        true => {
+            let mut times = program::gpu_times_in_pass(ctx, &all, 1, repeats).await?;
+            times.sort_by(f64::total_cmp);
+            Some(times[times.len() / 2])
+        }
+        false => None,
+    };
+    Ok(DispatchFloor { dispatches: count, wall_us: fastest * 1e6 / count as f64, gpu_us })
+}
+
+/// [`dispatch_floor`]'s figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct DispatchFloor {
+    /// Dispatches in the pass.
+    pub dispatches: usize,
+    /// The pass's time from submit to read-back (the fastest), per dispatch, in microseconds.
+    pub wall_us: f64,
+    /// The median dispatch's GPU time in the pass, from timestamps written
+    /// between them, where the device has them (as `KernelTime::gpu_us_in_pass`).
+    pub gpu_us: Option<f64>,
+}
+
 /// The CPU's streaming-read bandwidth in bytes per second over the thread
 /// pool: every thread XORs its share of a `bytes`-byte buffer (8 bytes at a
 /// time, the compiler vectorises it); the fastest of `repeats` timed runs

@@ -519,9 +519,18 @@ fn bench(args: BenchArgs) -> Result<()> {
         Backend::Cpu => (backend.describe(), "cpu".to_string()),
     };
     let weight_bytes = engine.model.weight_bytes();
+    // What one dispatch costs here whatever its work (profiles only).
+    let floor = match &backend {
+        Backend::Gpu(ctx) if args.profile => Some(block_on(hearth_llm::bench::dispatch_floor(ctx, 200, 5))?),
+        _ => None,
+    };
     if !args.json {
         println!("{adapter} ({api}); load {load_ms:.0} ms; model memory {:.1} MiB (weights {:.1} MiB); read bandwidth {:.2} GB/s",
             engine.model.memory_bytes() as f64 / 1048576.0, weight_bytes as f64 / 1048576.0, bandwidth / 1e9);
+        if let Some(f) = &floor {
+            let gpu = f.gpu_us.map(|us| format!(", {us:.1} µs of GPU time each in the pass")).unwrap_or_default();
+            println!("dispatch floor: {} 4-value adds one behind the other in one pass, {:.1} µs each from submit to read-back{gpu}", f.dispatches, f.wall_us);
+        }
         println!("{:>7} {:>5} {:>9} {:>13} {:>12} {:>9}", "prompt", "gen", "ttft ms", "prefill tok/s", "decode tok/s", "roofline");
     }
     for &prompt_tokens in &args.prompt_tokens {
@@ -541,6 +550,7 @@ fn bench(args: BenchArgs) -> Result<()> {
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth / 1e9, "read_gbs": bandwidth / 1e9,
                 "weight_bytes_per_token": weight_bytes, "roofline_fraction": roofline,
                 "repeats": args.repeats, "sampler": sampler, "decode_profile": decode_profile, "prefill_profile": prefill_profile,
+                "dispatch_floor": floor,
             }));
         } else {
             println!("{:>7} {:>5} {:>9.0} {:>13.1} {:>12.1} {:>9.3}", f.prompt_tokens, f.gen_tokens, f.ttft_ms, f.prefill_tok_s, f.decode_tok_s, roofline);

@@ -584,7 +584,7 @@ impl GpuModel {
         let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
         self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once
         let in_pass = match self.ctx.has_timestamps_in_passes() {
-            true => Some(self.time_in_pass(&all, n, repeats).await?),
+            true => Some(program::gpu_times_in_pass(&self.ctx, &all, n, repeats).await?),
             false => None,
         };
         let mut kernels: Vec<KernelTime> = Vec::new();
@@ -602,38 +602,6 @@ impl GpuModel {
         }
         let step_us = self.time_dispatches(&all, n, repeats).await?;
         Ok((kernels, step_us))
-    }
-
-    /// Each of `dispatches`' GPU time in microseconds inside one pass of
-    /// them all (for `tokens` tokens), from timestamps written between them:
-    /// the median over up to `repeats` passes.
-    async fn time_in_pass(&self, dispatches: &[&Dispatch], tokens: u32, repeats: usize) -> Result<Vec<f64>> {
-        let per_pass = dispatches.len() as u32 + 1;
-        let passes = (repeats as u32).clamp(1, wgpu::QUERY_SET_MAX_QUERIES / per_pass);
-        let queries = passes * per_pass;
-        let set = self.ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: queries });
-        let resolved = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("profile.timestamps"),
-            size: u64::from(queries) * 8,
-            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.ctx.device.create_command_encoder(&Default::default());
-        for p in 0..passes {
-            program::encode_with_timestamps(&mut encoder, dispatches.iter().copied(), tokens, Some((&set, p * per_pass)));
-        }
-        encoder.resolve_query_set(&set, 0..queries, &resolved, 0);
-        let ticks: Vec<u64> = gpu::submit_and_read(&self.ctx, encoder, &resolved, queries as usize).await?;
-        let us_per_tick = f64::from(self.ctx.queue.get_timestamp_period()) / 1e3;
-        Ok((0..dispatches.len())
-            .map(|i| {
-                let mut times: Vec<f64> = (0..passes as usize)
-                    .map(|p| ticks[p * per_pass as usize + i + 1].wrapping_sub(ticks[p * per_pass as usize + i]) as f64 * us_per_tick)
-                    .collect();
-                times.sort_by(f64::total_cmp);
-                times[times.len() / 2]
-            })
-            .collect())
     }
 
     /// Microseconds `dispatches` take for `tokens` tokens, recorded `repeats` times in one submit, per time.

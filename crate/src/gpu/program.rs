@@ -5,6 +5,7 @@
 //! changes between forwards, written once before each submit.
 
 use super::{grid_2d, GpuContext};
+use crate::error::Result;
 use std::sync::Arc;
 
 /// The per-forward uniform every kernel binds at slot 1 (shaders/step.wgsl).
@@ -120,4 +121,38 @@ pub fn encode_with_timestamps<'a>(
             pass.write_timestamp(set, q + i as u32 + 1);
         }
     }
+}
+
+/// Each of `dispatches`' GPU time in microseconds inside one pass of them
+/// all (for `tokens` tokens), from timestamps written between them (the
+/// device needs `GpuContext::has_timestamps_in_passes`): the median over up
+/// to `repeats` passes, each dispatch's from the end of the one before (its
+/// wait behind the barrier included).
+pub async fn gpu_times_in_pass(ctx: &GpuContext, dispatches: &[&Dispatch], tokens: u32, repeats: usize) -> Result<Vec<f64>> {
+    let per_pass = dispatches.len() as u32 + 1;
+    let passes = (repeats as u32).clamp(1, wgpu::QUERY_SET_MAX_QUERIES / per_pass);
+    let queries = passes * per_pass;
+    let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: queries });
+    let resolved = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("profile.timestamps"),
+        size: u64::from(queries) * 8,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    for p in 0..passes {
+        encode_with_timestamps(&mut encoder, dispatches.iter().copied(), tokens, Some((&set, p * per_pass)));
+    }
+    encoder.resolve_query_set(&set, 0..queries, &resolved, 0);
+    let ticks: Vec<u64> = super::submit_and_read(ctx, encoder, &resolved, queries as usize).await?;
+    let us_per_tick = f64::from(ctx.queue.get_timestamp_period()) / 1e3;
+    let per_pass = per_pass as usize;
+    Ok((0..dispatches.len())
+        .map(|i| {
+            let mut times: Vec<f64> =
+                (0..passes as usize).map(|p| ticks[p * per_pass + i + 1].wrapping_sub(ticks[p * per_pass + i]) as f64 * us_per_tick).collect();
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        })
+        .collect())
 }
