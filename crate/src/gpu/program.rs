@@ -5,7 +5,7 @@
 //! changes between forwards, written once before each submit.
 
 use super::{grid_2d, GpuContext};
-use crate::error::Result;
+use crate::error::{HearthError, Result};
 use std::sync::Arc;
 
 /// The per-forward uniform every kernel binds at slot 1 (shaders/step.wgsl).
@@ -130,6 +130,9 @@ pub fn encode_with_timestamps<'a>(
 /// wait behind the barrier included).
 pub async fn gpu_times_in_pass(ctx: &GpuContext, dispatches: &[&Dispatch], tokens: u32, repeats: usize) -> Result<Vec<f64>> {
     let per_pass = dispatches.len() as u32 + 1;
+    if per_pass > wgpu::QUERY_SET_MAX_QUERIES {
+        return Err(HearthError::InvalidArgument(format!("{} dispatches are more than one query set can time", dispatches.len())));
+    }
     let passes = (repeats as u32).clamp(1, wgpu::QUERY_SET_MAX_QUERIES / per_pass);
     let queries = passes * per_pass;
     let set = ctx.device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("profile"), ty: wgpu::QueryType::Timestamp, count: queries });
