@@ -100,7 +100,7 @@ fn dispatch_floor_runs_every_add() {
 #[test]
 fn decode_profile_times_every_kernel_and_changes_nothing() {
     let Some(ctx) = gpu() else { return };
-    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx)) else { return };
+    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx.clone())) else { return };
     let Model::Gpu(model) = &engine.model else { unreachable!() };
     let (kernels, step_us) = block_on(model.profile_step(1, 2)).expect("profile");
     assert_eq!(engine.model.position(), 20, "the profile adds no position");
@@ -116,12 +116,7 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     assert!(step_us > 0.0);
     // Each kernel's GPU time inside the pass, where the device writes timestamps between dispatches.
     let in_pass = kernels.iter().map(|k| k.gpu_us_in_pass.filter(|us| *us >= 0.0)).collect::<Option<Vec<f64>>>();
-    assert_eq!(in_pass.is_some(), ctx_of(&engine).has_timestamps_in_passes(), "{kernels:?}");
-}
-
-fn ctx_of(engine: &Engine) -> &hearth_llm::gpu::GpuContext {
-    let Model::Gpu(model) = &engine.model else { unreachable!("a GPU engine") };
-    model.context()
+    assert_eq!(in_pass.is_some(), ctx.has_timestamps_in_passes(), "{kernels:?}");
 }
 
 /// The engine on `backend` after a 20-token prompt, the token it picked

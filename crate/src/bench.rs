@@ -39,7 +39,7 @@ pub fn prompt_ids(engine: &Engine, n: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
@@ -183,14 +183,7 @@ pub async fn dispatch_floor(ctx: &GpuContext, count: usize, repeats: usize) -> R
             return Err(HearthError::Gpu(format!("the dispatch floor's {count} adds gave {got:?}, not {count} × {y:?}")));
         }
     }
-    let gpu_us = match ctx.has_timestamps_in_passes() {
-        true => {
-            let mut times = program::gpu_times_in_pass(ctx, &all, 1, repeats).await?;
-            times.sort_by(f64::total_cmp);
-            Some(times[times.len() / 2])
-        }
-        false => None,
-    };
+    let gpu_us = if ctx.has_timestamps_in_passes() { Some(median(program::gpu_times_in_pass(ctx, &all, 1, repeats).await?)) } else { None };
     Ok(DispatchFloor { dispatches: count, wall_us: fastest * 1e6 / count as f64, gpu_us })
 }
 

@@ -488,7 +488,8 @@ fn print_profile(p: &hearth_llm::bench::StepProfile) {
         n => format!("prefill of {n} tokens"),
     };
     let in_pass = p.gpu_step_us.map(|us| format!(", {us:.0} µs of GPU time")).unwrap_or_default();
-    println!("        {what} {:.0} µs in one pass{in_pass}; kernels alone{}:", p.step_us, if in_pass.is_empty() { "" } else { ", and in the pass" });
+    let and_in_pass = if p.gpu_step_us.is_some() { ", and in the pass" } else { "" };
+    println!("        {what} {:.0} µs in one pass{in_pass}; kernels alone{and_in_pass}:", p.step_us);
     let share = |us: f64, of: f64| format!("{:>8.0} µs {:>5.1} %", us, 100.0 * us / of);
     for k in &p.kernels {
         let gpu = p.gpu_step_us.zip(k.gpu_us_in_pass).map(|(of, us)| share(us, of)).unwrap_or_default();

@@ -583,10 +583,7 @@ impl GpuModel {
         let head = if tokens == 1 { self.head.iter().chain([&self.argmax]).collect() } else { Vec::new() };
         let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
         self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once
-        let in_pass = match self.ctx.has_timestamps_in_passes() {
-            true => Some(program::gpu_times_in_pass(&self.ctx, &all, n, repeats).await?),
-            false => None,
-        };
+        let in_pass = if self.ctx.has_timestamps_in_passes() { Some(program::gpu_times_in_pass(&self.ctx, &all, n, repeats).await?) } else { None };
         let mut kernels: Vec<KernelTime> = Vec::new();
         for (i, d) in all.iter().enumerate() {
             let us = self.time_dispatches(&[*d], n, repeats).await?;

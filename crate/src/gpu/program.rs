@@ -150,12 +150,6 @@ pub async fn gpu_times_in_pass(ctx: &GpuContext, dispatches: &[&Dispatch], token
     let ticks: Vec<u64> = super::submit_and_read(ctx, encoder, &resolved, queries as usize).await?;
     let us_per_tick = f64::from(ctx.queue.get_timestamp_period()) / 1e3;
     let per_pass = per_pass as usize;
-    Ok((0..dispatches.len())
-        .map(|i| {
-            let mut times: Vec<f64> =
-                (0..passes as usize).map(|p| ticks[p * per_pass + i + 1].wrapping_sub(ticks[p * per_pass + i]) as f64 * us_per_tick).collect();
-            times.sort_by(f64::total_cmp);
-            times[times.len() / 2]
-        })
-        .collect())
+    let pass_time = |i: usize, p: usize| ticks[p * per_pass + i + 1].wrapping_sub(ticks[p * per_pass + i]) as f64 * us_per_tick;
+    Ok((0..dispatches.len()).map(|i| crate::bench::median((0..passes as usize).map(|p| pass_time(i, p)).collect())).collect())
 }
