@@ -1,6 +1,6 @@
 // The browser benchmark: hearth in headless Chromium (WebGPU; SwiftShader on
 // machines without a GPU), driven by Playwright.
-//   node bench/browser.mjs [--prompt-tokens 128,512] [--gen-tokens 128] [--repeats 1]
+//   node bench/browser.mjs [--prompt-tokens 128,512] [--gen-tokens 128] [--repeats 1] [--profile]
 // Prints one JSON object per prompt length with the native benchmark's keys
 // (adapter, prompt_tokens, gen_tokens, load_ms, ttft_ms, prefill_tok_s,
 // decode_tok_s, gpu_bytes, weight_bytes, read_bandwidth_gb_s,
@@ -10,6 +10,9 @@
 // shrinks) and the engine's wasm + JS size, raw and gzipped.
 // Speed runs use the wasm engine directly (exact prompt lengths, greedy,
 // end-of-generation ignored): one warm-up, then the median of --repeats runs.
+// --profile also prints to stderr, as `hearth bench --profile` does, the
+// dispatch floor and where a decode step after each prompt and the prompt's
+// first chunk spend their time, kernel by kernel (engine.profileStep).
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -74,6 +77,17 @@ async function packageLoadInPage(context) {
 const WLLAMA = path.join(ROOT, '.cache/peers/wllama/node_modules/@wllama/wllama/esm');
 const session = await startSession({ '/bench/': path.join(ROOT, 'bench/pages'), '/peers/wllama/': WLLAMA });
 
+/** A profile (engine.profileStep's) as `hearth bench --profile` prints it, to stderr. */
+function printProfile(p) {
+  const what = p.tokens === 1 ? 'decode step' : `prefill of ${p.tokens} tokens`;
+  console.error(`        ${what} ${Math.round(p.step_us)} µs in one pass; kernels alone:`);
+  const sum = p.kernels.reduce((a, k) => a + k.us_per_token, 0);
+  for (const k of p.kernels) {
+    const share = ((100 * k.us_per_token) / sum).toFixed(1);
+    console.error(`        ${k.kernel.padEnd(28)} ${String(k.dispatches).padStart(4)} × ${String(Math.round(k.us_per_token)).padStart(9)} µs ${share.padStart(5)} %`);
+  }
+}
+
 /** The peer, wllama, on the same GGUF with `threads` CPU threads; one row per prompt (prompt_n from its own tokenizer). */
 async function wllama(prompts, threads) {
   const page = await session.open('bench/wllama.html');
@@ -115,6 +129,10 @@ try {
   const state = await page.evaluate(() => window.engineState);
   if (!state.ok) throw new Error(state.message);
   const bandwidth = await page.evaluate(async () => (await window.hearth.Gpu.create()).readBandwidth(64 << 20, 9));
+  if (process.argv.includes('--profile')) {
+    const floor = await page.evaluate(async () => (await window.hearth.Gpu.create()).dispatchFloor(200, 5));
+    console.error(`dispatch floor: ${floor.dispatches} 4-value adds one behind the other in one pass, ${floor.wall_us.toFixed(1)} µs each from submit to read-back`);
+  }
   const weightBytes = await page.evaluate(() => window.engine.weightBytes());
   const sizes = engineSize();
   const promptTexts = [];
@@ -135,6 +153,13 @@ try {
       return results;
     }, { text, promptTokens, genTokens, repeats });
     const decode = median(runs, 'decode_tok_s');
+    if (process.argv.includes('--profile')) {
+      const profiles = await page.evaluate(async ({ promptTokens }) => {
+        const chunk = Math.min(promptTokens, 128); // the engine's default max_batch
+        return [await window.engine.profileStep(promptTokens, 1, 10), await window.engine.profileStep(0, chunk, 3)];
+      }, { promptTokens });
+      profiles.forEach(printProfile);
+    }
     promptTexts.push(await page.evaluate(() => window.lastPromptText));
     console.log(JSON.stringify({
       adapter: state.browserAdapter, backend: 'WebGPU (Chromium)', prompt_tokens: promptTokens, gen_tokens: genTokens,

@@ -6,6 +6,7 @@ mod common;
 
 use common::{default_model_bytes, gpu};
 use hearth_llm::engine::Engine;
+use hearth_llm::error::HearthError;
 use hearth_llm::model::{Backend, Model, ModelOptions};
 use pollster::block_on;
 use serde_json::Value;
@@ -117,6 +118,28 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     // Each kernel's GPU time inside the pass, where the device writes timestamps between dispatches.
     let in_pass = kernels.iter().map(|k| k.gpu_us_in_pass.filter(|us| *us >= 0.0)).collect::<Option<Vec<f64>>>();
     assert_eq!(in_pass.is_some(), ctx.has_timestamps_in_passes(), "{kernels:?}");
+}
+
+/// A profile of no tokens, of more than a chunk (`max_batch`), past the
+/// context or with repeats out of range is a typed error that leaves the
+/// model as it was.
+#[test]
+fn a_profile_of_a_bad_size_is_refused() {
+    let Some(ctx) = gpu() else { return };
+    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx)) else { return };
+    let Model::Gpu(model) = &engine.model else { unreachable!() };
+    for (tokens, repeats) in [(0, 2), (17, 2), (1, 0), (1, hearth_llm::gpu::model::MAX_PROFILE_REPEATS + 1)] {
+        match block_on(model.profile_step(tokens, repeats)) {
+            Err(HearthError::InvalidArgument(m)) => assert!(m.contains("max_batch") || m.contains("no tokens"), "{m}"),
+            other => panic!("{tokens} tokens, {repeats} repeats: {:?}", other.map(|(k, _)| k)),
+        }
+    }
+    // 50 cached positions and 16 more exceed the 64-position context.
+    assert!(matches!(block_on(hearth_llm::bench::step_profile(&mut engine, 50, 16, 2)), Err(HearthError::ContextFull { .. })));
+    engine.reset();
+    let prompt = hearth_llm::bench::prompt_ids(&engine, 20).unwrap();
+    assert_eq!(block_on(engine.model.forward_greedy(&prompt)).unwrap(), first);
+    assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want);
 }
 
 /// The engine on `backend` after a 20-token prompt, the token it picked

@@ -89,6 +89,17 @@ impl Gpu {
         })
     }
 
+    /// What one dispatch costs on this device whatever its work (as `hearth
+    /// bench --profile` prints it): `count` dependent 4-value adds in one
+    /// pass, the fastest of `repeats` runs after a checked one.
+    /// Resolves to `{dispatches, wall_us, gpu_us}` (`gpu_us` null: WebGPU
+    /// has no timestamps inside passes).
+    #[wasm_bindgen(js_name = dispatchFloor, unchecked_return_type = "Promise<{dispatches: number, wall_us: number, gpu_us: number | null}>")]
+    pub fn dispatch_floor(&self, count: usize, repeats: usize) -> js_sys::Promise {
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::future_to_promise(async move { to_js(&crate::bench::dispatch_floor(&ctx, count, repeats).await?) })
+    }
+
     /// Runs every kernel against the CPU reference on seeded inputs (the
     /// checks of `tests/gpu_kernels.rs`) and resolves to one entry per check.
     /// A mismatch is an entry with `passed: false` and the first failing index
@@ -398,6 +409,23 @@ impl WasmEngine {
             let mut engine = inner.try_borrow_mut().map_err(|_| busy())?;
             let logits = engine.forward_logits(&ids).await?;
             Ok(js_sys::Float32Array::from(logits.as_slice()).into())
+        })
+    }
+
+    /// Where a forward's time goes on this GPU, kernel by kernel (what
+    /// `hearth bench --profile` prints natively): after a prompt of `cached`
+    /// tokens, a forward of `tokens` tokens (1: a decode step) timed whole
+    /// and each kernel's dispatches alone, `repeats` times in one submit
+    /// each. Forgets the cached conversation (it resets before and after).
+    /// Resolves to `{tokens, step_us, gpu_step_us, kernels: [{kernel,
+    /// dispatches, us_per_token, gpu_us_in_pass}]}`, or null on the CPU backend.
+    #[wasm_bindgen(js_name = profileStep)]
+    #[allow(clippy::await_holding_refcell_ref)] // held on purpose: a second call meanwhile is refused as busy
+    pub fn profile_step(&self, cached: usize, tokens: usize, repeats: usize) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        wasm_bindgen_futures::future_to_promise(async move {
+            let mut engine = inner.try_borrow_mut().map_err(|_| busy())?;
+            to_js(&crate::bench::step_profile(&mut engine, cached, tokens, repeats).await?)
         })
     }
 

@@ -187,3 +187,34 @@ test('seeded sampling runs in the browser and repeats itself', async (t) => {
   assert.equal(got[0].length, 3);
   assert.deepEqual(got[1], got[0]);
 });
+
+test('profileStep times every kernel of a decode step and a prompt chunk, then the engine works as before', async (t) => {
+  if (!(await engineReady(t))) return;
+  const story = cases.find((c) => c.id === 'raw_story') ?? cases[0];
+  const got = await page.evaluate(async ({ promptIds }) => {
+    const engine = window.engine;
+    const decode = await engine.profileStep(16, 1, 2);
+    const prefill = await engine.profileStep(0, 8, 1);
+    const refused = await engine.profileStep(0, 100_000, 1).then(() => 'resolved', (e) => `${e instanceof Error}: ${e.message}`);
+    const floor = await (await window.hearth.Gpu.create()).dispatchFloor(20, 2);
+    // profileStep forgets the conversation: a fresh prompt gives the fresh answer.
+    const ids = (await engine.generate(new Uint32Array(promptIds), { max_tokens: 2, ignore_eos: true }, null)).ids;
+    return { decode, prefill, refused, floor, ids, layers: engine.config().n_layers };
+  }, { promptIds: story.prompt_ids });
+  const line = (p) => p.kernels.map((k) => `${k.kernel} ${k.dispatches}× ${Math.round(k.us_per_token)} µs`).join(', ');
+  t.diagnostic(`decode step ${Math.round(got.decode.step_us)} µs: ${line(got.decode)}`);
+  t.diagnostic(`dispatch floor ${got.floor.wall_us.toFixed(1)} µs`);
+  const count = (p, name) => p.kernels.find((k) => k.kernel === name)?.dispatches ?? 0;
+  assert.equal(got.decode.tokens, 1);
+  assert.deepEqual([count(got.decode, 'Attention'), count(got.decode, 'Argmax')], [got.layers, 1], line(got.decode));
+  assert.equal(got.prefill.tokens, 8);
+  assert.equal(count(got.prefill, 'Argmax'), 0, line(got.prefill)); // a chunk has no head
+  for (const p of [got.decode, got.prefill]) {
+    assert.ok(p.step_us > 0 && p.kernels.every((k) => k.us_per_token > 0), line(p));
+    assert.equal(p.gpu_step_us, null); // WebGPU has no timestamps inside passes
+  }
+  assert.match(got.refused, /^true: .*max_batch/);
+  assert.equal(got.floor.dispatches, 20);
+  assert.ok(got.floor.wall_us > 0 && got.floor.gpu_us === null, JSON.stringify(got.floor));
+  assert.deepEqual(got.ids, story.generated_ids.slice(0, 2));
+});

@@ -573,8 +573,16 @@ impl GpuModel {
     /// `repeats` times in one submit, then all of them the same way. Per
     /// kernel label (kernel and weight type), in program order: its
     /// dispatches and their time per forward; and the whole forward's time.
-    /// The KV cache's positions are left as they were.
+    /// The KV cache's positions are left as they were. More tokens than
+    /// `max_batch`, none, or repeats outside 1..=MAX_PROFILE_REPEATS are an
+    /// invalid argument.
     pub async fn profile_step(&self, tokens: usize, repeats: usize) -> Result<(Vec<KernelTime>, f64)> {
+        let max_batch = self.options.max_batch;
+        if tokens > max_batch || !(1..=MAX_PROFILE_REPEATS).contains(&repeats) {
+            return Err(HearthError::InvalidArgument(format!(
+                "a profiled forward takes at most {max_batch} tokens (the model's max_batch) and 1 to {MAX_PROFILE_REPEATS} repeats, not {tokens} and {repeats}"
+            )));
+        }
         let ids = vec![0u32; tokens];
         self.validate(&ids)?;
         let n = tokens as u32;
@@ -616,6 +624,10 @@ impl GpuModel {
         validate_tokens(tokens, self.pos, &self.config, &self.options)
     }
 }
+
+/// The most repeats [`GpuModel::profile_step`] takes (each kernel's are
+/// recorded into one command buffer).
+pub const MAX_PROFILE_REPEATS: usize = 1000;
 
 fn garbage() -> HearthError {
     HearthError::Gpu("the logits hold no finite maximum (NaN): the GPU computed garbage".into())
