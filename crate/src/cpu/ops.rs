@@ -42,25 +42,36 @@ pub struct Heads {
 /// out = softmax(q · Kᵀ / √head_dim) · V over positions 0..=pos0 + t of the
 /// caches (rows of kv_heads × head_dim).
 ///
-/// A prompt's rows are done in tasks of a few neighbouring tokens × the
-/// query heads that share one KV head (`Rows`), each block of keys and
-/// values read once for all of them while it is in L1: with one task per
-/// (token, head), every row streamed its KV head's whole cache from L3 on
-/// its own (at a 2 000-token prompt, 40 % of the prefill). A decode step's
-/// rows are one task each, so that every thread gets some.
+/// The rows are done in tasks of a few neighbouring tokens × the query
+/// heads that share one KV head, each block of keys and values read once
+/// for all of them while it is in L1: with one task per (token, head),
+/// every row streamed its KV head's whole cache on its own (at a 2 000-token
+/// prompt, 40 % of the prefill; after one, 60 % of a decode step). A decode
+/// step has few rows, so its keys are split into runs too, a task each,
+/// whose partial softmaxes are then added up (as the GPUs' flash-decoding).
 pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &Heads, out: &mut [f32]) {
     let Heads { heads, kv_heads, head_dim } = *shape;
     let (group, kv_dim) = (heads / kv_heads, kv_heads * head_dim);
     let scale = 1.0 / (head_dim as f32).sqrt();
     let tokens = out.len() / (heads * head_dim);
-    // Tokens per task: about ROWS_PER_TASK rows (a decode step: one row).
-    let block = if tokens == 1 { 1 } else { (ROWS_PER_TASK / group).max(1) };
-    let (groups, per_task) = if tokens == 1 { (heads, 1) } else { (kv_heads, group) };
-    let mut tasks: Vec<Vec<Row<'_>>> = (0..tokens.div_ceil(block) * groups).map(|_| Vec::with_capacity(block * per_task)).collect();
-    for (i, o) in out.chunks_mut(head_dim).enumerate() {
-        let (t, h) = (i / heads, i % heads);
-        let head = Head { q: &q[i * head_dim..(i + 1) * head_dim], keys, values, kv: (h / group) * head_dim, kv_dim, keys_seen: pos0 + t + 1, scale };
-        tasks[(t / block) * groups + h / per_task].push((head, o));
+    // Tokens per task: about ROWS_PER_TASK rows.
+    let block = (ROWS_PER_TASK / group).max(1);
+    let positions = pos0 + tokens;
+    let runs = if tokens == 1 { positions.div_ceil(KEYS_PER_RUN).clamp(1, MAX_RUNS) } else { 1 };
+    // (Whole blocks of keys, so that every run starts on a multiple of 8.)
+    let run_keys = positions.div_ceil(runs).next_multiple_of(KEY_BLOCK);
+    // Each row's partial softmax per run: (max score, Σ weights, Σ weights · values).
+    let slot = head_dim + 2;
+    let mut partials = vec![0f32; tokens * heads * runs * slot];
+    let mut tasks: Vec<Vec<Row<'_>>> = (0..tokens.div_ceil(block) * kv_heads * runs).map(|_| Vec::with_capacity(block * group)).collect();
+    for (i, partial) in partials.chunks_mut(slot).enumerate() {
+        let (row, run) = (i / runs, i % runs);
+        let (t, h) = (row / heads, row % heads);
+        let first = run * run_keys;
+        let end = (first + run_keys).min(pos0 + t + 1).max(first);
+        let q = &q[row * head_dim..(row + 1) * head_dim];
+        let head = Head { q, keys, values, kv: (h / group) * head_dim, kv_dim, first, end, scale };
+        tasks[((t / block) * kv_heads + h / group) * runs + run].push((head, partial));
     }
     team::for_each(tasks, |mut rows| {
         let scratch = &mut Scratch::default();
@@ -72,6 +83,21 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
         }
         attend::<false>(&mut rows, scratch);
     });
+    // out = Σ_runs e^(m - M) · sums / Σ_runs e^(m - M) · l, M the largest m.
+    for (o, parts) in out.chunks_mut(head_dim).zip(partials.chunks(runs * slot)) {
+        let max = parts.chunks(slot).fold(f32::NEG_INFINITY, |m, p| m.max(p[0]));
+        o.fill(0.0);
+        let mut denominator = 0.0;
+        for p in parts.chunks(slot).filter(|p| p[1] > 0.0) {
+            let w = exp(p[0] - max);
+            denominator += p[1] * w;
+            for (o, &sum) in o.iter_mut().zip(&p[2..]) {
+                *o += w * sum;
+            }
+        }
+        let inv = 1.0 / denominator;
+        o.iter_mut().for_each(|o| *o *= inv);
+    }
 }
 
 /// Rows of query (token, head) pairs per task of a prompt's attention.
@@ -81,66 +107,64 @@ const ROWS_PER_TASK: usize = 16;
 /// 16 KiB each in f32) stay in L1 while every row of the task uses them.
 const KEY_BLOCK: usize = 64;
 
-/// Dimensions of the attention's output summed at once (`attend`):
-/// 32 f32 are four AVX2 registers, or eight wasm SIMD ones.
+/// A decode step's keys per run, about, and its most runs.
+const KEYS_PER_RUN: usize = 128;
+const MAX_RUNS: usize = 16;
+
+/// Dimensions of the attention's output summed at once (`Head::add_values`
+/// without AVX2): 32 f32 are eight wasm SIMD registers.
 const VALUE_DIMS: usize = 32;
 
-/// One (token, head) row of `attention` and where its output goes.
+/// One (token, head) row of `attention` over one run of keys, and where
+/// its partial softmax goes (max, Σ weights, then head_dim sums).
 type Row<'a> = (Head<'a>, &'a mut [f32]);
 
 /// A task's working memory: each row's scores (then softmax weights),
-/// `stride` apart, its sums of weighted values and 1 / Σ weights.
+/// `stride` apart.
 #[derive(Default)]
 struct Scratch {
     scores: Vec<f32>,
-    sums: Vec<f32>,
-    inv: Vec<f32>,
 }
 
-/// The attention of `rows`, all of one KV head: out = softmax(q · Kᵀ ·
-/// scale) · V over each row's first `keys_seen` positions, in blocks of
-/// keys (AVX2: called by `attend_avx2`, which has the CPU's word for it).
-/// Each row's arithmetic, and its order, is the same whatever the rows
-/// around it.
+/// The attention of `rows`, all of one KV head and one run of keys
+/// (starting at the same `first`), in blocks of keys: each row's maximum
+/// score, Σ e^(score - max) and Σ e^(score - max) · value (AVX2: called by
+/// `attend_avx2`, which has the CPU's word for it). Each row's arithmetic,
+/// and its order, is the same whatever the rows around it.
 #[inline(always)]
 fn attend<const AVX2: bool>(rows: &mut [Row<'_>], scratch: &mut Scratch) {
-    let Some(d) = rows.first().map(|(head, _)| head.q.len()) else { return };
-    let stride = rows.iter().map(|(head, _)| head.keys_seen).max().unwrap_or(0);
-    let Scratch { scores, sums, inv } = scratch;
+    let Some(first) = rows.first().map(|(head, _)| head.first) else { return };
+    let stride = rows.iter().map(|(head, _)| head.end - first).max().unwrap_or(0);
+    let scores = &mut scratch.scores;
     scores.resize(rows.len() * stride, 0.0);
-    sums.clear();
-    sums.resize(rows.len() * d, 0.0);
+    let blocks = || (first..first + stride).step_by(KEY_BLOCK).map(move |start| start..(start + KEY_BLOCK).min(first + stride));
     // The scores, a block of keys at a time for every row.
-    for start in (0..stride).step_by(KEY_BLOCK) {
+    for block in blocks() {
         for (r, (head, _)) in rows.iter().enumerate() {
-            let end = (start + KEY_BLOCK).min(head.keys_seen);
-            if start < end {
-                head.score::<AVX2>(&mut scores[r * stride..], start..end);
+            let keys = block.start..block.end.min(head.end);
+            if !keys.is_empty() {
+                head.score::<AVX2>(&mut scores[r * stride..], keys);
             }
         }
     }
     // Each row's softmax weights, unnormalised.
-    inv.clear();
-    for (r, (head, _)) in rows.iter().enumerate() {
-        let row = &mut scores[r * stride..][..head.keys_seen];
+    for (r, (head, partial)) in rows.iter_mut().enumerate() {
+        let row = &mut scores[r * stride..][..head.end - first];
         let max = simd::max_f32(row);
         for s in row.iter_mut() {
             *s = exp(*s - max);
         }
-        inv.push(1.0 / simd::sum_f32(row));
+        partial[0] = max;
+        partial[1] = simd::sum_f32(row);
+        partial[2..].fill(0.0);
     }
     // The weighted values, a block of keys at a time for every row.
-    for start in (0..stride).step_by(KEY_BLOCK) {
-        for (r, (head, _)) in rows.iter().enumerate() {
-            let end = (start + KEY_BLOCK).min(head.keys_seen);
-            if start < end {
-                head.add_values::<AVX2>(&scores[r * stride..], start..end, &mut sums[r * d..][..d]);
+    for block in blocks() {
+        for (r, (head, partial)) in rows.iter_mut().enumerate() {
+            let keys = block.start..block.end.min(head.end);
+            if !keys.is_empty() {
+                head.add_values::<AVX2>(&scores[r * stride..], keys, &mut partial[2..]);
             }
-        }
-    }
-    for (r, (_, out)) in rows.iter_mut().enumerate() {
-        for (o, &sum) in out.iter_mut().zip(&sums[r * d..][..d]) {
-            *o = sum * inv[r];
         }
     }
 }
@@ -160,35 +184,38 @@ struct Head<'a> {
     /// Offset of the head's KV head in a cache row of `kv_dim` values.
     kv: usize,
     kv_dim: usize,
-    keys_seen: usize,
+    /// The keys of this row's run: `first .. end` (a multiple of 8, and at
+    /// most the position of the row's token + 1).
+    first: usize,
+    end: usize,
     scale: f32,
 }
 
 impl Head<'_> {
-    /// scores[s] = q · key s · scale for the keys in `keys` (a block of
-    /// `attend`: it starts at a multiple of 8). Keys in whole eights of all
-    /// this row's keys are scored eight at a time (AVX2), the rest one by one.
+    /// scores[s - first] = q · key s · scale for the keys in `keys` (a
+    /// block of `attend`: it starts at a multiple of 8). Keys in whole
+    /// eights are scored eight at a time (AVX2), the rest one by one.
     #[inline(always)]
     fn score<const AVX2: bool>(&self, scores: &mut [f32], keys: std::ops::Range<usize>) {
         #[allow(unused_mut)] // (only x86-64 scores some keys by eights)
-        let mut first = keys.start;
+        let mut rest = keys.start;
         #[cfg(target_arch = "x86_64")]
         if AVX2 && self.q.len().is_multiple_of(8) {
-            let eights = keys.start..keys.end.min(self.keys_seen / 8 * 8);
+            let eights = keys.start..keys.start + (keys.end - keys.start) / 8 * 8;
             if !eights.is_empty() {
                 // SAFETY: AVX2 is true only in attend_avx2, reached when the CPU has AVX2 and FMA.
                 unsafe { self.scores_by_eights_avx2(scores, eights.clone()) };
-                first = eights.end;
+                rest = eights.end;
             }
         }
         // A plain loop, so that it is compiled with attend_avx2's features
         // (an iterator's `fold` is a function of its own, built for SSE2).
-        for (s, score) in scores[..keys.end].iter_mut().enumerate().skip(first) {
-            *score = simd::dot_f32(self.q, &self.keys[self.row(s)]) * self.scale;
+        for s in rest..keys.end {
+            scores[s - self.first] = simd::dot_f32(self.q, &self.keys[self.row(s)]) * self.scale;
         }
     }
 
-    /// sums += Σ weights[s] · value s over the keys in `keys`, VALUE_DIMS
+    /// sums += Σ weights[s - first] · value s over the keys in `keys`, VALUE_DIMS
     /// dimensions at a time: their sums are a fixed-size array, which stays
     /// in registers over the block's keys.
     #[inline(always)]
@@ -204,7 +231,7 @@ impl Head<'_> {
         for (c, out) in (&mut dims).enumerate() {
             let mut acc: [f32; VALUE_DIMS] = out.try_into().expect("a chunk of VALUE_DIMS");
             for s in keys.clone() {
-                let (p, v) = (weights[s], &self.values[self.row(s)][c * VALUE_DIMS..][..VALUE_DIMS]);
+                let (p, v) = (weights[s - self.first], &self.values[self.row(s)][c * VALUE_DIMS..][..VALUE_DIMS]);
                 for k in 0..VALUE_DIMS {
                     acc[k] += p * v[k];
                 }
@@ -215,7 +242,7 @@ impl Head<'_> {
         let first = d - tail.len();
         for s in keys {
             for (o, &v) in tail.iter_mut().zip(&self.values[self.row(s)][first..]) {
-                *o += weights[s] * v;
+                *o += weights[s - self.first] * v;
             }
         }
     }
@@ -243,7 +270,7 @@ impl Head<'_> {
     #[inline]
     unsafe fn add_values_ymm<const N: usize>(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32], first: usize) {
         use core::arch::x86_64::*;
-        assert!(sums.len() == 8 * N && first + 8 * N <= self.q.len() && keys.end <= weights.len());
+        assert!(sums.len() == 8 * N && first + 8 * N <= self.q.len() && keys.start >= self.first && keys.end - self.first <= weights.len());
         // SAFETY (loads and stores): sums holds 8N values; each value row
         // (`row(s)`, in bounds of the cache) holds q.len() >= first + 8N.
         let mut acc = [_mm256_setzero_ps(); N];
@@ -251,7 +278,7 @@ impl Head<'_> {
             *a = _mm256_loadu_ps(sums.as_ptr().add(8 * j));
         }
         for s in keys {
-            let p = _mm256_set1_ps(*weights.get_unchecked(s));
+            let p = _mm256_set1_ps(*weights.get_unchecked(s - self.first));
             let v = self.values[self.row(s)].as_ptr().add(first);
             for (j, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * j)), *a);
@@ -301,9 +328,9 @@ impl Head<'_> {
             let low = _mm256_permute2f128_ps(first, last, 0x20);
             let high = _mm256_permute2f128_ps(first, last, 0x31);
             let sums = _mm256_mul_ps(_mm256_add_ps(low, high), _mm256_set1_ps(self.scale));
-            // SAFETY: e + 8 <= keys.end <= scores.len().
-            assert!(e + 8 <= scores.len());
-            _mm256_storeu_ps(scores.as_mut_ptr().add(e), sums);
+            // SAFETY: checked here (the loads' rows are slices, checked above).
+            assert!(e >= self.first && e + 8 - self.first <= scores.len());
+            _mm256_storeu_ps(scores.as_mut_ptr().add(e - self.first), sums);
         }
     }
 }
@@ -375,11 +402,12 @@ mod tests {
     #[test]
     fn attention_matches_the_oracle() {
         // A few positions, then several hundred (many blocks of keys, the
-        // last one partial); one token (a task per row) and prompts of
-        // several tasks per KV head (13 and 40 tokens), whose rows see
-        // different numbers of keys; head sizes in whole eights (the scores'
-        // SIMD lanes) and not.
-        for (pos0, tokens) in [(3, 2), (549, 3), (130, 1), (0, 13), (61, 40)] {
+        // last one partial); decode steps, whose keys are split into runs
+        // (2 runs; 9; 16 of 192 keys, the last five past the keys, empty);
+        // prompts of several tasks per KV head (13 and 40 tokens), whose
+        // rows see different numbers of keys; head sizes in whole eights
+        // (the scores' SIMD lanes) and not.
+        for (pos0, tokens) in [(3, 2), (549, 3), (130, 1), (1100, 1), (2048, 1), (0, 13), (61, 40)] {
             check_attention(pos0, tokens, Heads { heads: 6, kv_heads: 2, head_dim: 8 });
             check_attention(pos0, tokens, Heads { heads: 4, kv_heads: 1, head_dim: 20 });
             // Values summed 64 (AVX2) or 32 dimensions at a time, and the rest.
