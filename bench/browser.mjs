@@ -28,6 +28,7 @@ const arg = (name, fallback) => {
 const promptLengths = arg('--prompt-tokens', '128,512').split(',').map(Number);
 const genTokens = Number(arg('--gen-tokens', 128));
 const repeats = Number(arg('--repeats', 1));
+const profile = process.argv.includes('--profile');
 const text = fs.readFileSync(path.join(ROOT, '..', 'shared', 'fixtures', 'ppl_text.txt'), 'utf8');
 
 /** The median of `key` over `runs`. */
@@ -129,7 +130,7 @@ try {
   const state = await page.evaluate(() => window.engineState);
   if (!state.ok) throw new Error(state.message);
   const bandwidth = await page.evaluate(async () => (await window.hearth.Gpu.create()).readBandwidth(64 << 20, 9));
-  if (process.argv.includes('--profile')) {
+  if (profile) {
     const floor = await page.evaluate(async () => (await window.hearth.Gpu.create()).dispatchFloor(200, 5));
     console.error(`dispatch floor: ${floor.dispatches} 4-value adds one behind the other in one pass, ${floor.wall_us.toFixed(1)} µs each from submit to read-back`);
   }
@@ -153,7 +154,7 @@ try {
       return results;
     }, { text, promptTokens, genTokens, repeats });
     const decode = median(runs, 'decode_tok_s');
-    if (process.argv.includes('--profile')) {
+    if (profile) {
       const profiles = await page.evaluate(async ({ promptTokens }) => {
         const chunk = Math.min(promptTokens, 128); // the engine's default max_batch
         return [await window.engine.profileStep(promptTokens, 1, 10), await window.engine.profileStep(0, chunk, 3)];

@@ -74,14 +74,13 @@ pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &H
         tasks[((t / block) * kv_heads + h / group) * runs + run].push((head, partial));
     }
     team::for_each(tasks, |mut rows| {
-        let scratch = &mut Scratch::default();
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { attend_avx2(&mut rows, scratch) };
+            unsafe { attend_avx2(&mut rows) };
             return;
         }
-        attend::<false>(&mut rows, scratch);
+        attend::<false>(&mut rows);
     });
     // out = Σ_runs e^(m - M) · sums / Σ_runs e^(m - M) · l, M the largest m.
     for (o, parts) in out.chunks_mut(head_dim).zip(partials.chunks(runs * slot)) {
@@ -119,24 +118,17 @@ const VALUE_DIMS: usize = 32;
 /// its partial softmax goes (max, Σ weights, then head_dim sums).
 type Row<'a> = (Head<'a>, &'a mut [f32]);
 
-/// A task's working memory: each row's scores (then softmax weights),
-/// `stride` apart.
-#[derive(Default)]
-struct Scratch {
-    scores: Vec<f32>,
-}
-
 /// The attention of `rows`, all of one KV head and one run of keys
 /// (starting at the same `first`), in blocks of keys: each row's maximum
 /// score, Σ e^(score - max) and Σ e^(score - max) · value (AVX2: called by
 /// `attend_avx2`, which has the CPU's word for it). Each row's arithmetic,
 /// and its order, is the same whatever the rows around it.
 #[inline(always)]
-fn attend<const AVX2: bool>(rows: &mut [Row<'_>], scratch: &mut Scratch) {
+fn attend<const AVX2: bool>(rows: &mut [Row<'_>]) {
     let Some(first) = rows.first().map(|(head, _)| head.first) else { return };
     let stride = rows.iter().map(|(head, _)| head.end - first).max().unwrap_or(0);
-    let scores = &mut scratch.scores;
-    scores.resize(rows.len() * stride, 0.0);
+    // Each row's scores (then softmax weights), `stride` apart.
+    let mut scores = vec![0f32; rows.len() * stride];
     let blocks = || (first..first + stride).step_by(KEY_BLOCK).map(move |start| start..(start + KEY_BLOCK).min(first + stride));
     // The scores, a block of keys at a time for every row.
     for block in blocks() {
@@ -172,8 +164,8 @@ fn attend<const AVX2: bool>(rows: &mut [Row<'_>], scratch: &mut Scratch) {
 /// `attend` compiled for AVX2 and FMA (its loops widened to 8 lanes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(rows: &mut [Row<'_>], scratch: &mut Scratch) {
-    attend::<true>(rows, scratch)
+unsafe fn attend_avx2(rows: &mut [Row<'_>]) {
+    attend::<true>(rows)
 }
 
 /// One (token, head) row of `attention`: its query and its KV head's cache.
@@ -255,31 +247,31 @@ impl Head<'_> {
     unsafe fn add_values_avx2(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32]) {
         let d = self.q.len();
         let whole = d / 64 * 64;
-        for c in (0..whole).step_by(64) {
-            self.add_values_ymm::<8>(weights, keys.clone(), &mut sums[c..c + 64], c);
+        for dim0 in (0..whole).step_by(64) {
+            self.add_values_ymm::<8>(weights, keys.clone(), &mut sums[dim0..dim0 + 64], dim0);
         }
-        for c in (whole..d).step_by(8) {
-            self.add_values_ymm::<1>(weights, keys.clone(), &mut sums[c..c + 8], c);
+        for dim0 in (whole..d).step_by(8) {
+            self.add_values_ymm::<1>(weights, keys.clone(), &mut sums[dim0..dim0 + 8], dim0);
         }
     }
 
-    /// sums (N · 8 values) += Σ weights[s] · value s's dimensions
-    /// `first ..` over `keys`, the sums kept in N registers.
+    /// sums (N · 8 values) += Σ weights[s - first] · value s's dimensions
+    /// `dim0 ..` over `keys`, the sums kept in N registers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn add_values_ymm<const N: usize>(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32], first: usize) {
+    unsafe fn add_values_ymm<const N: usize>(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32], dim0: usize) {
         use core::arch::x86_64::*;
-        assert!(sums.len() == 8 * N && first + 8 * N <= self.q.len() && keys.start >= self.first && keys.end - self.first <= weights.len());
+        assert!(sums.len() == 8 * N && dim0 + 8 * N <= self.q.len() && keys.start >= self.first && keys.end - self.first <= weights.len());
         // SAFETY (loads and stores): sums holds 8N values; each value row
-        // (`row(s)`, in bounds of the cache) holds q.len() >= first + 8N.
+        // (`row(s)`, in bounds of the cache) holds q.len() >= dim0 + 8N.
         let mut acc = [_mm256_setzero_ps(); N];
         for (j, a) in acc.iter_mut().enumerate() {
             *a = _mm256_loadu_ps(sums.as_ptr().add(8 * j));
         }
         for s in keys {
             let p = _mm256_set1_ps(*weights.get_unchecked(s - self.first));
-            let v = self.values[self.row(s)].as_ptr().add(first);
+            let v = self.values[self.row(s)].as_ptr().add(dim0);
             for (j, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * j)), *a);
             }
@@ -307,6 +299,8 @@ impl Head<'_> {
     unsafe fn scores_by_eights_avx2(&self, scores: &mut [f32], keys: std::ops::Range<usize>) {
         use core::arch::x86_64::*;
         let d = self.q.len();
+        // (For the stores: every eight lies in scores, from key `first` on.)
+        assert!(keys.start >= self.first && keys.end - self.first <= scores.len() && (keys.end - keys.start).is_multiple_of(8));
         for e in keys.step_by(8) {
             let mut rows: [&[f32]; 8] = [&[]; 8];
             for k in 0..8 {
@@ -328,8 +322,7 @@ impl Head<'_> {
             let low = _mm256_permute2f128_ps(first, last, 0x20);
             let high = _mm256_permute2f128_ps(first, last, 0x31);
             let sums = _mm256_mul_ps(_mm256_add_ps(low, high), _mm256_set1_ps(self.scale));
-            // SAFETY: checked here (the loads' rows are slices, checked above).
-            assert!(e >= self.first && e + 8 - self.first <= scores.len());
+            // SAFETY: e - first + 8 <= scores.len(), asserted above (the loads' rows are checked slices).
             _mm256_storeu_ps(scores.as_mut_ptr().add(e - self.first), sums);
         }
     }
