@@ -202,4 +202,8 @@ fn json_round_trip_gives_the_same_ids() {
         assert_eq!(back.encode(text, false).unwrap(), tokenizer.encode(text, false).unwrap(), "{text:?}");
     }
     assert_eq!(back.eog_ids(), tokenizer.eog_ids());
+    // Read (the typed BPE read) into the very tokenizer the `tokenizers`
+    // crate's own reading of the document gives: written back, the same JSON.
+    let by_the_crate: tokenizers::Tokenizer = json.parse().unwrap();
+    assert_eq!(back.to_json().unwrap(), by_the_crate.to_string(false).unwrap());
 }
