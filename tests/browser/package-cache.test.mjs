@@ -203,3 +203,44 @@ test('shards are hashed on a worker beside the upload, and on the loading thread
   assert.ok(got.worker.transferred && got.worker.sameBytes, `the bytes went to the worker and came back whole: ${JSON.stringify(got.worker)}`);
   assert.deepEqual(got.inline, { hex: got.want, kept: true });
 });
+
+test('a warm load reads and hashes the cached shards on the hashing worker, and on the loading thread where no worker can start', { timeout: 180_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing) || !(await requireWebGPU(page, t))) return;
+  const first = await load();
+  assert.equal(first.ok, true, first.message);
+  const got = await page.evaluate(async (base) => {
+    // In this page (worker: false), every read of the cache made here is seen.
+    const realMatch = Cache.prototype.match;
+    const readHere = [];
+    Cache.prototype.match = function (request, options) {
+      readHere.push(String(request.url ?? request).split('/').at(-1));
+      return realMatch.call(this, request, options);
+    };
+    const warmLoad = async () => {
+      readHere.length = 0;
+      const engine = await hearth.createEngine({ model: base, backend: 'webgpu', worker: false, context: 64 });
+      const reply = await engine.completions.create({ prompt: 'The capital of France is', max_tokens: 4, temperature: 0 });
+      const result = { cachedBytes: engine.info.cachedBytes, text: reply.choices[0].text, readHere: [...readHere].sort() };
+      await engine.unload();
+      return result;
+    };
+    const RealWorker = globalThis.Worker;
+    try {
+      const onWorker = await warmLoad();
+      // A page whose policy refuses the worker: the constructor throws.
+      globalThis.Worker = class { constructor() { throw new DOMException('refused', 'SecurityError'); } };
+      const here = await warmLoad();
+      return { onWorker, here };
+    } finally {
+      globalThis.Worker = RealWorker;
+      Cache.prototype.match = realMatch;
+    }
+  }, new URL(COPY, session.url).href);
+  t.diagnostic(JSON.stringify(got));
+  for (const [name, run] of Object.entries(got)) {
+    assert.equal(run.cachedBytes, manifest.total_bytes, `${name}: everything came from the cache`);
+  }
+  assert.equal(got.here.text, got.onWorker.text, 'the same model either way');
+  assert.deepEqual(got.onWorker.readHere, ['manifest.json', 'tokenizer.json'], 'no shard was read on the loading thread');
+  assert.deepEqual(got.here.readHere, ['manifest.json', ...shardFiles(), 'tokenizer.json'].sort(), 'without a worker, every file is read here');
+});

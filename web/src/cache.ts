@@ -6,17 +6,13 @@
  * @module
  */
 
+import { SHA256_HEADER } from './hash.js';
 import { packageBaseUrl, packageFileUrl, validateManifest, type Manifest } from './manifest.js';
 
 /** The Cache API cache the package stores model files in. */
 export const DEFAULT_CACHE_NAME = 'hearth-models-v1';
 
-/**
- * The header a cached file carries with the sha256 the manifest gave it when
- * it was stored, so that a file the package has since replaced is told apart
- * from a corrupt one.
- */
-export const SHA256_HEADER = 'X-Hearth-Sha256';
+export { SHA256_HEADER };
 
 /** A model package found in the cache (see {@link listCachedModels}). */
 export interface CachedModel {
@@ -44,20 +40,24 @@ function pageUrl(): string | undefined {
  * missing (an insecure context) or fails, reads miss and writes warn.
  */
 export class ModelCache {
-  private constructor(private readonly cache: Cache | null) {}
+  private constructor(
+    private readonly cache: Cache | null,
+    /** The cache's name; null when caching is off or unavailable. */
+    readonly name: string | null,
+  ) {}
 
   /** Opens cache `name` (null `name`: caching off). */
   static async open(name: string | null = DEFAULT_CACHE_NAME): Promise<ModelCache> {
-    if (name === null) return new ModelCache(null);
+    if (name === null) return new ModelCache(null, null);
     if (typeof caches === 'undefined') {
       console.warn('hearth-llm: the Cache API is not available here (an insecure context?); the model will not be cached');
-      return new ModelCache(null);
+      return new ModelCache(null, null);
     }
     try {
-      return new ModelCache(await caches.open(name));
+      return new ModelCache(await caches.open(name), name);
     } catch (e) {
       console.warn(`hearth-llm: cannot open cache ${name}; the model will not be cached:`, e);
-      return new ModelCache(null);
+      return new ModelCache(null, null);
     }
   }
 

@@ -59,12 +59,12 @@ export { sha256Hex };
  * its URL. Resolves to the bytes to use from then on (`bytes` itself may be
  * detached: it went to the hashing worker and back).
  */
-async function verify(entry: ManifestFile, bytes: Uint8Array, url: string, isShard: boolean, where: string, hasher: Hasher): Promise<Uint8Array> {
+async function verify(entry: ManifestFile, file: { bytes: Uint8Array; hex?: string }, url: string, isShard: boolean, where: string, hasher: Hasher): Promise<Uint8Array> {
   const fields = { url, ...(isShard ? { shard: entry.file } : {}) };
-  if (bytes.byteLength !== entry.bytes) {
-    throw new HearthError('integrity', `${entry.file} (${where}): ${bytes.byteLength} bytes, the manifest says ${entry.bytes}`, fields);
+  if (file.bytes.byteLength !== entry.bytes) {
+    throw new HearthError('integrity', `${entry.file} (${where}): ${file.bytes.byteLength} bytes, the manifest says ${entry.bytes}`, fields);
   }
-  const { hex, bytes: verified } = await hasher.hash(bytes);
+  const { hex, bytes: verified } = file.hex === undefined ? await hasher.hash(file.bytes) : { hex: file.hex, bytes: file.bytes };
   if (hex !== entry.sha256) {
     throw new HearthError('integrity', `${entry.file} (${where}): sha256 ${hex} does not match the manifest's ${entry.sha256}`, fields);
   }
@@ -112,6 +112,25 @@ function parseManifest(text: string, url: string): { manifest: Manifest; text: s
 }
 
 /**
+ * The cached copy of a package file, unverified (with its hash when it was
+ * read on the hashing worker). Shards are read on the worker, so that the
+ * reads go on while this thread parses the tokenizer (the tokenizer itself
+ * is read here: the parse waits for it, and the worker may not have started).
+ */
+async function readCached(entry: ManifestFile, url: string, isShard: boolean, cache: ModelCache, hasher: Hasher): Promise<{ bytes: Uint8Array; hex?: string } | 'missing' | 'stale'> {
+  if (cache.name === null) return 'missing';
+  if (isShard) {
+    const read = await hasher.readCached({ cache: cache.name, url, sha256: entry.sha256 });
+    if (read !== undefined) return read;
+  }
+  const response = await cache.get(url);
+  if (!response) return 'missing';
+  const storedFor = response.headers.get(SHA256_HEADER);
+  if (storedFor !== null && storedFor !== entry.sha256) return 'stale';
+  return { bytes: new Uint8Array(await response.arrayBuffer()) };
+}
+
+/**
  * One file of the package, verified: from the cache when it is there, else
  * downloaded (and then cached). A cached copy that fails verification is
  * evicted and the load fails with an `integrity` error (the next load
@@ -127,23 +146,20 @@ async function obtainFile(
   hasher: Hasher,
 ): Promise<Uint8Array> {
   const url = packageFileUrl(options.baseUrl, entry.file);
-  const cached = await cache.get(url);
-  if (cached) {
-    const storedFor = cached.headers.get(SHA256_HEADER);
-    if (storedFor !== null && storedFor !== entry.sha256) {
-      await cache.delete(url); // an older version of the file: not corruption
-    } else {
-      let bytes: Uint8Array = new Uint8Array(await cached.arrayBuffer());
-      try {
-        bytes = await verify(entry, bytes, url, isShard, 'cached copy', hasher);
-      } catch (e) {
-        await cache.delete(url);
-        throw new HearthError('integrity', `${(e as Error).message}; it was removed from the cache and will be downloaded again on the next load`,
-          { url, ...(isShard ? { shard: entry.file } : {}) });
-      }
-      progress.fileDone(entry.file, entry.bytes, true);
-      return bytes;
+  const cached = await readCached(entry, url, isShard, cache, hasher);
+  if (cached === 'stale') {
+    await cache.delete(url); // an older version of the file: not corruption
+  } else if (cached !== 'missing') {
+    let bytes: Uint8Array;
+    try {
+      bytes = await verify(entry, cached, url, isShard, 'cached copy', hasher);
+    } catch (e) {
+      await cache.delete(url);
+      throw new HearthError('integrity', `${(e as Error).message}; it was removed from the cache and will be downloaded again on the next load`,
+        { url, ...(isShard ? { shard: entry.file } : {}) });
     }
+    progress.fileDone(entry.file, entry.bytes, true);
+    return bytes;
   }
   let bytes: Uint8Array;
   try {
@@ -159,7 +175,7 @@ async function obtainFile(
   } catch (e) {
     throw isShard ? namingShard(e, entry.file) : e;
   }
-  bytes = await verify(entry, bytes, url, isShard, 'download', hasher);
+  bytes = await verify(entry, { bytes }, url, isShard, 'download', hasher);
   await cache.put(url, bytes, entry.sha256);
   progress.fileDone(entry.file, entry.bytes, false);
   return bytes;
@@ -171,6 +187,23 @@ async function obtainFile(
  * Progress goes to `options.onProgress`; failures are {@link HearthError}s.
  */
 export async function loadModel<E>(
+  options: LoaderOptions,
+  createSink: (manifestJson: string, tokenizerJson: string) => Promise<ShardSink<E>>,
+): Promise<LoadedModel<E>> {
+  // The hashing worker starts first. A worker's messages wait in this
+  // thread until this thread has seen it start, and the tokenizer's parse
+  // (in createSink) blocks this thread: started late, the worker would get
+  // its shard reads only after the parse, instead of during it.
+  const hasher = new Hasher();
+  try {
+    return await loadWith(hasher, options, createSink);
+  } finally {
+    hasher.close();
+  }
+}
+
+async function loadWith<E>(
+  hasher: Hasher,
   options: LoaderOptions,
   createSink: (manifestJson: string, tokenizerJson: string) => Promise<ShardSink<E>>,
 ): Promise<LoadedModel<E>> {
@@ -197,7 +230,6 @@ export async function loadModel<E>(
   const inner: LoaderOptions = { ...options, signal: stop.signal };
 
   let sink: ShardSink<E> | undefined;
-  const hasher = new Hasher();
   try {
     const tokenizer = await obtainFile(manifest.tokenizer, false, inner, cache, progress, hasher);
     // The GPU device opens while the shards download.
@@ -259,7 +291,6 @@ export async function loadModel<E>(
     throw toHearthError(e);
   } finally {
     options.signal?.removeEventListener('abort', onOuterAbort);
-    hasher.close();
     sink?.free();
   }
 }
