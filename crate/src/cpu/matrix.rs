@@ -90,6 +90,33 @@ fn half_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+// The repack goes a row per call: a browser cannot switch a running wasm
+// call to optimised code, so one call over a whole matrix (the 30 MB
+// embedding) would run start to end in its baseline code; a function called
+// per row is optimised after a few rows (see gpu::weights::pack_row).
+
+/// Appends a row of Q4_0 or Q4_1 blocks (`per_block` bytes each): quants,
+/// scales and minimums (Q4_0's is -8 × scale).
+#[inline(never)]
+fn push_q4_row(row: &[u8], per_block: usize, q4_1: bool, quants: &mut Vec<[u8; 16]>, d: &mut Vec<f32>, m: &mut Vec<f32>) {
+    for b in row.chunks_exact(per_block) {
+        let scale = half_at(b, 0);
+        let (min, qs) = if q4_1 { (half_at(b, 2), &b[4..20]) } else { (-8.0 * scale, &b[2..18]) };
+        quants.push(qs.try_into().expect("16 bytes"));
+        d.push(scale);
+        m.push(min);
+    }
+}
+
+/// Appends a row of Q8_0 blocks: quants and scales.
+#[inline(never)]
+fn push_q8_row(row: &[u8], quants: &mut Vec<[i8; 32]>, d: &mut Vec<f32>) {
+    for b in row.chunks_exact(34) {
+        d.push(half_at(b, 0));
+        quants.push(std::array::from_fn(|i| b[2 + i] as i8));
+    }
+}
+
 impl CpuMatrix {
     /// Repacks a 2-D tensor as stored.
     pub fn new(name: &str, t: &RawTensor<'_>) -> Result<Self> {
@@ -108,24 +135,20 @@ impl CpuMatrix {
             TensorType::Q4_0 | TensorType::Q4_1 => {
                 let per_block = block_bytes.expect("ggml block type");
                 expect(per_block)?;
-                let blocks = t.bytes.chunks_exact(per_block);
-                let n = blocks.len();
+                let n = t.bytes.len() / per_block;
                 let (mut quants, mut d, mut m) = (room(name, n)?, room(name, n)?, room(name, n)?);
-                for b in blocks {
-                    let scale = half_at(b, 0);
-                    let (min, qs) = if t.ty == TensorType::Q4_1 { (half_at(b, 2), &b[4..20]) } else { (-8.0 * scale, &b[2..18]) };
-                    quants.push(qs.try_into().expect("16 bytes"));
-                    d.push(scale);
-                    m.push(min);
+                for row in t.bytes.chunks_exact((cols / BLOCK * per_block).max(1)) {
+                    push_q4_row(row, per_block, t.ty == TensorType::Q4_1, &mut quants, &mut d, &mut m);
                 }
                 Data::Q4 { quants, d, m }
             }
             TensorType::Q8_0 => {
                 expect(34)?;
-                let blocks = t.bytes.chunks_exact(34);
-                let (mut quants, mut d) = (room(name, blocks.len())?, room(name, blocks.len())?);
-                d.extend(blocks.clone().map(|b| half_at(b, 0)));
-                quants.extend(blocks.map(|b| std::array::from_fn(|i| b[2 + i] as i8)));
+                let n = t.bytes.len() / 34;
+                let (mut quants, mut d) = (room(name, n)?, room(name, n)?);
+                for row in t.bytes.chunks_exact((cols / BLOCK * 34).max(1)) {
+                    push_q8_row(row, &mut quants, &mut d);
+                }
                 Data::Q8 { quants, d }
             }
             _ => Data::F32(crate::quant::dequantize(t.ty, t.bytes, rows * cols).map_err(|e| bad(e.to_string()))?),
