@@ -27,7 +27,10 @@ async function replyHashed(id: number, buffer: ArrayBuffer): Promise<void> {
   }
 }
 
-/** Reads a cached file; a file cached for another sha256 is left unread (`stale`). */
+/**
+ * Reads a cached file, then hashes it without holding up the next read; a
+ * file cached for another sha256 is left unread (`stale`).
+ */
 async function replyRead(id: number, { cache, url, sha256 }: CachedFileRequest): Promise<void> {
   let buffer: ArrayBuffer;
   try {
@@ -39,12 +42,12 @@ async function replyRead(id: number, { cache, url, sha256 }: CachedFileRequest):
   } catch (e) {
     return scope.postMessage({ id, error: e instanceof Error ? e.message : String(e) }, []); // read it on the loading thread
   }
-  await replyHashed(id, buffer);
+  void replyHashed(id, buffer);
 }
 
-// Reads go one at a time, in the order asked: the first shard is then ready
-// (and uploading) while the next is read, where reads side by side would
-// all finish late together.
+// Reads go one at a time, in the order asked (each while the one before is
+// hashed): the first shard is then ready, and uploading, while the next is
+// read, where reads side by side would all finish late together.
 let reads: Promise<void> = Promise.resolve();
 
 scope.addEventListener('message', ({ data: { id, buffer, read } }) => {

@@ -118,7 +118,11 @@ export class EngineHost {
     if (decision.backend === 'webgpu' && !(navigator as unknown as { gpu?: unknown }).gpu) {
       throw new HearthError('no_webgpu', "this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome, Edge or Safari, enable WebGPU, or create the engine with backend 'cpu'");
     }
-    const wasm = await loadWasm(decision.backend, options.threads, options);
+    // The wasm engine starts (and, for the CPU, its threads) while the
+    // manifest and tokenizer are fetched and the shards read: only
+    // createSink needs it. A failure to start is the load's error there.
+    const wasmReady = loadWasm(decision.backend, options.threads, options);
+    wasmReady.catch(() => {}); // (a load that fails before createSink never awaits it)
     const loaded = await loadModel(
       {
         baseUrl: options.baseUrl,
@@ -137,6 +141,7 @@ export class EngineHost {
         if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
         if (options.kvCache !== undefined) engineOptions.kvCache = options.kvCache;
         if (options.chainedDecode !== undefined) engineOptions.chainedDecode = options.chainedDecode;
+        const wasm = await wasmReady;
         try {
           return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
         } catch (e) {
@@ -148,7 +153,7 @@ export class EngineHost {
     this.manifest = loaded.manifest;
     globalThis.addEventListener?.('unhandledrejection', this.onUncaught);
     globalThis.addEventListener?.('error', this.onUncaught);
-    this.wasmMemoryBytes = wasm.wasmMemoryBytes;
+    this.wasmMemoryBytes = (await wasmReady).wasmMemoryBytes;
     const backend = this.engine.backend() as Backend;
     return {
       model: loaded.manifest.name,
