@@ -6,8 +6,9 @@
 // without those headers serves it. `--csp [POLICY]` (csp: POLICY) sends a
 // Content-Security-Policy header with every response, pages and worker
 // scripts alike (a worker takes its policy from its own script's response);
-// without a POLICY, STRICT_CSP. It supports HTTP Range requests and never
-// serves a path outside its mounted folders.
+// without a POLICY, STRICT_CSP. It supports HTTP Range requests, sends an
+// ETag and answers a request that names it with 304, as static hosts do,
+// and never serves a path outside its mounted folders.
 //
 // CLI: node web/tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--root web/site] [--no-isolation] [--csp [POLICY]]
 // API: startServer({ port, host, mounts, isolate, csp }) -> { url, close() }
@@ -110,6 +111,16 @@ function handler(mounts, isolate, csp) {
     const type = MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
     res.setHeader('Content-Type', type);
     res.setHeader('Accept-Ranges', 'bytes');
+    // A validator, as static hosts send: 'no-cache' then means "ask first",
+    // and an unchanged file is a 304, so the browser keeps its HTTP cache
+    // entry and, for the engine's wasm, the compiled code V8 stores beside it.
+    const etag = `W/"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
+    res.setHeader('ETag', etag);
+    res.setHeader('Last-Modified', stat.mtime.toUTCString());
+    if (!req.headers.range && req.headers['if-none-match']?.split(/\s*,\s*/).includes(etag)) {
+      res.writeHead(304).end();
+      return;
+    }
     let start = 0;
     let end = stat.size - 1;
     const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
