@@ -6,6 +6,9 @@
 // decode_tok_s, gpu_bytes, weight_bytes, read_bandwidth_gb_s,
 // roofline_fraction) plus cold_load_ms / warm_load_ms (the default model
 // package through hearth-llm: empty cache, then from the Cache API),
+// warm_first_token_ms (a new page's createEngine with the default options,
+// to the first token of a streamed chat reply; the median of three) and
+// first_token_backend (the backend 'auto' picked for it),
 // wasm_heap_bytes (wasm memory after the load: its peak, as wasm memory never
 // shrinks) and the engine's wasm + JS size, raw and gzipped.
 // Speed runs use the wasm engine directly (exact prompt lengths, greedy,
@@ -67,6 +70,30 @@ async function packageLoad(page) {
   }, PACKAGE_URL);
 }
 
+/**
+ * A user's warm start, to the first token: a new page creates an engine
+ * with the default options (its own worker, backend 'auto') and streams a
+ * chat reply; ms until the reply's first text, and the backend picked.
+ */
+async function firstTokenInPage(context) {
+  const page = await session.open('test/package.html', context);
+  await page.waitForFunction(() => window.hearthReady !== undefined);
+  const got = await page.evaluate(async (model) => {
+    const start = performance.now();
+    const engine = await window.hearth.createEngine({ model });
+    let ms;
+    const messages = [{ role: 'user', content: 'What is the capital of France?' }];
+    for await (const chunk of await engine.chat.completions.create({ messages, max_tokens: 4, temperature: 0, stream: true })) {
+      if (ms === undefined && chunk.choices[0]?.delta?.content) ms = performance.now() - start;
+    }
+    const backend = engine.info.backend;
+    await engine.unload();
+    return { ms, backend };
+  }, PACKAGE_URL);
+  await page.close();
+  return got;
+}
+
 /** packageLoad in a new page of `context` (sharing its caches), closed afterwards as a reload would. */
 async function packageLoadInPage(context) {
   const page = await session.open('test/package.html', context);
@@ -122,6 +149,10 @@ try {
   for (let i = 0; i < 3; i++) warms.push(await packageLoadInPage(context));
   warms.sort((a, b) => a.ms - b.ms);
   const warm = warms[1];
+  const firsts = [];
+  for (let i = 0; i < 3; i++) firsts.push(await firstTokenInPage(context));
+  firsts.sort((a, b) => a.ms - b.ms);
+  const firstToken = firsts[1];
   await context.close();
 
   const longest = Math.max(...promptLengths);
@@ -167,7 +198,7 @@ try {
       load_ms: state.loadMs, ttft_ms: median(runs, 'ttft_ms'), prefill_tok_s: median(runs, 'prefill_tok_s'), decode_tok_s: decode,
       gpu_bytes: state.gpuBytes, weight_bytes: weightBytes, read_bandwidth_gb_s: bandwidth / 1e9,
       roofline_fraction: (weightBytes * decode) / bandwidth, repeats,
-      cold_load_ms: cold.ms, warm_load_ms: warm.ms, wasm_heap_bytes: Math.max(cold.heap, warm.heap), ...sizes,
+      cold_load_ms: cold.ms, warm_load_ms: warm.ms, warm_first_token_ms: firstToken.ms, first_token_backend: firstToken.backend, wasm_heap_bytes: Math.max(cold.heap, warm.heap), ...sizes,
     }));
   }
   const threads = Number(arg('--threads', 2));

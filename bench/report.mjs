@@ -71,7 +71,9 @@ let md = `# Benchmark: SmolLM2-135M-Instruct Q4_1, same GGUF, same machine, one 
 md += `Run: \`bench/run.sh\` (${path.basename(dir)}). Generation ${systems[0]?.[1].row?.gen_tokens ?? 128} tokens; prefill and decode medians.\n\n`;
 md += table.map((r) => `| ${r.join(' | ')} |`).join('\n') + '\n';
 if (browser) {
-  md += `\nBrowser extras: load of the package cold ${Math.round(browser.cold_load_ms)} ms, warm ${Math.round(browser.warm_load_ms)} ms; `
+  md += `\nBrowser extras: load of the package cold ${Math.round(browser.cold_load_ms)} ms, warm ${Math.round(browser.warm_load_ms)} ms `
+    + `(WebGPU, in the page); warm start to the first token of a chat reply with the default options ${Math.round(browser.warm_first_token_ms)} ms `
+    + `(its own worker, backend auto: ${browser.first_token_backend}); `
     + `wasm heap after load ${(browser.wasm_heap_bytes / 2 ** 20).toFixed(1)} MiB; engine wasm + JS ${(browser.engine_bytes / 2 ** 20).toFixed(2)} MiB raw, `
     + `${(browser.engine_gzip_bytes / 2 ** 20).toFixed(2)} MiB gzipped; read bandwidth ${browser.read_bandwidth_gb_s.toFixed(2)} GB/s.\n`;
 }
