@@ -10,7 +10,7 @@
  * @module
  */
 
-import { SHA256_HEADER, sha256Hex, type CachedFileRequest, type HashReply, type HashRequest } from './hash.js';
+import { cachedForAnother, sha256Hex, type CachedFileRequest, type HashReply, type HashRequest } from './hash.js';
 
 const scope = self as unknown as {
   postMessage(message: HashReply, transfer: Transferable[]): void;
@@ -36,8 +36,7 @@ async function replyRead(id: number, { cache, url, sha256 }: CachedFileRequest):
   try {
     const response = await (await caches.open(cache)).match(url);
     if (!response) return scope.postMessage({ id, missing: true }, []);
-    const storedFor = response.headers.get(SHA256_HEADER);
-    if (storedFor !== null && storedFor !== sha256) return scope.postMessage({ id, stale: true }, []);
+    if (cachedForAnother(response, sha256)) return scope.postMessage({ id, stale: true }, []);
     buffer = await response.arrayBuffer();
   } catch (e) {
     return scope.postMessage({ id, error: e instanceof Error ? e.message : String(e) }, []); // read it on the loading thread

@@ -43,6 +43,12 @@ export interface HashReply {
  */
 export const SHA256_HEADER = 'X-Hearth-Sha256';
 
+/** True when `response` was cached for another sha256 than `sha256` (the package has been updated since). */
+export function cachedForAnother(response: Response, sha256: string): boolean {
+  const storedFor = response.headers.get(SHA256_HEADER);
+  return storedFor !== null && storedFor !== sha256;
+}
+
 /** A cached file as {@link Hasher.readCached} finds it. */
 export type CachedFile = { bytes: Uint8Array; hex: string } | 'missing' | 'stale';
 

@@ -9,10 +9,10 @@
  * @module
  */
 
-import { ModelCache, SHA256_HEADER } from './cache.js';
+import { ModelCache } from './cache.js';
 import { HearthError, toHearthError } from './errors.js';
 import { downloadWithRetry, type RetryOptions } from './fetch.js';
-import { Hasher, sha256Hex } from './hash.js';
+import { cachedForAnother, Hasher, sha256Hex } from './hash.js';
 import { packageFileUrl, validateManifest, type Manifest, type ManifestFile } from './manifest.js';
 import { ProgressTracker, type ProgressCallback } from './progress.js';
 
@@ -125,8 +125,7 @@ async function readCached(entry: ManifestFile, url: string, isShard: boolean, ca
   }
   const response = await cache.get(url);
   if (!response) return 'missing';
-  const storedFor = response.headers.get(SHA256_HEADER);
-  if (storedFor !== null && storedFor !== entry.sha256) return 'stale';
+  if (cachedForAnother(response, entry.sha256)) return 'stale';
   return { bytes: new Uint8Array(await response.arrayBuffer()) };
 }
 
