@@ -67,7 +67,7 @@ fn the_memory_plan_matches_what_each_backend_allocates() {
     let gguf = GgufFile::parse(&bytes, Some(bytes.len() as u64)).unwrap();
     let config = ModelConfig::from_gguf(&gguf).unwrap();
     let options = ModelOptions { context: 1024, max_batch: 64 };
-    let mut backends = vec![Backend::Cpu];
+    let mut backends = vec![Backend::cpu()];
     // This adapter's variants, and those of GPUs (an f16 KV cache where it has shader-f16).
     backends.extend(common::gpu().into_iter().flat_map(|ctx| [Backend::Gpu(ctx.with_gpu_variants()), Backend::Gpu(ctx)]));
     for backend in backends {

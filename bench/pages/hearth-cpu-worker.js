@@ -11,7 +11,7 @@ self.addEventListener('message', async ({ data }) => {
     await wasm.initThreadPool(data.threads);
     const bytes = new Uint8Array(await (await fetch(data.model)).arrayBuffer());
     const start = performance.now();
-    const engine = await wasm.Engine.load(bytes, { context: data.context, backend: 'cpu' });
+    const engine = await wasm.Engine.load(bytes, { context: data.context, backend: 'cpu', ...(data.kvCache ? { kvCache: data.kvCache } : {}) });
     const loadMs = performance.now() - start;
     const rows = [];
     for (const ids of data.prompts) {

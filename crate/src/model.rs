@@ -3,7 +3,7 @@
 //! file only chooses and forwards.
 
 use crate::config::{ModelConfig, RopeScaling};
-use crate::cpu::{CpuModel, CpuWeights};
+use crate::cpu::{CpuModel, CpuOptions, CpuWeights};
 use crate::error::{HearthError, Result};
 use crate::gpu::model::GpuModel;
 use crate::gpu::weights::GpuWeights;
@@ -46,16 +46,16 @@ impl BackendKind {
     }
 }
 
-/// The KV cache's value type, a load option: `Auto` picks per adapter (f16
-/// on GPUs with shader-f16, f32 on CPU-based adapters and the CPU backend,
-/// see `Variants::f16_kv_cache`).
+/// The KV cache's value type, a load option: `Auto` picks per backend: f16
+/// on GPUs with shader-f16 and on the CPU backend, f32 on CPU-based
+/// adapters (`Variants::f16_kv_cache`, `CpuOptions`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum KvCacheType {
     #[default]
     Auto,
-    /// Half the memory and the attention's reads; needs shader-f16.
+    /// Half the memory and the attention's reads; on a GPU, needs shader-f16.
     F16,
     /// Exact: every key and value as the projections computed it.
     F32,
@@ -65,36 +65,38 @@ pub enum KvCacheType {
 #[derive(Clone)]
 pub enum Backend {
     Gpu(GpuContext),
-    Cpu,
+    Cpu(CpuOptions),
 }
 
 impl Backend {
+    /// The CPU backend with its default options (`KvCacheType::Auto`'s choice).
+    pub fn cpu() -> Self {
+        Backend::Cpu(CpuOptions::default())
+    }
+
     pub fn kind(&self) -> BackendKind {
         match self {
             Backend::Gpu(_) => BackendKind::Gpu,
-            Backend::Cpu => BackendKind::Cpu,
+            Backend::Cpu(_) => BackendKind::Cpu,
         }
     }
 
-    /// Bytes per value of the KV cache: 2 where the GPU keeps it in f16
-    /// (`Variants::f16_kv_cache`), else 4.
+    /// Bytes per value of the KV cache: 2 where it is kept in f16, else 4.
     pub fn kv_value_bytes(&self) -> u64 {
         match self {
             Backend::Gpu(ctx) => ctx.variants().kv_bytes() as u64,
-            Backend::Cpu => 4,
+            Backend::Cpu(cpu) => if cpu.f16_kv_cache { 2 } else { 4 },
         }
     }
 
     /// This backend with its KV cache of type `kv` (`Auto` keeps the
-    /// adapter's choice). An f16 cache needs a GPU with shader-f16: the CPU
-    /// backend and other GPUs refuse it with a typed error.
+    /// backend's choice). An f16 cache on a GPU needs shader-f16: other GPUs
+    /// refuse it with a typed error.
     pub fn with_kv_cache(self, kv: KvCacheType) -> Result<Self> {
         match (self, kv) {
-            (backend, KvCacheType::Auto) | (backend @ Backend::Cpu, KvCacheType::F32) => Ok(backend),
+            (backend, KvCacheType::Auto) => Ok(backend),
             (Backend::Gpu(ctx), kv) => Ok(Backend::Gpu(ctx.with_f16_kv_cache(kv == KvCacheType::F16)?)),
-            (Backend::Cpu, KvCacheType::F16) => {
-                Err(HearthError::InvalidArgument("the cpu backend keeps its KV cache in f32; an f16 cache needs the webgpu backend on a GPU with shader-f16".into()))
-            }
+            (Backend::Cpu(_), kv) => Ok(Backend::Cpu(CpuOptions { f16_kv_cache: kv == KvCacheType::F16 })),
         }
     }
 
@@ -112,7 +114,7 @@ impl Backend {
     pub fn describe(&self) -> String {
         match self {
             Backend::Gpu(ctx) => ctx.report.name.clone(),
-            Backend::Cpu => format!("CPU, {} threads, {}", rayon::current_num_threads(), crate::cpu::simd::name()),
+            Backend::Cpu(_) => format!("CPU, {} threads, {}", rayon::current_num_threads(), crate::cpu::simd::name()),
         }
     }
 }
@@ -121,14 +123,14 @@ impl Backend {
 /// order (a web package's shards arrive as they download).
 pub enum Weights {
     Gpu(GpuContext, GpuWeights),
-    Cpu(CpuWeights),
+    Cpu(CpuOptions, CpuWeights),
 }
 
 impl Weights {
     pub fn new(backend: &Backend, config: &ModelConfig) -> Self {
         match backend {
             Backend::Gpu(ctx) => Weights::Gpu(ctx.clone(), GpuWeights::new(crate::gpu::model::stacked_matrices(ctx, config))),
-            Backend::Cpu => Weights::Cpu(CpuWeights::default()),
+            Backend::Cpu(cpu) => Weights::Cpu(*cpu, CpuWeights::default()),
         }
     }
 
@@ -147,14 +149,14 @@ impl Weights {
                 w.add(ctx, name, t)?;
                 ctx.take_error()
             }
-            Weights::Cpu(w) => w.add(name, t),
+            Weights::Cpu(_, w) => w.add(name, t),
         }
     }
 
     pub fn contains(&self, name: &str) -> bool {
         match self {
             Weights::Gpu(_, w) => w.contains(name),
-            Weights::Cpu(w) => w.contains(name),
+            Weights::Cpu(_, w) => w.contains(name),
         }
     }
 }
@@ -180,7 +182,7 @@ impl Model {
     pub fn load(config: ModelConfig, weights: &Weights, options: ModelOptions) -> Result<Self> {
         Ok(match weights {
             Weights::Gpu(ctx, w) => Model::Gpu(GpuModel::load(ctx, config, w, options)?),
-            Weights::Cpu(w) => Model::Cpu(CpuModel::load(config, w, options)?),
+            Weights::Cpu(cpu, w) => Model::Cpu(CpuModel::load(config, w, options, *cpu)?),
         })
     }
 

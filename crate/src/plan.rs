@@ -51,7 +51,7 @@ impl Limits {
                 // out is caught when it happens (an out_of_memory error).
                 total: None,
             },
-            Backend::Cpu => Limits { per_buffer: None, total: wasm_address_space() },
+            Backend::Cpu(_) => Limits { per_buffer: None, total: wasm_address_space() },
         }
     }
 }

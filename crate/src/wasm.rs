@@ -264,7 +264,7 @@ async fn load_options(options: &JsValue) -> Result<(ModelOptions, Backend), JsVa
     let model_options = options.model_options()?;
     let backend = match options.backend.unwrap_or(BackendKind::Gpu) {
         BackendKind::Gpu => Backend::Gpu(GpuContext::new().await?),
-        BackendKind::Cpu => Backend::Cpu,
+        BackendKind::Cpu => Backend::cpu(),
     };
     let backend = backend.with_kv_cache(options.kv_cache.unwrap_or_default())?.with_chained_decode(options.chained_decode);
     Ok((model_options, backend))
@@ -510,14 +510,15 @@ impl WasmEngine {
     }
 
     /// The WebGPU adapter the engine runs on, with its kernel variants; on
-    /// the CPU backend `{name, backend: 'cpu', threads, simd}`.
+    /// the CPU backend `{name, backend: 'cpu', threads, simd, kv_cache}`.
     #[wasm_bindgen(js_name = adapterInfo)]
     pub fn adapter_info(&self) -> Result<JsValue, JsValue> {
         match &self.backend {
             Backend::Gpu(ctx) => to_js(&ctx.described()),
-            Backend::Cpu => to_js(&serde_json::json!({
+            Backend::Cpu(cpu) => to_js(&serde_json::json!({
                 "name": self.backend.describe(), "backend": "cpu",
                 "threads": rayon::current_num_threads(), "simd": crate::cpu::simd::name(),
+                "kv_cache": if cpu.f16_kv_cache { "f16" } else { "f32" },
             })),
         }
     }
@@ -532,7 +533,7 @@ impl WasmEngine {
     pub fn threads(&self) -> usize {
         match self.backend {
             Backend::Gpu(_) => 0,
-            Backend::Cpu => rayon::current_num_threads(),
+            Backend::Cpu(_) => rayon::current_num_threads(),
         }
     }
 }

@@ -5,7 +5,8 @@
 // threaded wasm build on several threads and its greedy output equals
 // WebGPU's; on a page that is not isolated it runs on one thread and says
 // how to get more; a bad value is a typed error. The KV cache's type
-// (`kvCache`): f32 anywhere, f16 only where WebGPU has shader-f16. Greedy
+// (`kvCache`): f32 anywhere, f16 on the CPU (by default there) and where
+// WebGPU has shader-f16. Greedy
 // decode steps chained on WebGPU (`chainedDecode`) or not: the same text. Also the threaded wasm build
 // on its own (no package): greedy token ids equal to the WebGPU build's.
 import { test, before, after } from 'node:test';
@@ -139,7 +140,7 @@ test('backend webgpu: runs on WebGPU even on a software adapter, and generates',
   results.webgpu = r;
 });
 
-test('kvCache: f32 on any backend; f16 only on a WebGPU adapter with shader-f16, else a typed error', { timeout: 600_000 }, async (t) => {
+test('kvCache: f32 on any backend; f16 on the CPU (its default: half the bytes) and on WebGPU with shader-f16, else a typed error', { timeout: 600_000 }, async (t) => {
   if (!prerequisitesMet(t, missing) || !(await requireWebGPU(page, t))) return;
   const f16 = await page.evaluate(async () => (await navigator.gpu.requestAdapter()).features.has('shader-f16'));
   const exact = await run(page, { backend: 'webgpu', kvCache: 'f32' });
@@ -149,10 +150,12 @@ test('kvCache: f32 on any backend; f16 only on a WebGPU adapter with shader-f16,
   }
   const tried = await page.evaluate(async (model) => {
     const out = {};
-    for (const [name, backend] of [['webgpu', 'webgpu'], ['cpu', 'cpu']]) {
+    for (const [name, options] of Object.entries({ webgpu: { backend: 'webgpu', kvCache: 'f16' }, cpu: { backend: 'cpu' },
+      cpuF16: { backend: 'cpu', kvCache: 'f16' }, cpuF32: { backend: 'cpu', kvCache: 'f32' } })) {
       try {
-        const engine = await hearth.createEngine({ model, context: 64, backend, kvCache: 'f16' });
-        out[name] = { f16: engine.info.adapter?.kernel_variants?.f16_kv_cache };
+        const engine = await hearth.createEngine({ model, context: 64, ...options });
+        const variants = engine.info.adapter?.kernel_variants;
+        out[name] = { kv: variants ? (variants.f16_kv_cache ? 'f16' : 'f32') : engine.info.adapter.kv_cache, bytes: engine.info.gpuBytes };
         await engine.unload();
       } catch (e) {
         out[name] = { instance: e instanceof hearth.HearthError, code: e.code, message: e.message };
@@ -160,12 +163,17 @@ test('kvCache: f32 on any backend; f16 only on a WebGPU adapter with shader-f16,
     }
     return out;
   }, MODEL_PATH);
-  t.diagnostic(`shader-f16: ${f16}; kvCache f16: ${JSON.stringify(tried)}`);
-  if (f16) assert.deepEqual(tried.webgpu, { f16: true });
+  t.diagnostic(`shader-f16: ${f16}; ${JSON.stringify(tried)}`);
+  if (f16) assert.equal(tried.webgpu.kv, 'f16');
   else assert.deepEqual([tried.webgpu.instance, tried.webgpu.code], [true, 'invalid_argument'], JSON.stringify(tried.webgpu));
   if (!f16) assert.match(tried.webgpu.message, /f16 KV cache needs shader-f16/);
-  assert.deepEqual([tried.cpu.instance, tried.cpu.code], [true, 'invalid_argument'], JSON.stringify(tried.cpu));
-  assert.match(tried.cpu.message, /cpu backend keeps its KV cache in f32/);
+  assert.deepEqual([tried.cpu.kv, tried.cpuF16.kv, tried.cpuF32.kv], ['f16', 'f16', 'f32']);
+  assert.equal(tried.cpu.bytes, tried.cpuF16.bytes);
+  const [layers, positions, kvDim] = [30, 64, 3 * 64];
+  assert.equal(tried.cpuF32.bytes - tried.cpuF16.bytes, layers * 2 * positions * kvDim * 2, 'the f16 cache takes half the bytes');
+  // Greedy text with the exact cache on the CPU: as with the f16 cache, up to where the top two logits are close.
+  const cpuF32 = await run(page, { backend: 'cpu', kvCache: 'f32', threads: 2 });
+  if (results.webgpu) assertSameGreedy(t, 'cpu with an f32 cache vs webgpu', cpuF32, results.webgpu);
 });
 
 test('chainedDecode: greedy steps chained on WebGPU generate what steps one at a time do', { timeout: 600_000 }, async (t) => {

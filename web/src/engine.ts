@@ -61,10 +61,10 @@ export interface CreateEngineOptions {
   /** Tokens per forward pass during prefill (default 128). */
   maxBatch?: number;
   /**
-   * The KV cache's type (default `auto`: f16 on GPUs with `shader-f16`, f32
-   * on software adapters and the CPU backend). `f16` halves its memory and
-   * needs a WebGPU adapter with `shader-f16` (elsewhere the load fails with
-   * `invalid_request`); `f32` keeps every key and value exact.
+   * The KV cache's type (default `auto`: f16 on GPUs with `shader-f16` and
+   * on the CPU backend, f32 on software adapters). `f16` halves its memory;
+   * on WebGPU it needs an adapter with `shader-f16` (elsewhere the load
+   * fails with `invalid_argument`); `f32` keeps every key and value exact.
    */
   kvCache?: KvCacheType;
   /**

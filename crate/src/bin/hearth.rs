@@ -87,9 +87,9 @@ struct BackendArgs {
     /// CPU threads for the cpu backend (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
-    /// The KV cache's type: auto (f16 on GPUs with shader-f16, f32 on
-    /// CPU-based adapters and the cpu backend), f16 (half the memory; needs
-    /// shader-f16) or f32 (exact).
+    /// The KV cache's type: auto (f16 on GPUs with shader-f16 and on the cpu
+    /// backend, f32 on CPU-based adapters), f16 (half the memory; on a GPU,
+    /// needs shader-f16) or f32 (exact).
     #[arg(long, value_enum, default_value = "auto")]
     kv_cache: KvCacheType,
 }
@@ -103,7 +103,7 @@ impl BackendArgs {
                     // Only the first call can size the global pool; later ones keep it.
                     let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
                 }
-                Backend::Cpu
+                Backend::cpu()
             }
         };
         backend.with_kv_cache(self.kv_cache)
@@ -513,11 +513,11 @@ fn bench(args: BenchArgs) -> Result<()> {
     // The streaming-read bandwidth of the memory the weights live in.
     let bandwidth = match &backend {
         Backend::Gpu(ctx) => block_on(hearth_llm::bench::read_bandwidth(ctx, 128 << 20, 9))?,
-        Backend::Cpu => hearth_llm::bench::cpu_read_bandwidth(256 << 20, 9),
+        Backend::Cpu(_) => hearth_llm::bench::cpu_read_bandwidth(256 << 20, 9),
     };
     let (adapter, api) = match &backend {
         Backend::Gpu(ctx) => (ctx.report.name.clone(), ctx.report.backend.clone()),
-        Backend::Cpu => (backend.describe(), "cpu".to_string()),
+        Backend::Cpu(_) => (backend.describe(), "cpu".to_string()),
     };
     let weight_bytes = engine.model.weight_bytes();
     // What one dispatch costs here whatever its work (profiles only).

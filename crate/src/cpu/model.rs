@@ -1,9 +1,10 @@
 //! The model on the CPU: `graph::layer_program` with its weight names
 //! resolved at load, executed op by op over buffers made once.
 
+use super::kv_cache::CacheRows;
 use super::matrix::{matmul_many, CpuMatrix, QuantRows};
 use super::ops::{self, Heads};
-use super::CpuWeights;
+use super::{zeroed, CpuOptions, CpuWeights};
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
@@ -26,28 +27,25 @@ enum Run {
 /// Buffers the program reads and writes, allocated at load.
 struct Buffers {
     acts: Vec<Vec<f32>>, // indexed by `slot(act)`, max_batch rows each
-    keys: Vec<Vec<f32>>, // per layer, context × kv_dim
-    values: Vec<Vec<f32>>,
+    keys: Vec<CacheRows>, // per layer, context × kv_dim
+    values: Vec<CacheRows>,
+    /// The chunk's keys and values (max_batch × kv_dim) as the layer's
+    /// products (and RoPE) give them, stored into its cache by its attention.
+    new_keys: Vec<f32>,
+    new_values: Vec<f32>,
     xq: QuantRows,
     scratch: Vec<f32>,
 }
 
 impl Buffers {
-    /// The buffer `r` names: an activation or a layer's key or value cache.
+    /// The buffer `r` names: an activation, or the chunk's keys or values.
     fn rows_mut(&mut self, r: Rows) -> &mut Vec<f32> {
         match r {
             Rows::Act(a) => &mut self.acts[slot(a)],
-            Rows::Keys(l) => &mut self.keys[l],
-            Rows::Values(l) => &mut self.values[l],
+            Rows::Keys(_) => &mut self.new_keys,
+            Rows::Values(_) => &mut self.new_values,
         }
     }
-}
-
-/// Where the `n` rows of `width` values of a forward go in the buffer `r`
-/// names: from row 0 of an activation, from row pos0 of a cache.
-fn span(r: Rows, pos0: usize, n: usize, width: usize) -> std::ops::Range<usize> {
-    let first = if matches!(r, Rows::Act(_)) { 0 } else { pos0 };
-    first * width..(first + n) * width
 }
 
 /// The buffer index of `a`: its declaration order, which `Act::ALL` follows.
@@ -69,7 +67,7 @@ pub struct CpuModel {
 }
 
 impl CpuModel {
-    pub fn load(config: ModelConfig, weights: &CpuWeights, options: ModelOptions) -> Result<Self> {
+    pub fn load(config: ModelConfig, weights: &CpuWeights, options: ModelOptions, cpu: CpuOptions) -> Result<Self> {
         let c = &config;
         let options = clamp_options(c, options);
         let ModelOptions { context, max_batch } = options;
@@ -97,23 +95,18 @@ impl CpuModel {
             _ => 0,
         });
         let widest = products.fold(c.vocab_size, usize::max);
-        let alloc = |n: usize| -> Result<Vec<f32>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n)
-                .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's buffers", (n * 4) >> 20)))?;
-            v.resize(n, 0.0);
-            Ok(v)
-        };
+        let alloc = |n: usize| zeroed::<f32>(n, "buffers");
         let mut acts = Vec::new();
         for a in Act::ALL {
             acts.push(alloc(max_batch * a.width(c))?);
         }
         let (mut keys, mut values) = (Vec::new(), Vec::new());
         for _ in 0..c.n_layers {
-            keys.push(alloc(context * c.kv_dim())?);
-            values.push(alloc(context * c.kv_dim())?);
+            keys.push(CacheRows::new(context * c.kv_dim(), cpu.f16_kv_cache)?);
+            values.push(CacheRows::new(context * c.kv_dim(), cpu.f16_kv_cache)?);
         }
-        let buf = Buffers { acts, keys, values, xq: QuantRows::default(), scratch: alloc(widest)? };
+        let (new_keys, new_values) = (alloc(max_batch * c.kv_dim())?, alloc(max_batch * c.kv_dim())?);
+        let buf = Buffers { acts, keys, values, new_keys, new_values, xq: QuantRows::default(), scratch: alloc(widest)? };
         Ok(CpuModel {
             out_norm: weights.vector(graph::OUTPUT_NORM, c.dim)?,
             output: weights.matrix(graph::output_matrix(c), c.vocab_size, c.dim)?,
@@ -140,8 +133,9 @@ impl CpuModel {
     /// Heap memory the model holds: weights, KV cache, buffers.
     pub fn memory_bytes(&self) -> u64 {
         let b = &self.buf;
-        let floats: usize = b.acts.iter().chain(&b.keys).chain(&b.values).map(Vec::len).sum::<usize>() + b.scratch.len();
-        self.weight_bytes + floats as u64 * 4
+        let floats: usize = b.acts.iter().chain([&b.new_keys, &b.new_values, &b.scratch]).map(Vec::len).sum();
+        let cache: u64 = b.keys.iter().chain(&b.values).map(CacheRows::bytes).sum();
+        self.weight_bytes + floats as u64 * 4 + cache
     }
 
     /// Bytes of weights (read once per decoded token).
@@ -231,8 +225,7 @@ impl CpuModel {
                     let cols = parts[0].0.cols;
                     let input = &b.acts[slot(*x)][..n * cols];
                     b.xq.quantize(input, n, cols);
-                    let mut outs: Vec<&mut [f32]> =
-                        parts.iter().zip(taken.iter_mut()).map(|((w, out), buffer)| &mut buffer[span(*out, pos0, n, w.rows)]).collect();
+                    let mut outs: Vec<&mut [f32]> = parts.iter().zip(taken.iter_mut()).map(|((w, _), buffer)| &mut buffer[..n * w.rows]).collect();
                     let matrices: Vec<&CpuMatrix> = parts.iter().map(|(w, _)| &**w).collect();
                     matmul_many(&matrices, input, &b.xq, n, &mut b.scratch, &mut outs);
                     drop(outs);
@@ -242,17 +235,19 @@ impl CpuModel {
                 }
                 Run::Rope { x, heads } => {
                     let width = heads * c.head_dim;
-                    let rows = &mut b.rows_mut(*x)[span(*x, pos0, n, width)];
+                    let rows = &mut b.rows_mut(*x)[..n * width];
                     ops::rope(rows, pos0, *heads, c.head_dim, &self.rope, c.rope_dim / 2);
                 }
                 Run::Attention { layer, q, out } => {
+                    b.keys[*layer].store(pos0 * kvd, &b.new_keys[..n * kvd]);
+                    b.values[*layer].store(pos0 * kvd, &b.new_values[..n * kvd]);
                     let mut o = std::mem::take(&mut b.acts[slot(*out)]);
                     let positions = (pos0 + n) * kvd;
                     let qd = c.q_dim();
                     ops::attention(
                         &b.acts[slot(*q)][..n * qd],
-                        &b.keys[*layer][..positions],
-                        &b.values[*layer][..positions],
+                        b.keys[*layer].view(positions),
+                        b.values[*layer].view(positions),
                         pos0,
                         &heads,
                         &mut o[..n * qd],

@@ -1,6 +1,7 @@
 //! The non-matrix operations of the layer program on the CPU, with the same
 //! arithmetic as the WGSL kernels (f32 throughout).
 
+use super::kv_cache::{Block, CacheView};
 use super::{simd, team};
 
 /// out[t] = x[t] / sqrt(mean(x[t]²) + eps) * gain, for each row of `gain.len()` values.
@@ -40,7 +41,7 @@ pub struct Heads {
 
 /// Causal attention: for each token t (at position pos0 + t) and head h,
 /// out = softmax(q · Kᵀ / √head_dim) · V over positions 0..=pos0 + t of the
-/// caches (rows of kv_heads × head_dim).
+/// caches (rows of kv_heads × head_dim, f32 or f16).
 ///
 /// The rows are done in tasks of a few neighbouring tokens × the query
 /// heads that share one KV head, each block of keys and values read once
@@ -49,7 +50,7 @@ pub struct Heads {
 /// prompt, 40 % of the prefill; after one, 60 % of a decode step). A decode
 /// step has few rows, so its keys are split into runs too, a task each,
 /// whose partial softmaxes are then added up (as the GPUs' flash-decoding).
-pub fn attention(q: &[f32], keys: &[f32], values: &[f32], pos0: usize, shape: &Heads, out: &mut [f32]) {
+pub fn attention(q: &[f32], keys: CacheView<'_>, values: CacheView<'_>, pos0: usize, shape: &Heads, out: &mut [f32]) {
     let Heads { heads, kv_heads, head_dim } = *shape;
     let (group, kv_dim) = (heads / kv_heads, kv_heads * head_dim);
     let scale = 1.0 / (head_dim as f32).sqrt();
@@ -122,20 +123,24 @@ type Row<'a> = (Head<'a>, &'a mut [f32]);
 /// (starting at the same `first`), in blocks of keys: each row's maximum
 /// score, Σ e^(score - max) and Σ e^(score - max) · value (AVX2: called by
 /// `attend_avx2`, which has the CPU's word for it). Each row's arithmetic,
-/// and its order, is the same whatever the rows around it.
+/// and its order, is the same whatever the rows around it. An f16 cache's
+/// block is converted once for all the rows.
 #[inline(always)]
 fn attend<const AVX2: bool>(rows: &mut [Row<'_>]) {
-    let Some(first) = rows.first().map(|(head, _)| head.first) else { return };
+    let Some(Head { first, keys, values, kv, kv_dim, q, .. }) = rows.first().map(|(head, _)| *head) else { return };
+    let head_dim = q.len();
+    let mut scratch = Vec::new();
     let stride = rows.iter().map(|(head, _)| head.end - first).max().unwrap_or(0);
     // Each row's scores (then softmax weights), `stride` apart.
     let mut scores = vec![0f32; rows.len() * stride];
     let blocks = || (first..first + stride).step_by(KEY_BLOCK).map(move |start| start..(start + KEY_BLOCK).min(first + stride));
     // The scores, a block of keys at a time for every row.
     for block in blocks() {
+        let cached = keys.block(block.clone(), kv, head_dim, kv_dim, &mut scratch);
         for (r, (head, _)) in rows.iter().enumerate() {
-            let keys = block.start..block.end.min(head.end);
-            if !keys.is_empty() {
-                head.score::<AVX2>(&mut scores[r * stride..], keys);
+            let positions = block.start..block.end.min(head.end);
+            if !positions.is_empty() {
+                head.score::<AVX2>(&cached, &mut scores[r * stride..], positions);
             }
         }
     }
@@ -152,10 +157,11 @@ fn attend<const AVX2: bool>(rows: &mut [Row<'_>]) {
     }
     // The weighted values, a block of keys at a time for every row.
     for block in blocks() {
+        let cached = values.block(block.clone(), kv, head_dim, kv_dim, &mut scratch);
         for (r, (head, partial)) in rows.iter_mut().enumerate() {
-            let keys = block.start..block.end.min(head.end);
-            if !keys.is_empty() {
-                head.add_values::<AVX2>(&scores[r * stride..], keys, &mut partial[2..]);
+            let positions = block.start..block.end.min(head.end);
+            if !positions.is_empty() {
+                head.add_values::<AVX2>(&cached, &scores[r * stride..], positions, &mut partial[2..]);
             }
         }
     }
@@ -169,10 +175,11 @@ unsafe fn attend_avx2(rows: &mut [Row<'_>]) {
 }
 
 /// One (token, head) row of `attention`: its query and its KV head's cache.
+#[derive(Clone, Copy)]
 struct Head<'a> {
     q: &'a [f32],
-    keys: &'a [f32],
-    values: &'a [f32],
+    keys: CacheView<'a>,
+    values: CacheView<'a>,
     /// Offset of the head's KV head in a cache row of `kv_dim` values.
     kv: usize,
     kv_dim: usize,
@@ -188,7 +195,7 @@ impl Head<'_> {
     /// block of `attend`: it starts at a multiple of 8). Keys in whole
     /// eights are scored eight at a time (AVX2), the rest one by one.
     #[inline(always)]
-    fn score<const AVX2: bool>(&self, scores: &mut [f32], keys: std::ops::Range<usize>) {
+    fn score<const AVX2: bool>(&self, cached: &Block<'_>, scores: &mut [f32], keys: std::ops::Range<usize>) {
         #[allow(unused_mut)] // (only x86-64 scores some keys by eights)
         let mut rest = keys.start;
         #[cfg(target_arch = "x86_64")]
@@ -196,14 +203,14 @@ impl Head<'_> {
             let eights = keys.start..keys.start + (keys.end - keys.start) / 8 * 8;
             if !eights.is_empty() {
                 // SAFETY: AVX2 is true only in attend_avx2, reached when the CPU has AVX2 and FMA.
-                unsafe { self.scores_by_eights_avx2(scores, eights.clone()) };
+                unsafe { self.scores_by_eights_avx2(cached, scores, eights.clone()) };
                 rest = eights.end;
             }
         }
         // A plain loop, so that it is compiled with attend_avx2's features
         // (an iterator's `fold` is a function of its own, built for SSE2).
         for s in rest..keys.end {
-            scores[s - self.first] = simd::dot_f32(self.q, &self.keys[self.row(s)]) * self.scale;
+            scores[s - self.first] = simd::dot_f32(self.q, cached.row(s)) * self.scale;
         }
     }
 
@@ -211,19 +218,19 @@ impl Head<'_> {
     /// dimensions at a time: their sums are a fixed-size array, which stays
     /// in registers over the block's keys.
     #[inline(always)]
-    fn add_values<const AVX2: bool>(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32]) {
+    fn add_values<const AVX2: bool>(&self, cached: &Block<'_>, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32]) {
         let d = self.q.len();
         #[cfg(target_arch = "x86_64")]
         if AVX2 && d.is_multiple_of(8) {
             // SAFETY: AVX2 is true only in attend_avx2, reached when the CPU has AVX2 and FMA.
-            unsafe { self.add_values_avx2(weights, keys, sums) };
+            unsafe { self.add_values_avx2(cached, weights, keys, sums) };
             return;
         }
         let mut dims = sums.chunks_exact_mut(VALUE_DIMS);
         for (c, out) in (&mut dims).enumerate() {
             let mut acc: [f32; VALUE_DIMS] = out.try_into().expect("a chunk of VALUE_DIMS");
             for s in keys.clone() {
-                let (p, v) = (weights[s - self.first], &self.values[self.row(s)][c * VALUE_DIMS..][..VALUE_DIMS]);
+                let (p, v) = (weights[s - self.first], &cached.row(s)[c * VALUE_DIMS..][..VALUE_DIMS]);
                 for k in 0..VALUE_DIMS {
                     acc[k] += p * v[k];
                 }
@@ -233,7 +240,7 @@ impl Head<'_> {
         let tail = dims.into_remainder();
         let first = d - tail.len();
         for s in keys {
-            for (o, &v) in tail.iter_mut().zip(&self.values[self.row(s)][first..]) {
+            for (o, &v) in tail.iter_mut().zip(&cached.row(s)[first..]) {
                 *o += weights[s - self.first] * v;
             }
         }
@@ -244,14 +251,14 @@ impl Head<'_> {
     /// chains to keep the FMA units busy) at a time, then the rest eight at a time.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn add_values_avx2(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32]) {
+    unsafe fn add_values_avx2(&self, cached: &Block<'_>, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32]) {
         let d = self.q.len();
         let whole = d / 64 * 64;
         for dim0 in (0..whole).step_by(64) {
-            self.add_values_ymm::<8>(weights, keys.clone(), &mut sums[dim0..dim0 + 64], dim0);
+            self.add_values_ymm::<8>(cached, weights, keys.clone(), &mut sums[dim0..dim0 + 64], dim0);
         }
         for dim0 in (whole..d).step_by(8) {
-            self.add_values_ymm::<1>(weights, keys.clone(), &mut sums[dim0..dim0 + 8], dim0);
+            self.add_values_ymm::<1>(cached, weights, keys.clone(), &mut sums[dim0..dim0 + 8], dim0);
         }
     }
 
@@ -260,18 +267,18 @@ impl Head<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn add_values_ymm<const N: usize>(&self, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32], dim0: usize) {
+    unsafe fn add_values_ymm<const N: usize>(&self, cached: &Block<'_>, weights: &[f32], keys: std::ops::Range<usize>, sums: &mut [f32], dim0: usize) {
         use core::arch::x86_64::*;
         assert!(sums.len() == 8 * N && dim0 + 8 * N <= self.q.len() && keys.start >= self.first && keys.end - self.first <= weights.len());
         // SAFETY (loads and stores): sums holds 8N values; each value row
-        // (`row(s)`, in bounds of the cache) holds q.len() >= dim0 + 8N.
+        // (`cached.row(s)`, a checked slice) holds q.len() >= dim0 + 8N.
         let mut acc = [_mm256_setzero_ps(); N];
         for (j, a) in acc.iter_mut().enumerate() {
             *a = _mm256_loadu_ps(sums.as_ptr().add(8 * j));
         }
         for s in keys {
             let p = _mm256_set1_ps(*weights.get_unchecked(s - self.first));
-            let v = self.values[self.row(s)].as_ptr().add(dim0);
+            let v = cached.row(s).as_ptr().add(dim0);
             for (j, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(p, _mm256_loadu_ps(v.add(8 * j)), *a);
             }
@@ -279,13 +286,6 @@ impl Head<'_> {
         for (j, a) in acc.iter().enumerate() {
             _mm256_storeu_ps(sums.as_mut_ptr().add(8 * j), *a);
         }
-    }
-
-    /// Where the KV head's row of position s lies in a cache.
-    #[inline(always)]
-    fn row(&self, s: usize) -> std::ops::Range<usize> {
-        let at = s * self.kv_dim + self.kv;
-        at..at + self.q.len()
     }
 
     /// The scores of `keys` (whole eights: both ends multiples of 8, the
@@ -296,7 +296,7 @@ impl Head<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::needless_range_loop)] // k indexes the keys and their sums together
-    unsafe fn scores_by_eights_avx2(&self, scores: &mut [f32], keys: std::ops::Range<usize>) {
+    unsafe fn scores_by_eights_avx2(&self, cached: &Block<'_>, scores: &mut [f32], keys: std::ops::Range<usize>) {
         use core::arch::x86_64::*;
         let d = self.q.len();
         // (For the stores: every eight lies in scores, from key `first` on.)
@@ -304,7 +304,7 @@ impl Head<'_> {
         for e in keys.step_by(8) {
             let mut rows: [&[f32]; 8] = [&[]; 8];
             for k in 0..8 {
-                rows[k] = &self.keys[self.row(e + k)];
+                rows[k] = cached.row(e + k);
             }
             let mut acc = [_mm256_setzero_ps(); 8];
             for c in (0..d).step_by(8) {
@@ -374,6 +374,7 @@ pub fn add(x: &mut [f32], y: &[f32]) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kv_cache::CacheRows;
     use super::*;
     use crate::reference;
 
@@ -412,21 +413,38 @@ mod tests {
     }
 
     fn check_attention(pos0: usize, tokens: usize, shape: Heads) {
+        for f16 in [false, true] {
+            check_attention_with_cache(pos0, tokens, &shape, f16);
+        }
+    }
+
+    /// Against the oracle over the values the cache holds (rounded to f16 in an f16 cache).
+    fn check_attention_with_cache(pos0: usize, tokens: usize, shape: &Heads, f16: bool) {
         let (q_dim, kv_dim) = (shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim);
         let positions = pos0 + tokens;
         let val = |i: usize, k: usize| ((i * k) % 29) as f32 / 14.0 - 1.0;
         let q: Vec<f32> = (0..tokens * q_dim).map(|i| val(i, 7)).collect();
-        let keys: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 11)).collect();
-        let values: Vec<f32> = (0..positions * kv_dim).map(|i| val(i, 13)).collect();
+        let cache = |k: usize| {
+            let mut rows = CacheRows::new(positions * kv_dim, f16).unwrap();
+            rows.store(0, &(0..positions * kv_dim).map(|i| val(i, k)).collect::<Vec<f32>>());
+            rows
+        };
+        let (keys, values) = (cache(11), cache(13));
         let mut out = vec![0.0; tokens * q_dim];
-        attention(&q, &keys, &values, pos0, &shape, &mut out);
-        let rows = |v: &[f32]| -> Vec<Vec<f64>> { v.chunks(kv_dim).map(|r| r.iter().map(|&x| x as f64).collect()).collect() };
+        attention(&q, keys.view(positions * kv_dim), values.view(positions * kv_dim), pos0, shape, &mut out);
+        let rows = |c: &CacheRows| -> Vec<Vec<f64>> {
+            let all: Vec<f64> = match c.view(positions * kv_dim) {
+                CacheView::F32(v) => v.iter().map(|&x| x as f64).collect(),
+                CacheView::F16(v) => v.iter().map(|&h| h.to_f64()).collect(),
+            };
+            all.chunks(kv_dim).map(<[f64]>::to_vec).collect()
+        };
         let (keys, values) = (rows(&keys), rows(&values));
         for t in 0..tokens {
             let qt: Vec<f64> = q[t * q_dim..(t + 1) * q_dim].iter().map(|&x| x as f64).collect();
             let want = reference::attention(&qt, &keys, &values, pos0 + t, shape.heads, shape.kv_heads, shape.head_dim);
             for (a, b) in out[t * q_dim..(t + 1) * q_dim].iter().zip(&want) {
-                assert!((*a as f64 - b).abs() < 1e-5, "position {}: {a} vs {b}", pos0 + t);
+                assert!((*a as f64 - b).abs() < 1e-5, "position {} (f16 cache: {f16}): {a} vs {b}", pos0 + t);
             }
         }
     }

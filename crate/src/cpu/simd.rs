@@ -68,6 +68,13 @@ pub fn has_avx2() -> bool {
     *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
 }
 
+/// Whether this CPU converts f16 to f32 eight at a time (F16C, with AVX; checked once).
+#[cfg(target_arch = "x86_64")]
+pub fn has_f16c() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| is_x86_feature_detected!("avx") && is_x86_feature_detected!("f16c"))
+}
+
 /// The name of the instruction set the kernels use on this machine.
 pub fn name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
