@@ -2,7 +2,7 @@
 // rayon pool, a page may not) that starts the threaded wasm build with
 // `threads` threads, loads the GGUF on the CPU backend and, for each prompt
 // (token ids), runs a short warm-up and then `repeats` timed generations.
-// in:  { threads, model, context, prompts: number[][], genTokens, repeats }
+// in:  { threads, model, context, prompts: number[][], genTokens, repeats, kvCache? (the engine's default if absent) }
 // out: { ok: true, threads, loadMs, weightBytes, memoryBytes, rows: [[timings]] } | { ok: false, message }
 self.addEventListener('message', async ({ data }) => {
   try {
