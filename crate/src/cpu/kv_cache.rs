@@ -56,8 +56,8 @@ pub enum CacheView<'a> {
 /// One KV head's rows (head_dim values each) over a block of positions, as f32.
 pub struct Block<'a> {
     values: &'a [f32],
-    /// Position of the row at `offset`, distance between rows, and where
-    /// that first row's head starts.
+    /// The position of `values`' first row, the values from one row to the
+    /// next, and where the head starts in a row.
     base: usize,
     stride: usize,
     offset: usize,
@@ -97,8 +97,9 @@ fn to_f16(x: f32) -> f16 {
     f16::from_f32(x.clamp(-65504.0, 65504.0))
 }
 
-/// out = `to_f16` of each value: with F16C where the CPU has it (`half`'s
-/// `from_f32` checks for it on every call, a tenth of a short decode step).
+/// out = `to_f16` of each value: eight at a time with F16C where the CPU
+/// has it (`half`'s `from_f32` converts one value a call, and checks for
+/// F16C on every call).
 fn to_f16_slice(values: &[f32], out: &mut [f16]) {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_f16c() {
@@ -128,11 +129,10 @@ unsafe fn to_f16_slice_f16c(values: &[f32], out: &mut [f16]) {
     }
 }
 
-/// Each row of `out` (rows of `len = out.len() / rows`) = the row of
-/// `halves` at the same index, rows `stride` apart, as f32: with F16C where
-/// the CPU has it, else by `to_f32`. (A whole block in one call: a call a
-/// row, as to `half`'s slice conversion, cost more at long contexts than
-/// the f16 cache saved.)
+/// Row r of `out` (rows of `len` values) = the `len` halves from `r *
+/// stride` on, as f32: with F16C where the CPU has it, else by `to_f32`.
+/// (A whole block in one call: a call a row, to `half`'s slice conversion,
+/// cost more at long contexts than the f16 cache saved.)
 fn rows_to_f32(halves: &[f16], stride: usize, out: &mut [f32], len: usize) {
     #[cfg(target_arch = "x86_64")]
     if super::simd::has_f16c() {
