@@ -64,24 +64,26 @@ pub fn attention(q: &[f32], keys: CacheView<'_>, values: CacheView<'_>, pos0: us
     // Each row's partial softmax per run: (max score, Σ weights, Σ weights · values).
     let slot = head_dim + 2;
     let mut partials = vec![0f32; tokens * heads * runs * slot];
-    let mut tasks: Vec<Vec<Row<'_>>> = (0..tokens.div_ceil(block) * kv_heads * runs).map(|_| Vec::with_capacity(block * group)).collect();
+    // Task i: KV head (i / runs) % kv_heads.
+    let mut tasks: Vec<Task<'_>> = (0..tokens.div_ceil(block) * kv_heads * runs)
+        .map(|i| Task { keys, values, kv: (i / runs) % kv_heads * head_dim, kv_dim, rows: Vec::with_capacity(block * group) })
+        .collect();
     for (i, partial) in partials.chunks_mut(slot).enumerate() {
         let (row, run) = (i / runs, i % runs);
         let (t, h) = (row / heads, row % heads);
         let first = run * run_keys;
         let end = (first + run_keys).min(pos0 + t + 1).max(first);
         let q = &q[row * head_dim..(row + 1) * head_dim];
-        let head = Head { q, keys, values, kv: (h / group) * head_dim, kv_dim, first, end, scale };
-        tasks[((t / block) * kv_heads + h / group) * runs + run].push((head, partial));
+        tasks[((t / block) * kv_heads + h / group) * runs + run].rows.push((Head { q, first, end, scale }, partial));
     }
-    team::for_each(tasks, |mut rows| {
+    team::for_each(tasks, |mut task| {
         #[cfg(target_arch = "x86_64")]
         if simd::has_avx2() {
             // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { attend_avx2(&mut rows) };
+            unsafe { attend_avx2(&mut task) };
             return;
         }
-        attend::<false>(&mut rows);
+        attend::<false>(&mut task);
     });
     // out = Σ_runs e^(m - M) · sums / Σ_runs e^(m - M) · l, M the largest m.
     for (o, parts) in out.chunks_mut(head_dim).zip(partials.chunks(runs * slot)) {
@@ -119,16 +121,26 @@ const VALUE_DIMS: usize = 32;
 /// its partial softmax goes (max, Σ weights, then head_dim sums).
 type Row<'a> = (Head<'a>, &'a mut [f32]);
 
-/// The attention of `rows`, all of one KV head and one run of keys
-/// (starting at the same `first`), in blocks of keys: each row's maximum
-/// score, Σ e^(score - max) and Σ e^(score - max) · value (AVX2: called by
+/// Rows of `attention` that share one KV head and one run of keys, and that head's caches.
+struct Task<'a> {
+    keys: CacheView<'a>,
+    values: CacheView<'a>,
+    /// Offset of the KV head in a cache row of `kv_dim` values.
+    kv: usize,
+    kv_dim: usize,
+    rows: Vec<Row<'a>>,
+}
+
+/// The attention of a task's rows (starting at the same `first`), in
+/// blocks of keys: each row's maximum score, Σ e^(score - max) and
+/// Σ e^(score - max) · value (AVX2: called by
 /// `attend_avx2`, which has the CPU's word for it). Each row's arithmetic,
 /// and its order, is the same whatever the rows around it. An f16 cache's
 /// block is converted once for all the rows.
 #[inline(always)]
-fn attend<const AVX2: bool>(rows: &mut [Row<'_>]) {
-    let Some(Head { first, keys, values, kv, kv_dim, q, .. }) = rows.first().map(|(head, _)| *head) else { return };
-    let head_dim = q.len();
+fn attend<const AVX2: bool>(task: &mut Task<'_>) {
+    let Task { keys, values, kv, kv_dim, ref mut rows } = *task;
+    let Some((first, head_dim)) = rows.first().map(|(head, _)| (head.first, head.q.len())) else { return };
     let mut scratch = Vec::new();
     let stride = rows.iter().map(|(head, _)| head.end - first).max().unwrap_or(0);
     // Each row's scores (then softmax weights), `stride` apart.
@@ -170,19 +182,13 @@ fn attend<const AVX2: bool>(rows: &mut [Row<'_>]) {
 /// `attend` compiled for AVX2 and FMA (its loops widened to 8 lanes).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(rows: &mut [Row<'_>]) {
-    attend::<true>(rows)
+unsafe fn attend_avx2(task: &mut Task<'_>) {
+    attend::<true>(task)
 }
 
-/// One (token, head) row of `attention`: its query and its KV head's cache.
-#[derive(Clone, Copy)]
+/// One (token, head) row of `attention`: its query and its run of keys.
 struct Head<'a> {
     q: &'a [f32],
-    keys: CacheView<'a>,
-    values: CacheView<'a>,
-    /// Offset of the head's KV head in a cache row of `kv_dim` values.
-    kv: usize,
-    kv_dim: usize,
     /// The keys of this row's run: `first .. end` (a multiple of 8, and at
     /// most the position of the row's token + 1).
     first: usize,
