@@ -2,7 +2,7 @@
 // rayon pool, a page may not) that starts the threaded wasm build with
 // `threads` threads, loads the GGUF on the CPU backend and, for each prompt
 // (token ids), runs a short warm-up and then `repeats` timed generations.
-// in:  { threads, model, context, prompts: number[][], genTokens, repeats, kvCache? (the engine's default if absent) }
+// in:  { threads, model, context, prompts: number[][], genTokens, repeats }
 // out: { ok: true, threads, loadMs, weightBytes, memoryBytes, rows: [[timings]] } | { ok: false, message }
 self.addEventListener('message', async ({ data }) => {
   try {
@@ -11,7 +11,7 @@ self.addEventListener('message', async ({ data }) => {
     await wasm.initThreadPool(data.threads);
     const bytes = new Uint8Array(await (await fetch(data.model)).arrayBuffer());
     const start = performance.now();
-    const engine = await wasm.Engine.load(bytes, { context: data.context, backend: 'cpu', ...(data.kvCache ? { kvCache: data.kvCache } : {}) });
+    const engine = await wasm.Engine.load(bytes, { context: data.context, backend: 'cpu' });
     const loadMs = performance.now() - start;
     const rows = [];
     for (const ids of data.prompts) {
