@@ -1,26 +1,14 @@
 // The whole engine in the browser (wasm + WebGPU, SwiftShader where there is
-// no GPU; and the wasm CPU backend) against the exact float64 reference of the default model
-// (../shared/fixtures/smollm2_exact.json), with the thresholds the native
-// tests use: the same token ids, chat rendering, last-position logits within
-// 0.05, and greedy output equal to the reference up to its first ambiguous
-// position (top-1/top-2 margin below 0.1).
+// no GPU; and the wasm CPU backend) against the exact float64 reference of
+// the default model, case by case (lib/fixture-case.mjs says what is
+// compared and with which thresholds), and its API's behaviour.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startSession, requireWebGPU, IN_CI } from './harness.mjs';
+import { checkCase, missingReference as missing, referenceCases as cases } from './lib/fixture-case.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const FIXTURE = path.join(REPO, '..', 'shared', 'fixtures', 'smollm2_exact.json');
-const MODEL = path.join(REPO, 'models', 'SmolLM2-135M-Instruct.Q4_1.gguf');
-const LOGIT_TOLERANCE = 0.05;
-const MIN_MARGIN = 0.1;
 // Greedy tokens generated per case: SwiftShader decodes a few tokens a second.
 const GEN_TOKENS = Number(process.env.HEARTH_BROWSER_GEN_TOKENS ?? 16);
-
-const missing = [FIXTURE, MODEL].filter((f) => !fs.existsSync(f));
-const cases = missing.length ? [] : JSON.parse(fs.readFileSync(FIXTURE, 'utf8')).cases;
 
 let session;
 let page;
@@ -55,7 +43,7 @@ async function engineReady(t) {
 for (const c of cases) {
   test(`${c.id}: tokens, chat text, logits and greedy output match the exact reference`, async (t) => {
     if (!(await engineReady(t))) return;
-    await checkCase(t, page, c);
+    await checkCase(t, page, c, GEN_TOKENS);
   });
 }
 
@@ -70,62 +58,9 @@ test('the CPU backend in wasm, with its f16 KV cache, matches the exact referenc
   assert.ok(state.ok, `the engine did not load: ${state.message}`);
   t.diagnostic(`${state.adapter.name}; KV cache ${state.adapter.kv_cache}; memory ${(state.gpuBytes / 2 ** 20).toFixed(1)} MiB`);
   assert.deepEqual([state.adapter.backend, state.adapter.kv_cache], ['cpu', 'f16']);
-  for (const c of cases) await checkCase(t, cpuPage, c);
+  for (const c of cases) await checkCase(t, cpuPage, c, GEN_TOKENS);
   await cpuPage.close();
 });
-
-/** One fixture case on the engine of `p`: tokens, chat text, last-position logits and greedy ids. */
-async function checkCase(t, p, c) {
-  // Only what the page needs; the reference logits stay in node.
-  const input = { text: c.prompt_text, messages: c.messages ?? null, promptIds: c.prompt_ids, maxTokens: GEN_TOKENS };
-  const got = await p.evaluate(async ({ text, messages, promptIds, maxTokens }) => {
-    const engine = window.engine;
-    const ids = Array.from(engine.encode(text, true));
-    const rendered = messages ? engine.renderChat(messages) : null;
-    engine.reset();
-    const logits = Array.from(await engine.forwardLogits(new Uint32Array(promptIds)));
-    // The prompt is cached now: generate() recomputes only its last token.
-    const pieces = [];
-    const request = { max_tokens: maxTokens, ignore_eos: true, sampler: { temperature: 0 } };
-    const generation = await engine.generate(new Uint32Array(promptIds), request, (piece) => pieces.push(piece));
-    return { ids, rendered, logits, generation, pieces, decoded: engine.decode(new Uint32Array(generation.ids)) };
-  }, input);
-
-  assert.equal(got.generation.reused_tokens, c.prompt_ids.length - 1, 'generate() reuses the prompt cached by forwardLogits()');
-  // (a) tokenization, (b) chat template
-  assert.deepEqual(got.ids, c.prompt_ids, 'encode(prompt_text, true)');
-  if (c.kind === 'chat') assert.equal(got.rendered, c.prompt_text, 'renderChat(messages)');
-
-  // (c) last-position logits
-  assert.equal(got.logits.length, c.last_logits.length, 'logits length');
-  let maxErr = 0;
-  let worst = 0;
-  got.logits.forEach((v, i) => {
-    const err = Math.abs(v - c.last_logits[i]);
-    if (!(err <= maxErr)) { maxErr = err; worst = i; }
-  });
-  t.diagnostic(`${c.id}: last-position logits max abs error ${maxErr.toExponential(2)} (token ${worst})`);
-  assert.ok(maxErr < LOGIT_TOLERANCE,
-    `logit ${worst}: got ${got.logits[worst]}, want ${c.last_logits[worst]} (error ${maxErr})`);
-
-  // (d) greedy generation, compared up to the first ambiguous position
-  const g = got.generation;
-  const { timings } = g;
-  t.diagnostic(`${c.id}: prefill ${timings.prefill_tokens} tokens at ${timings.prefill_tok_s.toFixed(1)} tok/s ` +
-    `(ttft ${timings.ttft_ms.toFixed(0)} ms), decode ${timings.decode_tokens} tokens at ${timings.decode_tok_s.toFixed(2)} tok/s`);
-  assert.equal(g.ids.length, GEN_TOKENS, 'ignore_eos: every requested token is generated');
-  assert.equal(g.finish_reason, 'length');
-  assert.deepEqual(g.prompt_ids, c.prompt_ids);
-  let firstAmbiguous = c.margins.findIndex((m) => m < MIN_MARGIN);
-  if (firstAmbiguous < 0) firstAmbiguous = c.margins.length;
-  const n = Math.min(firstAmbiguous, GEN_TOKENS);
-  t.diagnostic(`${c.id}: ${n} of ${GEN_TOKENS} greedy ids compared (first reference margin < ${MIN_MARGIN} at ${firstAmbiguous})`);
-  assert.deepEqual(g.ids.slice(0, n), c.generated_ids.slice(0, n), 'greedy ids up to the first ambiguous position');
-  // Streaming: the pieces make the text, and the text is the ids decoded.
-  assert.equal(got.pieces.join(''), g.text, 'onText pieces concatenate to the returned text');
-  assert.ok(got.pieces.every((p) => typeof p === 'string' && p.length > 0), 'no empty pieces');
-  assert.equal(got.decoded, g.text, 'decode(ids) equals the returned text');
-}
 
 test('bad requests reject with an Error that says what is wrong, and the engine still works', async (t) => {
   if (!(await engineReady(t))) return;

@@ -1,9 +1,12 @@
 // Shared set-up for the browser tests: a local static server (the same one
 // that serves the demo) and headless Chromium with WebGPU (SwiftShader where
-// there is no GPU), driven by playwright-core.
+// there is no GPU), driven by playwright-core; or Firefox, driven by
+// puppeteer-core.
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 import { startServer, DEFAULT_MOUNTS } from '../../web/tools/serve.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -23,33 +26,28 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ];
 
-/**
- * Starts the server and the browser. `mounts` adds URL prefixes to the
- * defaults (demo at /, /pkg/, /models/); test pages are at /test/. Pages are
- * cross-origin isolated unless `isolate` is false. `csp`, a policy string,
- * is sent as every response's Content-Security-Policy header.
- */
-export async function startSession(extraMounts = {}, { isolate = true, csp } = {}) {
-  const server = await startServer({
-    mounts: { ...DEFAULT_MOUNTS, '/test/': path.join(HERE, 'pages'), ...extraMounts },
-    isolate,
-    csp,
+/** The test server: the defaults (demo at /, /pkg/, /models/), test pages at /test/, plus `extraMounts`. */
+function startTestServer(extraMounts, { isolate = true, csp } = {}) {
+  return startServer({ mounts: { ...DEFAULT_MOUNTS, '/test/': path.join(HERE, 'pages'), ...extraMounts }, isolate, csp });
+}
+
+/** Echoes a page's console errors and warnings and its uncaught exceptions to stderr. */
+function echoProblems(page) {
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning' || m.type() === 'warn') console.error(`[page ${m.type()}] ${m.text()}`);
   });
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-    headless: true,
-  });
+  page.on('pageerror', (e) => console.error(`[page exception] ${e.message}`));
+}
+
+/** A started server and browser (Playwright's or Puppeteer's: both have newPage, goto, close). */
+function sessionOf(server, browser) {
   return {
     url: server.url,
     browser,
-    /** Opens `server.url + relPath`; console errors are echoed to stderr. */
+    /** Opens `server.url + relPath` (in `context`, by default the browser); console errors are echoed to stderr. */
     async open(relPath, context = browser) {
       const page = await context.newPage();
-      page.on('console', (m) => {
-        if (m.type() === 'error' || m.type() === 'warning') console.error(`[page ${m.type()}] ${m.text()}`);
-      });
-      page.on('pageerror', (e) => console.error(`[page exception] ${e.message}`));
+      echoProblems(page);
       await page.goto(server.url + relPath);
       return page;
     },
@@ -58,6 +56,51 @@ export async function startSession(extraMounts = {}, { isolate = true, csp } = {
       await server.close();
     },
   };
+}
+
+/**
+ * Starts the server and the browser. `mounts` adds URL prefixes to the
+ * defaults (demo at /, /pkg/, /models/); test pages are at /test/. Pages are
+ * cross-origin isolated unless `isolate` is false. `csp`, a policy string,
+ * is sent as every response's Content-Security-Policy header.
+ */
+export async function startSession(extraMounts = {}, { isolate = true, csp } = {}) {
+  const server = await startTestServer(extraMounts, { isolate, csp });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+    args: CHROMIUM_ARGS,
+    headless: true,
+  });
+  return sessionOf(server, browser);
+}
+
+/** Firefox ESR, as Debian ships it (scripts/setup.sh installs it). */
+export const FIREFOX = process.env.FIREFOX_PATH || '/usr/bin/firefox-esr';
+/** FIREFOX_DEBUG=1: Firefox's own output and every console message (its workers' too) on stderr. */
+const DEBUG_FIREFOX = Boolean(process.env.FIREFOX_DEBUG);
+
+/**
+ * startSession's twin in Firefox: stock Firefox (no patched build, unlike
+ * Playwright's), driven over WebDriver BiDi by puppeteer-core, with its
+ * WebGPU on (`dom.webgpu.enabled`; `gfx.webgpu.ignore-blocklist` lets it
+ * offer the software adapter it blocks by default, as Chromium's
+ * --enable-unsafe-webgpu does). Pages are cross-origin isolated.
+ * Puppeteer's pages have the same `evaluate(fn, arg)` as Playwright's;
+ * their `waitForFunction` takes `(fn, options)`.
+ */
+export async function startFirefoxSession(extraMounts = {}) {
+  const server = await startTestServer(extraMounts);
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    // A page's evaluate() may run a whole generation on a slow adapter.
+    protocolTimeout: 900_000,
+    extraPrefsFirefox: { 'dom.webgpu.enabled': true, 'gfx.webgpu.ignore-blocklist': true, ...(DEBUG_FIREFOX ? { 'devtools.console.stdout.content': true } : {}) },
+    dumpio: DEBUG_FIREFOX,
+    env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? os.tmpdir() },
+  });
+  return sessionOf(server, browser);
 }
 
 /**
@@ -83,11 +126,24 @@ export async function requireWebGPU(page, t) {
  * keep service workers out of `context`.
  */
 export async function hideWebGPU(context) {
-  const hide = 'delete Object.getPrototypeOf(navigator).gpu;';
-  await context.addInitScript(hide);
+  await patchEveryRealm(context, 'delete Object.getPrototypeOf(navigator).gpu;');
+}
+
+/**
+ * Makes `context` a browser whose GPU process never answers: its pages' and
+ * hearth-llm's worker's navigator.gpu.requestAdapter() return a promise that
+ * never settles (as hideWebGPU, keep service workers out).
+ */
+export async function stallWebGPU(context) {
+  await patchEveryRealm(context, 'if (navigator.gpu) Object.getPrototypeOf(navigator.gpu).requestAdapter = () => new Promise(() => {});');
+}
+
+/** Runs `script` first in every page of `context` and in hearth-llm's worker. */
+async function patchEveryRealm(context, script) {
+  await context.addInitScript(script);
   await context.route('**/hearth/worker.js', async (route) => {
     const response = await route.fetch();
-    await route.fulfill({ response, body: `${hide}\n${await response.text()}` });
+    await route.fulfill({ response, body: `${script}\n${await response.text()}` });
   });
 }
 
