@@ -12,9 +12,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSession, requireWebGPU, hideWebGPU } from './harness.mjs';
+import { startSession, requireWebGPU, hideWebGPU, stallWebGPU } from './harness.mjs';
 import { startServer, DEFAULT_MOUNTS } from '../../web/tools/serve.mjs';
 import { REPO, MODEL_PATH, GGUF, missingPrerequisites, prerequisitesMet, rawStoryCase } from './lib/package-fixtures.mjs';
 
@@ -229,6 +230,55 @@ test('auto without WebGPU: the CPU, saying why', { timeout: 600_000 }, async (t)
   t.diagnostic(`auto, no WebGPU: ${describe(r)}`);
   assert.equal(r.info.backend, 'cpu');
   assert.equal(r.info.backendReason, 'no WebGPU (navigator.gpu is missing)');
+  await p.context().close();
+});
+
+test('a thread pool whose workers never start (Firefox, now and then): the CPU on one thread after a bounded wait, the same text', { timeout: 600_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  // The threaded build's worker script, except that its workers never say they are ready.
+  const snippets = path.join(REPO, 'web/dist/wasm-threads/snippets');
+  const helperDir = path.join(fs.readdirSync(snippets)[0], 'src');
+  const real = fs.readFileSync(path.join(snippets, helperDir, 'workerHelpers.js'), 'utf8');
+  const ready = "postMessage({ type: 'wasm_bindgen_worker_ready' });";
+  assert.ok(real.includes(ready), 'workerHelpers.js posts the ready message as this test expects');
+  const stubDir = fs.mkdtempSync(path.join(os.tmpdir(), 'hearth-stuck-pool-'));
+  fs.writeFileSync(path.join(stubDir, 'workerHelpers.js'), real.replace(ready, '/* never ready */'));
+  const stuck = await startServer({
+    mounts: { ...DEFAULT_MOUNTS, '/test/': PAGES, [`/hearth/wasm-threads/snippets/${helperDir}/`]: stubDir },
+    isolate: true,
+  });
+  try {
+    const p = await openPackagePage(stuck.url);
+    const r = await run(p, { backend: 'cpu' });
+    t.diagnostic(`cpu, pool never ready: ${describe(r)}`);
+    assert.deepEqual([r.info.backend, r.info.threads], ['cpu', 1]);
+    assert.ok(r.loadMs >= 9_000 && r.loadMs < 60_000, `the load took ${r.loadMs} ms (the pool's wait is 10 s)`);
+    if (results.cpu) assertSameGreedy(t, 'cpu (1 thread, the fallback) vs cpu (2 threads)', r, results.cpu);
+    await p.context().close();
+  } finally {
+    await stuck.close();
+    fs.rmSync(stubDir, { recursive: true, force: true });
+  }
+});
+
+test("a GPU process that never answers requestAdapter(): auto runs on the CPU after a bounded wait, saying why; webgpu fails with no_webgpu", { timeout: 600_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  const p = await openPackagePage(session.url, {}, stallWebGPU);
+  const r = await run(p, {});
+  t.diagnostic(`auto, requestAdapter() stalled: ${describe(r)}`);
+  assert.equal(r.info.backend, 'cpu');
+  assert.match(r.info.backendReason, /^no WebGPU \(requestAdapter\(\) did not answer in \d+ s\)$/);
+  assert.ok(r.loadMs < 60_000, `the load took ${r.loadMs} ms`);
+  const forced = await p.evaluate(async (model) => {
+    try {
+      await hearth.createEngine({ model, backend: 'webgpu' });
+      return 'loaded';
+    } catch (e) {
+      return { code: e.code, message: e.message };
+    }
+  }, MODEL_PATH);
+  assert.equal(forced.code, 'no_webgpu', JSON.stringify(forced));
+  assert.match(forced.message, /did not answer.*backend 'cpu'/);
   await p.context().close();
 });
 

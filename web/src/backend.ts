@@ -8,7 +8,7 @@
  * @module
  */
 
-import { invalidRequest } from './errors.js';
+import { HearthError, invalidRequest } from './errors.js';
 
 /** The backend `createEngine` is asked for. */
 export type BackendChoice = 'auto' | 'webgpu' | 'cpu';
@@ -45,15 +45,29 @@ type GpuLike = { requestAdapter(): Promise<GpuAdapterLike | null> };
 /** Names of CPU-based WebGPU implementations, as adapters report them. */
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|microsoft basic render/i;
 
-/** The browser's adapter, or why there is none. */
-async function requestAdapter(): Promise<{ adapter: GpuAdapterLike | null; missing?: string }> {
+/**
+ * How long requestAdapter() may take. A browser whose GPU process never
+ * answers (seen in Firefox, now and then, after another tab's WebGPU work)
+ * would otherwise hang createEngine for good; `auto` then runs on the CPU.
+ */
+export const ADAPTER_TIMEOUT_MS = 8000;
+
+/** The browser's adapter, or why there is none (`stalled`: no answer in time). */
+async function requestAdapter(): Promise<{ adapter: GpuAdapterLike | null; missing?: string; stalled?: boolean }> {
   const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
   if (!gpu) return { adapter: null, missing: 'navigator.gpu is missing' };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), ADAPTER_TIMEOUT_MS)));
   try {
-    const adapter = await gpu.requestAdapter();
+    const adapter = await Promise.race([gpu.requestAdapter(), stalled]);
+    if (adapter === 'stalled') {
+      return { adapter: null, missing: `requestAdapter() did not answer in ${ADAPTER_TIMEOUT_MS / 1000} s`, stalled: true };
+    }
     return adapter ? { adapter } : { adapter: null, missing: 'requestAdapter() returned null' };
   } catch (e) {
     return { adapter: null, missing: `requestAdapter() failed: ${e instanceof Error ? e.message : e}` };
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -68,7 +82,11 @@ function adapterNames(adapter: GpuAdapterLike | null): AdapterNames {
 
 /** Resolves `auto` (and reports the adapter for an explicit choice too). */
 export async function decideBackend(choice: BackendChoice): Promise<BackendDecision> {
-  const { adapter, missing } = await requestAdapter();
+  const { adapter, missing, stalled } = await requestAdapter();
+  if (stalled && choice === 'webgpu') {
+    // The engine's own request would wait as long: fail now, saying why.
+    throw new HearthError('no_webgpu', `backend 'webgpu': ${missing}; the browser's GPU process may be stuck (reload the browser), or create the engine with backend 'cpu'`);
+  }
   const names = adapterNames(adapter);
   if (choice !== 'auto') return { backend: choice, reason: 'requested', adapter: names };
   if (!adapter) return { backend: 'cpu', reason: `no WebGPU (${missing})`, adapter: names };

@@ -47,6 +47,14 @@ function loadPlain(wasmUrl?: string): Promise<WasmModule> {
   });
 }
 
+/**
+ * How long the threaded build's pool may take to start (well under a
+ * second, normally). Firefox now and then never starts one of its workers,
+ * and initThreadPool would wait for it for good: the engine then runs on
+ * the single-threaded build instead.
+ */
+export const POOL_START_TIMEOUT_MS = 10_000;
+
 function loadThreaded(threads: number, wasmUrl?: string): Promise<WasmModule> {
   return once('threads', async () => {
     // Same crate, same bindings, plus initThreadPool: the cast only bridges the two generated .d.ts files.
@@ -54,7 +62,15 @@ function loadThreaded(threads: number, wasmUrl?: string): Promise<WasmModule> {
     await wasm.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
     // Before anything else calls into the module: a parallel call made
     // earlier would start a default pool and make initThreadPool fail.
-    await wasm.initThreadPool(threads);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`its ${threads} worker threads did not start in ${POOL_START_TIMEOUT_MS / 1000} s`)), POOL_START_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([wasm.initThreadPool(threads), stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
     return wasm;
   });
 }
