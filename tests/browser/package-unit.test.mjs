@@ -24,6 +24,7 @@ const { ProgressTracker } = await pkg('progress.js');
 const { ChunkStream } = await pkg('stream.js');
 const { loadModel, sha256Hex } = await pkg('loader.js');
 const { hostLoadOptions } = await pkg('engine.js');
+const { withinTime, TIMED_OUT } = await pkg('deadline.js');
 
 /** Asserts that `fn` throws (or rejects with) a HearthError of `code`, and returns it. */
 async function rejects(fn, code, messageRe) {
@@ -41,6 +42,14 @@ async function rejects(fn, code, messageRe) {
 }
 
 const user = (content) => ({ role: 'user', content });
+
+test('withinTime: the value in time, TIMED_OUT after the bound, a rejection as it is', async () => {
+  const later = (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms));
+  assert.equal(await withinTime(later(5, 'early'), 500), 'early');
+  assert.equal(await withinTime(later(500, 'late'), 20), TIMED_OUT);
+  assert.equal(await withinTime(new Promise(() => {}), 20), TIMED_OUT);
+  await assert.rejects(withinTime(Promise.reject(new Error('broken')), 500), /broken/);
+});
 
 test('chat requests map to a job: sampler fields only when given, stop as a list, model/user ignored', () => {
   const { job, stream, signal } = validateChatRequest({

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { TIMED_OUT, withinTime } from './deadline.js';
 import { HearthError, invalidRequest } from './errors.js';
 
 /** The backend `createEngine` is asked for. */
@@ -47,8 +48,8 @@ const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|microsoft basic
 
 /**
  * How long requestAdapter() may take. A browser whose GPU process never
- * answers (seen in Firefox, now and then, after another tab's WebGPU work)
- * would otherwise hang createEngine for good; `auto` then runs on the CPU.
+ * answers (a hung driver, a stuck GPU process) would otherwise hang
+ * createEngine for good; `auto` then runs on the CPU.
  */
 export const ADAPTER_TIMEOUT_MS = 8000;
 
@@ -56,18 +57,14 @@ export const ADAPTER_TIMEOUT_MS = 8000;
 async function requestAdapter(): Promise<{ adapter: GpuAdapterLike | null; missing?: string; stalled?: boolean }> {
   const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;
   if (!gpu) return { adapter: null, missing: 'navigator.gpu is missing' };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const stalled = new Promise<'stalled'>((resolve) => (timer = setTimeout(() => resolve('stalled'), ADAPTER_TIMEOUT_MS)));
   try {
-    const adapter = await Promise.race([gpu.requestAdapter(), stalled]);
-    if (adapter === 'stalled') {
+    const adapter = await withinTime(gpu.requestAdapter(), ADAPTER_TIMEOUT_MS);
+    if (adapter === TIMED_OUT) {
       return { adapter: null, missing: `requestAdapter() did not answer in ${ADAPTER_TIMEOUT_MS / 1000} s`, stalled: true };
     }
     return adapter ? { adapter } : { adapter: null, missing: 'requestAdapter() returned null' };
   } catch (e) {
     return { adapter: null, missing: `requestAdapter() failed: ${e instanceof Error ? e.message : e}` };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -7,6 +7,7 @@
  */
 
 import type { Backend } from './backend.js';
+import { TIMED_OUT, withinTime } from './deadline.js';
 import { HearthError } from './errors.js';
 import type * as Wasm from './wasm/hearth_llm.js';
 
@@ -62,14 +63,8 @@ function loadThreaded(threads: number, wasmUrl?: string): Promise<WasmModule> {
     await wasm.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
     // Before anything else calls into the module: a parallel call made
     // earlier would start a default pool and make initThreadPool fail.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`its ${threads} worker threads did not start in ${POOL_START_TIMEOUT_MS / 1000} s`)), POOL_START_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([wasm.initThreadPool(threads), stalled]);
-    } finally {
-      clearTimeout(timer);
+    if ((await withinTime(wasm.initThreadPool(threads), POOL_START_TIMEOUT_MS)) === TIMED_OUT) {
+      throw new Error(`its ${threads} worker threads did not start in ${POOL_START_TIMEOUT_MS / 1000} s`);
     }
     return wasm;
   });

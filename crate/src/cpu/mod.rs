@@ -106,7 +106,7 @@ impl Default for CpuOptions {
 fn zeroed<T: Copy + Default>(len: usize, what: &str) -> Result<Vec<T>> {
     let mut v = Vec::new();
     v.try_reserve_exact(len)
-        .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's {what}", (len * std::mem::size_of::<T>()) >> 20)))?;
+        .map_err(|_| HearthError::OutOfMemory(format!("{} MiB for the CPU model's {what}", len.saturating_mul(std::mem::size_of::<T>()) >> 20)))?;
     v.resize(len, T::default());
     Ok(v)
 }
