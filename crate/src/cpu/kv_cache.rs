@@ -141,13 +141,15 @@ fn rows_to_f32(halves: &[f16], stride: usize, out: &mut [f32], len: usize) {
     }
     for (r, out) in out.chunks_exact_mut(len).enumerate() {
         let row = &halves[r * stride..][..len];
-        #[allow(unused_mut)] // (only wasm converts some by eights)
-        let mut whole = 0;
+        // The values converted by eights (wasm's vectors), before the rest one by one.
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        {
-            whole = len / 8 * 8;
+        let whole = {
+            let whole = len / 8 * 8;
             row_to_f32_simd128(&row[..whole], &mut out[..whole]);
-        }
+            whole
+        };
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        let whole = 0;
         for (o, &h) in out[whole..].iter_mut().zip(&row[whole..]) {
             *o = to_f32(h);
         }
