@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs whatever the build and the tests need and is missing: system
-# packages (lavapipe, Chromium, Firefox, the wasm toolchain), wasm-bindgen-cli at the
-# version in Cargo.lock, the npm test dependencies and the default model.
+# packages (lavapipe, Chromium, Firefox, WebKitGTK and Xvfb, the wasm
+# toolchain), wasm-bindgen-cli at the version in Cargo.lock, the npm test
+# dependencies and the default model.
 # Idempotent: a second run only checks.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -9,7 +10,7 @@ cd "$ROOT"
 trap phase_summary EXIT
 
 phase "setup: system packages"
-want=(mesa-vulkan-drivers libvulkan1 chromium firefox-esr fonts-dejavu-core)
+want=(mesa-vulkan-drivers libvulkan1 chromium firefox-esr webkit2gtk-driver xvfb fonts-dejavu-core)
 command -v node >/dev/null || want+=(nodejs)
 command -v npm >/dev/null || want+=(npm)
 python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)

@@ -18,5 +18,5 @@ phase "build (all steps)"
 phase "test: rust (cpu references, gpu kernels)"
 "$NATIVE_CARGO" test --release
 
-phase "test: browser (headless chromium and firefox, dawn in node)"
+phase "test: browser (headless chromium, firefox and webkit, dawn in node)"
 node --test --test-concurrency=1 tests/browser/

@@ -8,13 +8,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import { startFirefoxSession, FIREFOX, IN_CI } from './harness.mjs';
 import { checkCase, missingReference, referenceCases } from './lib/fixture-case.mjs';
-import { MODEL_DIR, MODEL_PATH, missingPrerequisites, prerequisitesMet, nativeGenerate, rawStoryCase } from './lib/package-fixtures.mjs';
+import { missingPrerequisites, prerequisitesMet } from './lib/package-fixtures.mjs';
+import { checkUserStart } from './lib/user-start.mjs';
 
 const missing = [...missingReference, ...missingPrerequisites({ cli: true }), ...(fs.existsSync(FIREFOX) ? [] : [`${FIREFOX} (apt install firefox-esr)`])];
-const CHAT = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is the capital of France?' }];
 
 let session;
 before(async () => {
@@ -35,46 +34,15 @@ async function enginePage(t, backend) {
 
 test("a user's start in Firefox: createEngine with the default options, replies equal to the native engine's, then a load from the cache", async (t) => {
   if (!prerequisitesMet(t, missing)) return;
-  const story = rawStoryCase();
-  const native = {
-    completion: nativeGenerate(['-p', story.prompt_text, '--max-tokens', '8']),
-    chat: nativeGenerate(['--chat', '--system', CHAT[0].content, '-p', CHAT[1].content, '--max-tokens', '12']),
-  };
-  const page = await session.open('test/package.html');
-  await page.waitForFunction(() => window.hearthReady !== undefined, { timeout: 60_000, polling: 200 });
-  const load = () => page.evaluate(async ({ model, chat, story }) => {
-    if (window.hearthReady !== true) throw new Error(window.hearthReady);
-    const engine = await window.hearth.createEngine({ model });
-    const reply = await engine.chat.completions.create({ messages: chat, max_tokens: 12, temperature: 0 });
-    const completion = await engine.completions.create({ prompt: story, max_tokens: 8, temperature: 0 });
-    const info = engine.info;
-    await engine.unload();
-    return {
-      info: { backend: info.backend, reason: info.backendReason, threads: info.threads, cachedBytes: info.cachedBytes },
-      chat: reply.choices[0].message.content,
-      chatTokens: reply.usage,
-      completion: completion.choices[0].text,
-    };
-  }, { model: MODEL_PATH, chat: CHAT, story: story.prompt_text });
-  const first = await load();
-  const again = await load();
-  t.diagnostic(`first load: ${JSON.stringify(first.info)}; again: ${JSON.stringify(again.info)}`);
+  const loads = await checkUserStart(t, session);
   // Cross-origin isolated, in its worker: the threaded CPU build (or, if
   // Firefox did not start its workers in time, the single-threaded one:
   // wasm-build.ts), or Firefox's WebGPU on a hardware adapter.
-  for (const { info } of [first, again]) {
+  for (const info of loads) {
     if (info.backend === 'cpu' && info.threads === 1) t.diagnostic("the threaded build's workers did not start: it ran on one thread");
   }
   // (Each load has its own worker and pool: both loads missing their pool would be more than that flake.)
-  assert.ok(first.info.backend === 'webgpu' || [first, again].some((r) => r.info.threads > 1), JSON.stringify([first.info, again.info]));
-  assert.equal(first.chat, native.chat.text);
-  assert.equal(first.completion, native.completion.text);
-  assert.equal(first.chatTokens.completion_tokens, native.chat.ids.length);
-  assert.equal(first.info.cachedBytes, 0);
-  const total = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'manifest.json'), 'utf8')).total_bytes;
-  assert.equal(again.info.cachedBytes, total, 'the second load reads every file from the Cache API');
-  assert.deepEqual([again.chat, again.completion], [first.chat, first.completion]);
-  await page.close();
+  assert.ok(loads[0].backend === 'webgpu' || loads.some((info) => info.threads > 1), JSON.stringify(loads));
 });
 
 test('Firefox, the wasm CPU backend: every case of the exact reference', async (t) => {

@@ -1,12 +1,17 @@
 // Shared set-up for the browser tests: a local static server (the same one
 // that serves the demo) and headless Chromium with WebGPU (SwiftShader where
 // there is no GPU), driven by playwright-core; or Firefox, driven by
-// puppeteer-core.
+// puppeteer-core; or WebKit (WebKitGTK's MiniBrowser under Xvfb), driven by
+// selenium-webdriver.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
+import { Builder } from 'selenium-webdriver';
 import { startServer, DEFAULT_MOUNTS } from '../../web/tools/serve.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -101,6 +106,152 @@ export async function startFirefoxSession(extraMounts = {}) {
     env: { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? os.tmpdir() },
   });
   return sessionOf(server, browser);
+}
+
+/** WebKitGTK as Debian ships it (scripts/setup.sh installs it): its MiniBrowser, its WebDriver and Xvfb for its window. */
+export const WEBKIT = {
+  browser: process.env.WEBKIT_MINIBROWSER_PATH || firstExisting(fs.existsSync('/usr/lib') ? fs.readdirSync('/usr/lib').map((d) => `/usr/lib/${d}/webkit2gtk-4.1/MiniBrowser`) : []),
+  driver: process.env.WEBKIT_DRIVER_PATH || '/usr/bin/WebKitWebDriver',
+  xvfb: '/usr/bin/Xvfb',
+};
+/**
+ * HEARTH_WEBKIT_DEBUG=1: the output of WebKitWebDriver and its browser on
+ * stderr. (Not WEBKIT_DEBUG: WebKit reads that one itself. MiniBrowser
+ * ignores its setting that prints console messages in automation mode, so
+ * pages' console problems are not echoed as in the other browsers.)
+ */
+const DEBUG_WEBKIT = Boolean(process.env.HEARTH_WEBKIT_DEBUG);
+
+function firstExisting(paths) {
+  return paths.find((p) => fs.existsSync(p)) ?? paths[0] ?? 'MiniBrowser';
+}
+
+/**
+ * startSession's twin in WebKit, the engine of Safari: WebKitGTK's
+ * MiniBrowser (JavaScriptCore: its own wasm compilers, workers, Cache API),
+ * in an Xvfb display of its own, driven by selenium-webdriver through
+ * WebKitWebDriver. Pages are cross-origin isolated. As Safari does, it
+ * then has SharedArrayBuffer: WebKitGTK only offers it with the
+ * JavaScriptCore option useSharedArrayBuffer (unless `sharedMemory` is
+ * false, which leaves the port's default, without). WebDriver drives one
+ * window: `open` navigates it, so one page is open at a time. Its pages'
+ * `evaluate(fn, arg)` and `waitForFunction(fn, { timeout })` are the other
+ * drivers' (`fn`'s value must be JSON).
+ */
+export async function startWebKitSession(extraMounts = {}, { sharedMemory = true } = {}) {
+  const server = await startTestServer(extraMounts);
+  const stops = [() => server.close()];
+  const stopAll = async () => { for (const stop of stops.reverse()) await stop(); };
+  try {
+    const display = await startXvfb(stops);
+    const driverUrl = await startWebKitDriver(stops, {
+      ...process.env,
+      DISPLAY: display,
+      XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? os.tmpdir(),
+      ...(sharedMemory ? { JSC_useSharedArrayBuffer: '1' } : {}),
+    });
+    const driver = await new Builder().usingServer(driverUrl).withCapabilities({
+      browserName: 'MiniBrowser',
+      'webkitgtk:browserOptions': { binary: WEBKIT.browser, args: ['--automation'] },
+    }).build();
+    stops.push(() => driver.quit());
+    // A page's evaluate() may run a whole generation.
+    await driver.manage().setTimeouts({ script: 900_000, pageLoad: 120_000 });
+    const page = webDriverPage(driver);
+    return {
+      url: server.url,
+      driver,
+      async open(relPath) {
+        await driver.get(server.url + relPath);
+        return page;
+      },
+      close: stopAll,
+    };
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+}
+
+/** The window of a WebDriver session as a page: evaluate, waitForFunction, close (to a blank page). */
+function webDriverPage(driver) {
+  const page = {
+    async evaluate(fn, arg) {
+      const result = await driver.executeAsyncScript(
+        `const done = arguments[arguments.length - 1];
+         Promise.resolve().then(() => (${fn})(arguments[0]))
+           .then((value) => done({ value }), (e) => done({ error: e instanceof Error ? e.name + ': ' + e.message + ' @ ' + e.stack : String(e) }));`,
+        arg ?? null);
+      if (result.error !== undefined) throw new Error(result.error);
+      return result.value;
+    },
+    async waitForFunction(fn, { timeout = 30_000, polling = 200 } = {}) {
+      const end = Date.now() + timeout;
+      for (;;) {
+        if (await page.evaluate(fn)) return;
+        if (Date.now() > end) throw new Error(`waitForFunction: ${fn} still false after ${timeout} ms`);
+        await new Promise((r) => setTimeout(r, polling));
+      }
+    },
+    close: () => driver.get('about:blank'),
+  };
+  return page;
+}
+
+/** Starts Xvfb on a free display (it writes the number it took to fd 3); returns ":N". */
+function startXvfb(stops) {
+  const xvfb = spawn(WEBKIT.xvfb, ['-displayfd', '3', '-screen', '0', '1280x800x24', '-nolisten', 'tcp'], { stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+  stops.push(() => stopProcess(xvfb));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    xvfb.stdio[3].on('data', (d) => {
+      out += d;
+      if (out.includes('\n')) resolve(`:${out.trim()}`);
+    });
+    xvfb.once('error', reject);
+    xvfb.once('exit', (code) => reject(new Error(`Xvfb exited (${code}) before it had a display`)));
+  });
+}
+
+/** Starts WebKitWebDriver on a free port with `env`; returns its URL once it answers. */
+async function startWebKitDriver(stops, env) {
+  const port = await freePort();
+  const driver = spawn(WEBKIT.driver, [`--port=${port}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  stops.push(() => stopProcess(driver));
+  let exited = null;
+  driver.once('exit', (code, signal) => { exited = `WebKitWebDriver exited (${code ?? signal})`; });
+  driver.once('error', (e) => { exited = `WebKitWebDriver did not start: ${e.message}`; });
+  for (const out of [driver.stdout, driver.stderr]) out.on('data', (d) => { if (DEBUG_WEBKIT) process.stderr.write(d); });
+  const url = `http://127.0.0.1:${port}`;
+  for (const end = Date.now() + 20_000; ;) {
+    if (exited) throw new Error(exited);
+    try {
+      if ((await (await fetch(`${url}/status`)).json()).value?.ready) return url;
+    } catch { /* not listening yet */ }
+    if (Date.now() > end) throw new Error(`WebKitWebDriver did not answer on ${url} in 20 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** SIGTERM, then SIGKILL if it has not exited after 5 s; resolves once it has. */
+function stopProcess(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => { clearTimeout(kill); resolve(); });
+    child.kill('SIGTERM');
+  });
 }
 
 /**

@@ -22,6 +22,16 @@ function canBlock(): boolean {
   return typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== 'undefined';
 }
 
+/**
+ * Whether this realm has shared memory. Cross-origin isolation is not
+ * enough: WebKitGTK, for one, is isolated and has no SharedArrayBuffer
+ * unless told to; trying the threaded build there would fetch and compile
+ * it for nothing.
+ */
+function hasSharedMemory(): boolean {
+  return globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+}
+
 /** Instantiates build `key` once (a failed attempt may be retried). */
 function once(key: 'plain' | 'threads', load: () => Promise<WasmModule>): Promise<WasmModule> {
   let loading = builds.get(key);
@@ -72,13 +82,13 @@ function loadThreaded(threads: number, wasmUrl?: string): Promise<WasmModule> {
 
 /**
  * Loads the wasm build for `backend`: the threaded one for the CPU when this
- * realm is cross-origin isolated (shared memory needs it), may block (the
+ * realm has shared memory (cross-origin isolated, and SharedArrayBuffer), may block (the
  * pool's callers wait on it) and more than one thread is wanted; else, or
  * when the threaded one fails to start, the single-threaded one.
  */
 export async function loadWasm(backend: Backend, threads: number | undefined, urls: { wasmUrl?: string; wasmThreadsUrl?: string }): Promise<WasmModule> {
   const wanted = threads ?? navigator.hardwareConcurrency ?? 1;
-  if (backend === 'cpu' && globalThis.crossOriginIsolated === true && canBlock() && wanted > 1) {
+  if (backend === 'cpu' && hasSharedMemory() && canBlock() && wanted > 1) {
     try {
       return await loadThreaded(wanted, urls.wasmThreadsUrl);
     } catch (e) {

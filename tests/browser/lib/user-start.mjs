@@ -1,0 +1,57 @@
+// A user's start of the npm package in a browser other than Chromium
+// (Firefox, WebKit): test/package.html, createEngine with the default
+// options, a greedy chat reply and completion compared with the native
+// engine's (`hearth generate --json`), then a second load that must read
+// every file from the Cache API (where the browser keeps it: see
+// `cachePersists`) and reply the same. `session` is one of
+// harness.mjs's sessions (its `open` gives a page with `evaluate` and
+// `waitForFunction(fn, options)`).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MODEL_DIR, MODEL_PATH, nativeGenerate, rawStoryCase } from './package-fixtures.mjs';
+
+const CHAT = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is the capital of France?' }];
+
+/**
+ * Two loads in one page; returns each load's engine info (backend, reason,
+ * threads, cachedBytes). `cachePersists: false` is for a browser that
+ * drops what a worker cached when the worker ends (WebKit's ephemeral
+ * session): the second load then downloads everything again.
+ */
+export async function checkUserStart(t, session, { cachePersists = true } = {}) {
+  const story = rawStoryCase();
+  const native = {
+    completion: nativeGenerate(['-p', story.prompt_text, '--max-tokens', '8']),
+    chat: nativeGenerate(['--chat', '--system', CHAT[0].content, '-p', CHAT[1].content, '--max-tokens', '12']),
+  };
+  const page = await session.open('test/package.html');
+  await page.waitForFunction(() => window.hearthReady !== undefined, { timeout: 60_000, polling: 200 });
+  const load = () => page.evaluate(async ({ model, chat, story }) => {
+    if (window.hearthReady !== true) throw new Error(window.hearthReady);
+    const engine = await window.hearth.createEngine({ model });
+    const reply = await engine.chat.completions.create({ messages: chat, max_tokens: 12, temperature: 0 });
+    const completion = await engine.completions.create({ prompt: story, max_tokens: 8, temperature: 0 });
+    const info = engine.info;
+    await engine.unload();
+    return {
+      info: { backend: info.backend, reason: info.backendReason, threads: info.threads, cachedBytes: info.cachedBytes },
+      chat: reply.choices[0].message.content,
+      chatTokens: reply.usage,
+      completion: completion.choices[0].text,
+    };
+  }, { model: MODEL_PATH, chat: CHAT, story: story.prompt_text });
+  const first = await load();
+  const again = await load();
+  await page.close();
+  t.diagnostic(`first load: ${JSON.stringify(first.info)}; again: ${JSON.stringify(again.info)}`);
+  assert.equal(first.chat, native.chat.text);
+  assert.equal(first.completion, native.completion.text);
+  assert.equal(first.chatTokens.completion_tokens, native.chat.ids.length);
+  assert.equal(first.info.cachedBytes, 0);
+  const total = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'manifest.json'), 'utf8')).total_bytes;
+  if (cachePersists) assert.equal(again.info.cachedBytes, total, 'the second load reads every file from the Cache API');
+  else assert.ok([0, total].includes(again.info.cachedBytes), `all of the package or none of it from the cache: ${again.info.cachedBytes} bytes`);
+  assert.deepEqual([again.chat, again.completion], [first.chat, first.completion]);
+  return [first.info, again.info];
+}
