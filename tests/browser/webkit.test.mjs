@@ -4,7 +4,8 @@
 // other browsers: the npm package as a user starts it against the native
 // engine (lib/user-start.mjs), the wasm engine against the exact float64
 // reference (lib/fixture-case.mjs). Debian's WebKitGTK has no WebGPU, so
-// both run on the CPU: `auto` must see that and say so.
+// both run on the CPU: `auto` must see that and say so. The demo site too,
+// as a visitor uses it: the model loads, a chat reply streams in.
 //
 // Under WebDriver, MiniBrowser browses as in a private window (an ephemeral
 // session). There WebKit keeps what a worker put in the Cache API only as
@@ -14,7 +15,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { startWebKitSession, WEBKIT } from './harness.mjs';
+import path from 'node:path';
+import { By, Key, until } from 'selenium-webdriver';
+import { startWebKitSession, WEBKIT, ARTIFACTS } from './harness.mjs';
 import { checkCase, missingReference, referenceCases } from './lib/fixture-case.mjs';
 import { missingPrerequisites, prerequisitesMet } from './lib/package-fixtures.mjs';
 import { checkUserStart } from './lib/user-start.mjs';
@@ -63,4 +66,41 @@ test('WebKit without shared memory (WebKitGTK by default): the single-threaded b
   } finally {
     await plain.close();
   }
+});
+
+test('the demo in WebKit: a visitor loads the default model and a chat reply streams in', async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  const page = await session.open('');
+  const { driver } = session;
+  await page.waitForFunction(() => document.body.dataset.ready || !document.getElementById('error').hidden, { timeout: 120_000, polling: 500 });
+  assert.ok(await page.evaluate(() => document.getElementById('error').hidden),
+    `the demo failed to load: ${await page.evaluate(() => document.getElementById('error').textContent)}`);
+  const shown = await page.evaluate(() => ({ backend: document.getElementById('backend').textContent, model: document.getElementById('model-name').textContent }));
+  assert.match(shown.model, /SmolLM2-135M-Instruct · q4_1/);
+  assert.match(shown.backend, /CPU/i);
+  // As a visitor does: the reply length in the settings, then the message typed and sent with Enter.
+  await driver.findElement(By.css('details.system summary')).click();
+  const length = await driver.findElement(By.id('chat-max-tokens'));
+  await length.clear();
+  await length.sendKeys('8');
+  await page.evaluate(() => {
+    // Every text the reply shows while it streams, recorded as it changes.
+    window.__replyStates = [];
+    new MutationObserver(() => {
+      const reply = document.querySelector('.message.assistant');
+      const now = reply?.textContent;
+      if (reply?.getAttribute('aria-busy') === 'true' && now && now !== window.__replyStates.at(-1)) window.__replyStates.push(now);
+    }).observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true });
+  });
+  await driver.findElement(By.id('chat-input')).sendKeys('What is the capital of France?', Key.ENTER);
+  const reply = await driver.wait(until.elementLocated(By.css('.message.assistant')), 30_000);
+  await page.waitForFunction(() => document.querySelector('.message.assistant').getAttribute('aria-busy') !== 'true', { timeout: 120_000 });
+  const final = await reply.getText();
+  const seen = await page.evaluate(() => window.__replyStates);
+  t.diagnostic(`backend badge ${JSON.stringify(shown.backend)}; reply ${JSON.stringify(final)} (${seen.length} states while streaming)`);
+  assert.ok(final.trim().length > 0, 'an empty reply');
+  assert.ok(seen.length >= 2, `the reply did not stream: ${JSON.stringify(seen)}`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.writeFileSync(path.join(ARTIFACTS, 'demo-chat-webkit.png'), await driver.takeScreenshot(), 'base64');
+  await page.close();
 });
