@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { startFirefoxSession, FIREFOX, IN_CI } from './harness.mjs';
 import { checkCase, missingReference, referenceCases } from './lib/fixture-case.mjs';
 import { missingPrerequisites, prerequisitesMet } from './lib/package-fixtures.mjs';
-import { checkUserStart } from './lib/user-start.mjs';
+import { checkUserStart, LoadHung } from './lib/user-start.mjs';
 
 const missing = [...missingReference, ...missingPrerequisites({ cli: true }), ...(fs.existsSync(FIREFOX) ? [] : [`${FIREFOX} (apt install firefox-esr)`])];
 
@@ -34,7 +34,16 @@ async function enginePage(t, backend) {
 
 test("a user's start in Firefox: createEngine with the default options, replies equal to the native engine's, then a load from the cache", async (t) => {
   if (!prerequisitesMet(t, missing)) return;
-  const loads = await checkUserStart(t, session);
+  let loads;
+  try {
+    loads = await checkUserStart(t, session, { hangMs: 120_000 });
+  } catch (e) {
+    // Firefox 153 now and then leaves a load of the threaded build waiting
+    // for good (docs/reliability.md); the check is made again in a new page.
+    if (!(e instanceof LoadHung)) throw e;
+    t.diagnostic(`Firefox hung: ${e.message}; once more in a new page`);
+    loads = await checkUserStart(t, session, { hangMs: 120_000 });
+  }
   // Cross-origin isolated, in its worker: the threaded CPU build (or, if
   // Firefox did not start its workers in time, the single-threaded one:
   // wasm-build.ts), or Firefox's WebGPU on a hardware adapter.

@@ -11,15 +11,31 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { MODEL_DIR, MODEL_PATH, nativeGenerate, rawStoryCase } from './package-fixtures.mjs';
 
+/** What checkUserStart throws when a load does not finish within its `hangMs`. */
+export class LoadHung extends Error {}
+
+/** `promise`, or a LoadHung rejection after `ms` (none: no bound); a late rejection of `promise` is ignored. */
+function bounded(promise, ms) {
+  if (!ms) return promise;
+  promise.catch(() => {});
+  let timer;
+  const hung = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new LoadHung(`a load and its replies did not finish in ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
+}
+
 const CHAT = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is the capital of France?' }];
 
 /**
  * Two loads in one page; returns each load's engine info (backend, reason,
  * threads, cachedBytes). `cachePersists: false` is for a browser that
  * drops what a worker cached when the worker ends (WebKit's ephemeral
- * session): the second load then downloads everything again.
+ * session): the second load then downloads everything again. `hangMs`: a
+ * load not done by then throws LoadHung (its page is left as it is). The
+ * model cache is emptied first, so the first load downloads.
  */
-export async function checkUserStart(t, session, { cachePersists = true } = {}) {
+export async function checkUserStart(t, session, { cachePersists = true, hangMs } = {}) {
   const story = rawStoryCase();
   const native = {
     completion: nativeGenerate(['-p', story.prompt_text, '--max-tokens', '8']),
@@ -27,7 +43,8 @@ export async function checkUserStart(t, session, { cachePersists = true } = {}) 
   };
   const page = await session.open('test/package.html');
   await page.waitForFunction(() => window.hearthReady !== undefined, { timeout: 60_000, polling: 200 });
-  const load = () => page.evaluate(async ({ model, chat, story }) => {
+  await page.evaluate(() => caches.delete(window.hearth.DEFAULT_CACHE_NAME));
+  const load = () => bounded(page.evaluate(async ({ model, chat, story }) => {
     if (window.hearthReady !== true) throw new Error(window.hearthReady);
     const engine = await window.hearth.createEngine({ model });
     const reply = await engine.chat.completions.create({ messages: chat, max_tokens: 12, temperature: 0 });
@@ -40,7 +57,7 @@ export async function checkUserStart(t, session, { cachePersists = true } = {}) 
       chatTokens: reply.usage,
       completion: completion.choices[0].text,
     };
-  }, { model: MODEL_PATH, chat: CHAT, story: story.prompt_text });
+  }, { model: MODEL_PATH, chat: CHAT, story: story.prompt_text }), hangMs);
   const first = await load();
   const again = await load();
   await page.close();
