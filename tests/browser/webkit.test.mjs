@@ -21,6 +21,7 @@ import { startWebKitSession, WEBKIT, ARTIFACTS } from './harness.mjs';
 import { checkCase, missingReference, referenceCases } from './lib/fixture-case.mjs';
 import { missingPrerequisites, prerequisitesMet } from './lib/package-fixtures.mjs';
 import { checkUserStart } from './lib/user-start.mjs';
+import { watchReply, replyStates } from './lib/demo.mjs';
 
 const missing = [
   ...missingReference,
@@ -83,20 +84,12 @@ test('the demo in WebKit: a visitor loads the default model and a chat reply str
   const length = await driver.findElement(By.id('chat-max-tokens'));
   await length.clear();
   await length.sendKeys('8');
-  await page.evaluate(() => {
-    // Every text the reply shows while it streams, recorded as it changes.
-    window.__replyStates = [];
-    new MutationObserver(() => {
-      const reply = document.querySelector('.message.assistant');
-      const now = reply?.textContent;
-      if (reply?.getAttribute('aria-busy') === 'true' && now && now !== window.__replyStates.at(-1)) window.__replyStates.push(now);
-    }).observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true });
-  });
+  await page.evaluate(watchReply, 0);
   await driver.findElement(By.id('chat-input')).sendKeys('What is the capital of France?', Key.ENTER);
   const reply = await driver.wait(until.elementLocated(By.css('.message.assistant')), 30_000);
   await page.waitForFunction(() => document.querySelector('.message.assistant').getAttribute('aria-busy') !== 'true', { timeout: 120_000 });
   const final = await reply.getText();
-  const seen = await page.evaluate(() => window.__replyStates);
+  const seen = await page.evaluate(replyStates);
   t.diagnostic(`backend badge ${JSON.stringify(shown.backend)}; reply ${JSON.stringify(final)} (${seen.length} states while streaming)`);
   assert.ok(final.trim().length > 0, 'an empty reply');
   assert.ok(seen.length >= 2, `the reply did not stream: ${JSON.stringify(seen)}`);

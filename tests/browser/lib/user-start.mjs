@@ -9,20 +9,19 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { MODEL_DIR, MODEL_PATH, nativeGenerate, rawStoryCase } from './package-fixtures.mjs';
+import { pathToFileURL } from 'node:url';
+import { DIST, MODEL_DIR, MODEL_PATH, nativeGenerate, rawStoryCase } from './package-fixtures.mjs';
 
 /** What checkUserStart throws when a load does not finish within its `hangMs`. */
 export class LoadHung extends Error {}
 
-/** `promise`, or a LoadHung rejection after `ms` (none: no bound); a late rejection of `promise` is ignored. */
-function bounded(promise, ms) {
+/** `promise`'s value, or a LoadHung rejection after `ms` (none: no bound), by the package's own bounded wait. */
+async function bounded(promise, ms) {
   if (!ms) return promise;
-  promise.catch(() => {});
-  let timer;
-  const hung = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new LoadHung(`a load and its replies did not finish in ${ms / 1000} s`)), ms);
-  });
-  return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
+  const { withinTime, TIMED_OUT } = await import(pathToFileURL(path.join(DIST, 'deadline.js')).href);
+  const value = await withinTime(promise, ms);
+  if (value === TIMED_OUT) throw new LoadHung(`a load and its replies did not finish in ${ms / 1000} s`);
+  return value;
 }
 
 const CHAT = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is the capital of France?' }];
