@@ -3,7 +3,8 @@
 // numbers; a GPU device destroyed in mid-generation is a typed device_lost
 // error and a new engine works; a prompt longer than the context is a
 // context_full error unless the request asks for truncation (and the demo
-// reloads a lost engine by itself and chats on); a long session
+// reloads a lost engine by itself and chats on); a worker that never
+// answers unload is ended after a bound; a long session
 // keeps wasm and GPU memory flat (HEARTH_SOAK_TURNS sets its length).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -207,11 +208,53 @@ test('the demo on WebGPU: a device lost in mid-reply is explained, the model rel
   await page.waitForFunction(() => document.querySelector('.message.assistant')?.getAttribute('aria-busy') !== 'true', null, { timeout: 120_000 });
   assert.match(await reply.textContent(), /GPU device was lost/);
   // The page says what happened and loads the model again (from the cache) on its own.
-  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 300_000 });
+  // (If the reload stalls, say where: the load phase, its numbers and any error shown.)
+  await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 300_000 }).catch(async (e) => {
+    const where = await page.evaluate(() => ['load-phase', 'load-numbers', 'model-name', 'error-title', 'error-detail']
+      .map((id) => `${id}: ${document.getElementById(id)?.textContent}`).join('; '));
+    throw new Error(`the model did not load again: ${where}`, { cause: e });
+  });
   await page.locator('#error').waitFor({ state: 'visible', timeout: 60_000 });
   assert.match(await page.locator('#error-title').textContent(), /GPU stopped responding/);
   const { final } = await chat(page, 'What is the capital of France?');
   assert.ok(final.trim().length > 0 && !/error/.test(final), final);
+  await context.close();
+});
+
+test('a worker that never answers unload is ended after the bound, and a new engine loads', { timeout: 300_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  const context = await session.browser.newContext();
+  // The engine's worker swallows 'unload' (as one stuck in its GPU or a job would) before its own listener sees it.
+  const deaf = `self.addEventListener('message', (e) => { if (e.data?.type === 'unload') e.stopImmediatePropagation(); });`;
+  await context.route('**/worker.js', async (route) => {
+    const response = await route.fetch();
+    await route.fulfill({ response, body: `${deaf}\n${await response.text()}` });
+  });
+  const page = await session.open('test/package.html', context);
+  await page.waitForFunction(() => window.hearthReady !== undefined);
+  const r = await page.evaluate(async (model) => {
+    const options = { model, backend: 'cpu', threads: 1, cacheName: null };
+    const engine = await hearth.createEngine(options);
+    const request = { prompt: 'The capital of France is', max_tokens: 4, temperature: 0 };
+    const before = (await engine.completions.create(request)).choices[0].text;
+    const t0 = performance.now();
+    await engine.unload();
+    const unloadMs = performance.now() - t0;
+    const next = await engine.completions.create(request).then(() => 'ran', (e) => e.code);
+    const again = await hearth.createEngine(options);
+    const after = (await again.completions.create(request)).choices[0].text;
+    await again.unload();
+    return { before, unloadMs, next, after };
+  }, MODEL_PATH);
+  t.diagnostic(JSON.stringify(r));
+  const bound = 10_000; // connection.ts's UNLOAD_TIMEOUT_MS
+  assert.ok(r.unloadMs >= bound * 0.9 && r.unloadMs < bound + 5_000, `unload() ended after ${r.unloadMs} ms`);
+  assert.equal(r.next, 'unloaded');
+  assert.equal(r.after, r.before);
+  // (Both engines' workers were deaf, so both were ended; Playwright hears of a worker's end a moment later.)
+  const engineWorkers = () => page.workers().filter((w) => w.url().endsWith('/worker.js')).length;
+  for (let waited = 0; engineWorkers() > 0 && waited < 5_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(engineWorkers(), 0, 'no engine worker is left running');
   await context.close();
 });
 

@@ -11,6 +11,13 @@ import type { GenerationJob, GenerationOutcome } from './openai.js';
 import type { ProgressCallback } from './progress.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
+/**
+ * How long `unload()` waits for the worker to say it freed the engine before
+ * ending the worker anyway (its memory, GPU buffers included, goes with it).
+ * A worker whose job or GPU never answers must not keep a reload waiting.
+ */
+export const UNLOAD_TIMEOUT_MS = 10_000;
+
 /** The engine host's operations after load, as the public engine uses them. */
 export interface HostConnection {
   /** Queues job `id`; `onText` (for streams) gets each final piece of output. */
@@ -125,6 +132,11 @@ export function connectWorker(
         return new Promise<void>((done) => {
           onUnloaded = done;
           send({ type: 'unload' });
+          setTimeout(() => {
+            if (closed) return;
+            console.warn(`hearth-llm: the worker did not unload in ${UNLOAD_TIMEOUT_MS / 1000} s; ending it`);
+            close(new HearthError('unloaded', 'the engine is unloaded'));
+          }, UNLOAD_TIMEOUT_MS);
         });
       },
     };
