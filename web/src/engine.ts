@@ -195,9 +195,14 @@ export async function createEngine(options: CreateEngineOptions): Promise<Hearth
   const connect = options.worker === false ? connectInThread : connectWorker;
   const { connection, info } = await connect(load, options.onProgress, options.signal);
   // (In this thread it runs on one thread anyway: a page's main thread may not block on others.)
-  if (info.backend === 'cpu' && !globalThis.crossOriginIsolated && options.worker !== false) {
-    console.info('hearth-llm: the CPU backend runs on 1 thread because this page is not cross-origin isolated; ' +
-      'serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp to use every core');
+  if (info.backend === 'cpu' && options.worker !== false) {
+    if (!globalThis.crossOriginIsolated) {
+      console.info('hearth-llm: the CPU backend runs on 1 thread because this page is not cross-origin isolated; ' +
+        'serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp to use every core');
+    } else if (typeof SharedArrayBuffer !== 'function') {
+      console.info('hearth-llm: the CPU backend runs on 1 thread because this browser gives no SharedArrayBuffer to a ' +
+        'cross-origin isolated page (WebKitGTK does not unless it is enabled)');
+    }
   }
   return new HearthEngine(connection, info);
 }
