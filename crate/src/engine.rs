@@ -73,6 +73,9 @@ pub struct Timings {
     /// Tokens decoded after the first one, and their rate.
     pub decode_tokens: usize,
     pub decode_tok_s: f64,
+    /// CPU threads the generation ended on (0 on the GPU backend): in the
+    /// browser, fewer than the pool's when fewer were faster (`cpu::team_size`).
+    pub threads: usize,
 }
 
 /// The outcome of one generation.
@@ -263,6 +266,7 @@ impl Engine {
                 prefill_tok_s: prefill_tokens as f64 / ttft,
                 decode_tokens,
                 decode_tok_s: if decode_tokens > 0 { decode_tokens as f64 / (total - ttft) } else { 0.0 },
+                threads: self.model.threads(),
             },
             ids,
         })

@@ -222,6 +222,14 @@ impl Model {
         each!(self, m => m.weight_bytes())
     }
 
+    /// CPU threads a forward computes on (0 on the GPU backend).
+    pub fn threads(&self) -> usize {
+        match self {
+            Model::Gpu(_) => 0,
+            Model::Cpu(m) => m.threads(),
+        }
+    }
+
     /// Runs `tokens` after the cached positions and returns the last token's logits.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         each!(self, m => m.forward_logits(tokens).await)

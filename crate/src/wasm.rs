@@ -451,7 +451,7 @@ impl WasmEngine {
     /// reused_tokens, timings}`. A prompt that extends the previous one only
     /// computes its new tokens. If `onText` throws, generation still runs to
     /// its end and the promise rejects with what it threw.
-    #[wasm_bindgen(unchecked_return_type = "Promise<{prompt_ids: number[], ids: number[], text: string, finish_reason: 'stop' | 'length' | 'abort', reused_tokens: number, timings: {ttft_ms: number, prefill_tokens: number, prefill_tok_s: number, decode_tokens: number, decode_tok_s: number}}>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<{prompt_ids: number[], ids: number[], text: string, finish_reason: 'stop' | 'length' | 'abort', reused_tokens: number, timings: {ttft_ms: number, prefill_tokens: number, prefill_tok_s: number, decode_tokens: number, decode_tok_s: number, threads: number}}>")]
     #[allow(clippy::await_holding_refcell_ref)] // held on purpose: a second call meanwhile is refused as busy
     pub fn generate(
         &self,
@@ -529,11 +529,13 @@ impl WasmEngine {
         self.backend.kind().name().to_string()
     }
 
-    /// Threads the CPU backend's pool uses (1 without the threaded build; 0 on WebGPU).
+    /// Threads the CPU backend computes on: the pool's (1 without the
+    /// threaded build), or fewer once the first decode steps found fewer
+    /// faster (`cpu::team_size`); 0 on WebGPU.
     pub fn threads(&self) -> usize {
-        match self.backend {
+        match &self.backend {
             Backend::Gpu(_) => 0,
-            Backend::Cpu(_) => rayon::current_num_threads(),
+            Backend::Cpu(_) => self.engine().map_or_else(|_| rayon::current_num_threads(), |e| e.model.threads()),
         }
     }
 }

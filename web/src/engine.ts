@@ -54,7 +54,13 @@ export interface CreateEngineOptions {
    * llvmpipe...). {@link HearthEngine.info} says which ran and why.
    */
   backend?: BackendChoice;
-  /** CPU threads for the `cpu` backend (default `navigator.hardwareConcurrency`). */
+  /**
+   * The most CPU threads for the `cpu` backend (default
+   * `navigator.hardwareConcurrency`). The first decode steps also try half
+   * as many (and half of that...) and keep the fastest: a browser may count
+   * logical cores sharing a physical one, or more cores than it gets.
+   * {@link EngineStats.threads} says how many it settled on.
+   */
   threads?: number;
   /** Positions the KV cache holds (default 2048, capped at the model's context). */
   context?: number;
@@ -104,6 +110,8 @@ export interface EngineStats {
   completion_tokens: number;
   /** The engine's wasm memory after the request, in bytes: flat over a long session (it never shrinks, so growth would show). */
   wasm_memory_bytes: number;
+  /** CPU threads the request ended on: at most `threads`, fewer when the engine found fewer faster; 0 on WebGPU. */
+  threads: number;
 }
 
 /** The stream a chat completion with `stream: true` resolves to. */
@@ -347,6 +355,7 @@ export class HearthEngine {
       cached_tokens: o.cachedTokens,
       completion_tokens: o.completionTokens,
       wasm_memory_bytes: o.wasmBytes,
+      threads: o.timings.threads,
     };
   }
 }

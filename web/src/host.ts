@@ -61,7 +61,7 @@ export interface EngineInfo {
   backend: Backend;
   /** Why: `requested` (an explicit `backend`), or what `auto` saw (`software adapter (google · swiftshader)`...). */
   backendReason: string;
-  /** CPU threads the engine computes on: 0 on WebGPU; 1 on a page that is not cross-origin isolated or with `worker: false`. */
+  /** CPU threads the engine's pool has: 0 on WebGPU; 1 on a page that is not cross-origin isolated or with `worker: false`. The first decode steps may settle on fewer (`stats().threads`). */
   threads: number;
   /** Memory the model holds (weights, KV cache, activations), in bytes: GPU memory on WebGPU, wasm memory on the CPU. */
   gpuBytes: number;
@@ -234,7 +234,7 @@ export class EngineHost {
       promptTokens: promptIds.length,
       cachedTokens: 0,
       completionTokens: 0,
-      timings: { ttft_ms: 0, prefill_tokens: 0, prefill_tok_s: 0, decode_tokens: 0, decode_tok_s: 0 },
+      timings: { ttft_ms: 0, prefill_tokens: 0, prefill_tok_s: 0, decode_tokens: 0, decode_tok_s: 0, threads: engine.threads() },
       wasmBytes: this.wasmMemoryBytes(),
     });
     if (abortedEarly) return outcome('', 'abort');

@@ -161,7 +161,7 @@ export interface GenerationOutcome {
   promptTokens: number;
   cachedTokens: number;
   completionTokens: number;
-  timings: { ttft_ms: number; prefill_tokens: number; prefill_tok_s: number; decode_tokens: number; decode_tok_s: number };
+  timings: { ttft_ms: number; prefill_tokens: number; prefill_tok_s: number; decode_tokens: number; decode_tok_s: number; threads: number };
   /** The engine's wasm memory after the request, in bytes. */
   wasmBytes: number;
 }

@@ -9,6 +9,7 @@ mod model;
 mod ops;
 pub mod simd;
 mod team;
+mod team_size;
 
 pub use matrix::{CpuMatrix, QuantRows};
 pub use model::CpuModel;

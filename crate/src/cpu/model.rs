@@ -4,12 +4,14 @@
 use super::kv_cache::CacheRows;
 use super::matrix::{matmul_many, CpuMatrix, QuantRows};
 use super::ops::{self, Heads};
+use super::team_size::TeamSize;
 use super::{zeroed, CpuOptions, CpuWeights};
 use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
 use std::sync::Arc;
+use web_time::Instant;
 
 /// An operation of the layer program with its weights in hand.
 enum Run {
@@ -64,6 +66,8 @@ pub struct CpuModel {
     buf: Buffers,
     weight_bytes: u64,
     pos: usize,
+    /// How many of the pool's threads a browser forward runs on.
+    team: TeamSize,
 }
 
 impl CpuModel {
@@ -115,6 +119,7 @@ impl CpuModel {
             buf,
             weight_bytes: weights.size_bytes(),
             pos: 0,
+            team: TeamSize::new(rayon::current_num_threads()),
             config,
             options,
         })
@@ -143,10 +148,24 @@ impl CpuModel {
         self.weight_bytes
     }
 
+    /// Threads a forward computes on: in the browser, the team `TeamSize`
+    /// chose (the pool's size until it has); natively, the whole pool.
+    pub fn threads(&self) -> usize {
+        if cfg!(target_arch = "wasm32") {
+            self.team.for_batch()
+        } else {
+            rayon::current_num_threads()
+        }
+    }
+
     /// Runs `tokens` after the cached positions; returns the last token's logits.
     pub async fn forward_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         validate_tokens(tokens, self.pos, &self.config, &self.options)?;
-        Ok(on_the_pool(|| {
+        // Single-token steps (decode) are alike: they time the team sizes.
+        let step = tokens.len() == 1;
+        let threads = if step { self.team.for_step() } else { self.team.for_batch() };
+        let start = Instant::now();
+        let logits = on_the_pool(threads, || {
             let mut last = 0;
             for chunk in tokens.chunks(self.options.max_batch) {
                 self.run_layers(chunk);
@@ -157,7 +176,11 @@ impl CpuModel {
             let mut h = vec![0.0; d];
             ops::rms_norm(x, &self.out_norm, self.config.rms_eps, &mut h);
             self.head(&h, 1)
-        }))
+        });
+        if step {
+            self.team.record(threads, start.elapsed().as_secs_f64());
+        }
+        Ok(logits)
     }
 
     /// Runs `tokens` after the cached positions; returns the most likely next token.
@@ -174,7 +197,7 @@ impl CpuModel {
         validate_tokens(tokens, self.pos, &self.config, &self.options)?;
         let d = self.config.dim;
         let mut out = Vec::with_capacity(tokens.len() * self.config.vocab_size);
-        on_the_pool(|| {
+        on_the_pool(self.team.for_batch(), || {
             for chunk in tokens.chunks(self.options.max_batch) {
                 self.run_layers(chunk);
                 let n = chunk.len();
@@ -276,11 +299,15 @@ impl CpuModel {
 /// loops start there: called from any other thread, each of the forward's
 /// hundreds of loops would hand itself to the pool and block until it is
 /// done, two thread switches a loop (natively they took about 40 % of a
-/// decode step's CPU time, in the scheduler). In the browser the pool's
-/// other threads also stay awake for the whole forward (`team`).
-fn on_the_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+/// decode step's CPU time, in the scheduler). In the browser `threads - 1`
+/// of the pool's other threads also stay awake for the whole forward
+/// (`team`); natively the whole pool takes part, through rayon.
+fn on_the_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
     #[cfg(target_arch = "wasm32")]
-    return super::team::Team::lead(f);
+    return super::team::Team::lead(threads, f);
     #[cfg(not(target_arch = "wasm32"))]
-    rayon::scope(|_| f())
+    {
+        let _ = threads;
+        rayon::scope(|_| f())
+    }
 }

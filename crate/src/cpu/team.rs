@@ -65,12 +65,13 @@ fn unpack(claim: u64) -> (u32, usize, usize) {
 }
 
 impl Team {
-    /// Runs `f` on one of rayon's pool threads with the pool's other
-    /// threads as its team: `for_each` called from `f` runs on all of them.
+    /// Runs `f` on one of rayon's pool threads with `size - 1` of the
+    /// pool's other threads as its team (`team_size` picks the size):
+    /// `for_each` called from `f` runs on all of them.
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))] // native forwards use rayon (see above); the tests lead
-    pub fn lead<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pub fn lead<R: Send>(size: usize, f: impl FnOnce() -> R + Send) -> R {
         let team = Team { claim: AtomicU64::new(0), job: AtomicPtr::new(std::ptr::null_mut()), done: AtomicUsize::new(0), quit: AtomicBool::new(false) };
-        let helpers = rayon::current_num_threads().saturating_sub(1);
+        let helpers = size.min(rayon::current_num_threads()).saturating_sub(1);
         rayon::scope(|s| {
             for _ in 0..helpers {
                 s.spawn(|_| team.help());
@@ -183,7 +184,7 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
         let runs: Vec<AtomicUsize> = (0..5000).map(|_| AtomicUsize::new(0)).collect();
         pool.install(|| {
-            Team::lead(|| {
+            Team::lead(3, || {
                 for n in [0, 1, 7, 64, 5000] {
                     for_each((0..n).collect(), |i: usize| {
                         runs[i].fetch_add(1, Ordering::Relaxed);
@@ -208,7 +209,7 @@ mod tests {
         let helped = AtomicUsize::new(0);
         let start = std::time::Instant::now();
         pool.install(|| {
-            Team::lead(|| {
+            Team::lead(2, || {
                 let leader = std::thread::current().id();
                 while helped.load(Ordering::Relaxed) == 0 && start.elapsed().as_secs() < 5 {
                     for_each(vec![(); 8], |_| {
@@ -224,12 +225,33 @@ mod tests {
         assert!(helped.load(Ordering::Relaxed) > 0, "no helper ran a task in 5 s");
     }
 
+    /// A team smaller than the pool leaves the other threads out: a team
+    /// of one runs every task on its leader.
+    #[test]
+    fn a_team_of_one_is_its_leader() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let elsewhere = AtomicUsize::new(0);
+        pool.install(|| {
+            Team::lead(1, || {
+                let leader = std::thread::current().id();
+                for _ in 0..200 {
+                    for_each((0..16).collect(), |_: usize| {
+                        if std::thread::current().id() != leader {
+                            elsewhere.fetch_add(1, Ordering::Relaxed);
+                        }
+                    });
+                }
+            })
+        });
+        assert_eq!(elsewhere.load(Ordering::Relaxed), 0);
+    }
+
     /// A panicking task reaches the caller, after every claimed task is done.
     #[test]
     fn a_panic_in_a_task_reaches_the_caller() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.install(|| Team::lead(|| for_each((0..100).collect(), |i: usize| assert!(i != 50, "task 50 fails"))))
+            pool.install(|| Team::lead(2, || for_each((0..100).collect(), |i: usize| assert!(i != 50, "task 50 fails"))))
         }));
         assert!(result.is_err());
     }

@@ -49,9 +49,10 @@ export async function checkUserStart(t, session, { cachePersists = true, hangMs 
     const reply = await engine.chat.completions.create({ messages: chat, max_tokens: 12, temperature: 0 });
     const completion = await engine.completions.create({ prompt: story, max_tokens: 8, temperature: 0 });
     const info = engine.info;
+    const decodeThreads = engine.stats().threads;
     await engine.unload();
     return {
-      info: { backend: info.backend, reason: info.backendReason, threads: info.threads, cachedBytes: info.cachedBytes },
+      info: { backend: info.backend, reason: info.backendReason, threads: info.threads, decodeThreads, cachedBytes: info.cachedBytes },
       chat: reply.choices[0].message.content,
       chatTokens: reply.usage,
       completion: completion.choices[0].text,
@@ -69,5 +70,10 @@ export async function checkUserStart(t, session, { cachePersists = true, hangMs 
   if (cachePersists) assert.equal(again.info.cachedBytes, total, 'the second load reads every file from the Cache API');
   else assert.ok([0, total].includes(again.info.cachedBytes), `all of the package or none of it from the cache: ${again.info.cachedBytes} bytes`);
   assert.deepEqual([again.chat, again.completion], [first.chat, first.completion]);
+  for (const { info } of [first, again]) {
+    // The decode ran on the pool's threads or on a half, quarter... of them (cpu::team_size); none on WebGPU.
+    const teams = info.backend === 'cpu' ? [...Array(Math.floor(Math.log2(info.threads)) + 1).keys()].map((k) => info.threads >> k) : [0];
+    assert.ok(teams.includes(info.decodeThreads), `decode threads ${info.decodeThreads}, pool ${info.threads}`);
+  }
   return [first.info, again.info];
 }
