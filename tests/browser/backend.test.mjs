@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startSession, requireWebGPU, hideWebGPU, stallWebGPU } from './harness.mjs';
+import { startSession, requireWebGPU, hideWebGPU, stallWebGPU, stallWebGPUDevice } from './harness.mjs';
 import { startServer, DEFAULT_MOUNTS } from '../../web/tools/serve.mjs';
 import { REPO, MODEL_PATH, GGUF, missingPrerequisites, prerequisitesMet, rawStoryCase } from './lib/package-fixtures.mjs';
 
@@ -279,6 +279,31 @@ test("a GPU process that never answers requestAdapter(): auto runs on the CPU af
   }, MODEL_PATH);
   assert.equal(forced.code, 'no_webgpu', JSON.stringify(forced));
   assert.match(forced.message, /did not answer.*backend 'cpu'/);
+  await p.context().close();
+});
+
+test("a GPU process that hangs at requestDevice(): auto runs on the CPU after a bounded wait, saying why, with the CPU's replies; webgpu fails with no_webgpu", { timeout: 600_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing) || !(await requireWebGPU(page, t))) return;
+  const p = await openPackagePage(session.url, {}, stallWebGPUDevice);
+  const r = await run(p, {});
+  t.diagnostic(`auto, requestDevice() stalled: ${describe(r)}`);
+  assert.equal(r.info.backend, 'cpu');
+  assert.match(r.info.backendReason, /^the WebGPU device did not open in \d+ s \(hardware adapter \(stalled-gpu/);
+  assert.ok(r.loadMs < 90_000, `the load took ${r.loadMs} ms`);
+  const cpu = await run(page, { backend: 'cpu' });
+  assert.deepEqual(r.texts, cpu.texts);
+  const forced = await p.evaluate(async (model) => {
+    const start = performance.now();
+    try {
+      await hearth.createEngine({ model, backend: 'webgpu' });
+      return 'loaded';
+    } catch (e) {
+      return { code: e.code, message: e.message, ms: performance.now() - start };
+    }
+  }, MODEL_PATH);
+  assert.equal(forced.code, 'no_webgpu', JSON.stringify(forced));
+  assert.match(forced.message, /device did not open.*backend 'cpu'/);
+  assert.ok(forced.ms < 90_000, `the failure took ${forced.ms} ms`);
   await p.context().close();
 });
 

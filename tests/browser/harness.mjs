@@ -289,6 +289,21 @@ export async function stallWebGPU(context) {
   await patchEveryRealm(context, 'if (navigator.gpu) Object.getPrototypeOf(navigator.gpu).requestAdapter = () => new Promise(() => {});');
 }
 
+/**
+ * Makes `context` a browser whose GPU process hangs once asked for a device:
+ * requestAdapter() answers with an adapter that says it is hardware (so
+ * backend 'auto' picks WebGPU), and its requestDevice() never settles (as
+ * hideWebGPU, keep service workers out).
+ */
+export async function stallWebGPUDevice(context) {
+  await patchEveryRealm(context, `if (self.GPUAdapter) {
+    GPUAdapter.prototype.requestDevice = () => new Promise(() => {});
+    const info = { vendor: 'stalled-gpu', architecture: 'test', device: '', description: 'a GPU whose device never opens', isFallbackAdapter: false };
+    Object.defineProperty(GPUAdapter.prototype, 'info', { get: () => info });
+    Object.defineProperty(GPUAdapter.prototype, 'isFallbackAdapter', { get: () => false });
+  }`);
+}
+
 /** Runs `script` first in every page of `context` and in hearth-llm's worker. */
 async function patchEveryRealm(context, script) {
   await context.addInitScript(script);

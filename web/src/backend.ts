@@ -53,6 +53,15 @@ const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|software|microsoft basic
  */
 export const ADAPTER_TIMEOUT_MS = 8000;
 
+/**
+ * How long opening the engine's WebGPU device may take (the wasm loader's
+ * create: the tokenizer's parse, then requestAdapter and requestDevice):
+ * a GPU process that answers requestAdapter and then hangs, as one may
+ * after a lost device, would otherwise hang createEngine for good. `auto`
+ * then runs on the CPU.
+ */
+export const DEVICE_TIMEOUT_MS = 20_000;
+
 /** The browser's adapter, or why there is none (`stalled`: no answer in time). */
 async function requestAdapter(): Promise<{ adapter: GpuAdapterLike | null; missing?: string; stalled?: boolean }> {
   const gpu = (navigator as unknown as { gpu?: GpuLike }).gpu;

@@ -7,11 +7,12 @@
  */
 
 import type { Engine as WasmEngine } from './wasm/hearth_llm.js';
-import { decideBackend, type Backend, type BackendChoice, type KvCacheType } from './backend.js';
+import { decideBackend, DEVICE_TIMEOUT_MS, type Backend, type BackendChoice, type KvCacheType } from './backend.js';
+import { TIMED_OUT, withinTime } from './deadline.js';
 import { HearthError, toHearthError } from './errors.js';
 import type { RetryOptions } from './fetch.js';
 import { loadModel } from './loader.js';
-import { loadWasm } from './wasm-build.js';
+import { loadWasm, type WasmModule } from './wasm-build.js';
 import type { Manifest } from './manifest.js';
 import { effectiveMaxTokens, firstFitting, replyReserve, resolveSampler, type GenerationJob, type GenerationOutcome, type SamplerParams } from './openai.js';
 import type { ProgressCallback } from './progress.js';
@@ -114,14 +115,14 @@ export class EngineHost {
    */
   async load(options: HostLoadOptions, onProgress?: ProgressCallback, signal?: AbortSignal): Promise<EngineInfo> {
     if (this.engine || this.unloaded) throw new HearthError('engine', 'this engine host has already loaded a model');
-    const decision = await decideBackend(options.backend ?? 'auto');
+    let decision = await decideBackend(options.backend ?? 'auto');
     if (decision.backend === 'webgpu' && !(navigator as unknown as { gpu?: unknown }).gpu) {
       throw new HearthError('no_webgpu', "this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome, Edge or Safari, enable WebGPU, or create the engine with backend 'cpu'");
     }
     // The wasm engine starts (and, for the CPU, its threads) while the
     // manifest and tokenizer are fetched and the shards read: only
     // createSink needs it. A failure to start is the load's error there.
-    const wasmReady = loadWasm(decision.backend, options.threads, options);
+    let wasmReady = loadWasm(decision.backend, options.threads, options);
     wasmReady.catch(() => {}); // (a load that fails before createSink never awaits it)
     const loaded = await loadModel(
       {
@@ -134,19 +135,32 @@ export class EngineHost {
         onProgress,
       },
       async (manifestJson, tokenizerJson) => {
-        const engineOptions: { context?: number; maxBatch?: number; kvCache?: KvCacheType; chainedDecode?: boolean; backend: Backend } = {
-          backend: decision.backend,
+        const create = async (wasm: WasmModule, backend: Backend) => {
+          const engineOptions: { context?: number; maxBatch?: number; kvCache?: KvCacheType; chainedDecode?: boolean; backend: Backend } = { backend };
+          if (options.context !== undefined) engineOptions.context = options.context;
+          if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
+          if (options.kvCache !== undefined) engineOptions.kvCache = options.kvCache;
+          if (options.chainedDecode !== undefined) engineOptions.chainedDecode = options.chainedDecode;
+          try {
+            return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
+          } catch (e) {
+            throw toHearthError(e);
+          }
         };
-        if (options.context !== undefined) engineOptions.context = options.context;
-        if (options.maxBatch !== undefined) engineOptions.maxBatch = options.maxBatch;
-        if (options.kvCache !== undefined) engineOptions.kvCache = options.kvCache;
-        if (options.chainedDecode !== undefined) engineOptions.chainedDecode = options.chainedDecode;
-        const wasm = await wasmReady;
-        try {
-          return await wasm.ModelLoader.create(manifestJson, tokenizerJson, engineOptions);
-        } catch (e) {
-          throw toHearthError(e);
+        if (decision.backend === 'cpu') return create(await wasmReady, 'cpu');
+        // The bound starts once the wasm build is here (it may still be downloading).
+        const opening = create(await wasmReady, 'webgpu');
+        const loader = await withinTime(opening, DEVICE_TIMEOUT_MS);
+        if (loader !== TIMED_OUT) return loader;
+        opening.then((late) => late.free(), () => {}); // should the GPU answer after all
+        const stalled = `the WebGPU device did not open in ${DEVICE_TIMEOUT_MS / 1000} s`;
+        if (options.backend === 'webgpu') {
+          throw new HearthError('no_webgpu', `backend 'webgpu': ${stalled}; the browser's GPU process may be stuck (reload the browser), or create the engine with backend 'cpu'`);
         }
+        console.warn(`hearth-llm: ${stalled}; running on the CPU`);
+        decision = { ...decision, backend: 'cpu', reason: `${stalled} (${decision.reason})` };
+        wasmReady = loadWasm('cpu', options.threads, options);
+        return create(await wasmReady, 'cpu');
       },
     );
     this.engine = loaded.engine;
