@@ -4,6 +4,7 @@
 //! (wasm32 + WebGPU). `reference` holds the CPU oracle every GPU kernel is
 //! tested against; `gpu` holds the device context and the kernel launchers.
 
+pub mod background;
 pub mod bench;
 pub mod chat;
 pub mod config;

@@ -190,11 +190,16 @@ impl Tokenizer {
     /// Loads a tokenizer written by [`Tokenizer::to_json`], with the special
     /// ids that [`Tokenizer::special_tokens`] gave beside it.
     pub fn from_json(json: &str, special: SpecialTokens) -> Result<Self> {
-        // The `tokenizers` crate panics on some malformed documents (in
-        // wasm a panic aborts the engine): on a JSON syntax error inside a
-        // "decoder", on a "Precompiled" normalizer it cannot use, and on BPE
-        // merges shorter than the model's continuing-subword prefix. All
-        // are checked first.
+        Self::check_json(json)?;
+        Self::from_checked_json(json, special)
+    }
+
+    /// Checks a `tokenizer.json` document for what would make the
+    /// `tokenizers` crate panic while reading it (in wasm a panic aborts the
+    /// engine): a JSON syntax error inside a "decoder", a "Precompiled"
+    /// normalizer it cannot use, BPE merges shorter than the model's
+    /// continuing-subword prefix. A few percent of the whole read.
+    pub fn check_json(json: &str) -> Result<()> {
         let not_json = |e: serde_json::Error| tokenizer_error(format!("cannot load tokenizer JSON: {e}"));
         if json.contains("Precompiled") {
             check_precompiled_normalizers(&serde_json::from_str(json).map_err(not_json)?)?;
@@ -204,6 +209,12 @@ impl Tokenizer {
         if json.contains("continuing_subword_prefix") {
             check_merges_hold_prefix(json)?;
         }
+        Ok(())
+    }
+
+    /// [`Tokenizer::from_json`] of a document [`Tokenizer::check_json`]
+    /// accepted (read unchecked, a malformed one may panic).
+    pub fn from_checked_json(json: &str, special: SpecialTokens) -> Result<Self> {
         let tokenizer = Self::new(parse_document(json)?, special)?;
         // Ids past any model's vocabulary (the `tokenizers` crate's writer
         // loops over every id below the largest one).

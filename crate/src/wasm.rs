@@ -8,6 +8,7 @@
 #[allow(unused_imports)]
 pub use wasm_bindgen_rayon::init_thread_pool;
 
+use crate::background::{Background, Lost};
 use crate::chat::{ChatTemplate, Message};
 use crate::engine::{Engine, GenerateRequest};
 use crate::formats::manifest::Manifest;
@@ -278,7 +279,8 @@ async fn load_options(options: &JsValue) -> Result<(ModelOptions, Backend), JsVa
 pub struct ModelLoader {
     backend: Backend,
     manifest: Manifest,
-    tokenizer: Tokenizer,
+    /// Read on a pool thread while the shards go in (see `background`).
+    tokenizer: Background<Result<Tokenizer, HearthError>>,
     template: Option<ChatTemplate>,
     options: ModelOptions,
     weights: Weights,
@@ -288,9 +290,11 @@ pub struct ModelLoader {
 
 #[wasm_bindgen]
 impl ModelLoader {
-    /// Opens a WebGPU device, checks `manifest` (the text of manifest.json)
-    /// and builds the tokenizer from `tokenizer` (the text of tokenizer.json)
-    /// and the chat template, before any weight is fetched.
+    /// Opens a WebGPU device, checks `manifest` (the text of manifest.json),
+    /// `tokenizer` (the text of tokenizer.json) and the chat template, before
+    /// any weight is fetched. The tokenizer is then read on a pool thread,
+    /// if there is one, while the shards go in: a document that does not
+    /// describe a tokenizer fails the next `addShard` or `finish`.
     pub async fn create(
         manifest: String,
         tokenizer: String,
@@ -301,7 +305,9 @@ impl ModelLoader {
         if let Some(name) = needed.iter().find(|n| manifest.tensor(n).is_none()) {
             return Err(HearthError::Package(format!("the manifest lists no tensor {name}")).into());
         }
-        let tokenizer = Tokenizer::from_json(&tokenizer, manifest.tokenizer.special)?;
+        Tokenizer::check_json(&tokenizer)?;
+        let special = manifest.tokenizer.special;
+        let tokenizer = Background::start(move || Tokenizer::from_checked_json(&tokenizer, special));
         let template = manifest.chat_template.as_deref().map(ChatTemplate::new).transpose()?;
         let (options, backend) = load_options(&options).await?;
         crate::plan::check(&backend, &manifest.config, options, &manifest)?;
@@ -313,6 +319,9 @@ impl ModelLoader {
     /// against the manifest's sha256) to the GPU.
     #[wasm_bindgen(js_name = addShard)]
     pub fn add_shard(&mut self, file: &str, bytes: &[u8]) -> Result<(), JsValue> {
+        if let Some(Err(e)) = self.tokenizer.take_if(Result::is_err) {
+            return Err(e.into());
+        }
         for (entry, tensor) in shard::read(&self.manifest, file, bytes)? {
             if self.needed.contains(&entry.name) {
                 self.weights.add(&entry.name, &tensor)?;
@@ -333,8 +342,14 @@ impl ModelLoader {
         if !missing.is_empty() {
             return Err(HearthError::Package(format!("{} tensors never arrived, e.g. {}", missing.len(), missing[0])).into());
         }
+        let tokenizer = self.tokenizer.take().map_err(|lost| {
+            HearthError::Tokenizer(match lost {
+                Lost::Panicked => "reading tokenizer.json failed (a panic: an engine bug, its message is in the console)".into(),
+                Lost::Taken => "tokenizer.json did not load (the error was reported by addShard)".into(),
+            })
+        })??;
         let config = self.manifest.config.clone();
-        let engine = Engine::new(config, &self.weights, self.tokenizer, self.template, self.options)?;
+        let engine = Engine::new(config, &self.weights, tokenizer, self.template, self.options)?;
         Ok(WasmEngine::new(engine, self.backend))
     }
 }

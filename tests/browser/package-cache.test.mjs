@@ -6,6 +6,7 @@
 // cached; a failed cache write only warns.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -243,4 +244,33 @@ test('a warm load reads and hashes the cached shards on the hashing worker, and 
   assert.equal(got.here.text, got.onWorker.text, 'the same model either way');
   assert.deepEqual(got.onWorker.readHere, ['manifest.json', 'tokenizer.json'], 'no shard was read on the loading thread');
   assert.deepEqual(got.here.readHere, ['manifest.json', ...shardFiles(), 'tokenizer.json'].sort(), 'without a worker, every file is read here');
+});
+
+test('a tokenizer.json that is JSON but no tokenizer (a merge naming a token out of the vocabulary): a typed tokenizer error, read on a CPU pool thread or on the loading thread', { timeout: 180_000 }, async (t) => {
+  if (!prerequisitesMet(t, missing)) return;
+  const doc = JSON.parse(fs.readFileSync(path.join(MODEL_DIR, 'tokenizer.json'), 'utf8'));
+  doc.model.merges[0] = ['Ġ', 'hearth_missing_token'];
+  const bad = Buffer.from(JSON.stringify(doc));
+  const badManifest = { ...manifest, total_bytes: manifest.total_bytes - manifest.tokenizer.bytes + bad.length, tokenizer: { ...manifest.tokenizer, bytes: bad.length, sha256: crypto.createHash('sha256').update(bad).digest('hex') } };
+  for (const [file, text] of [['tokenizer.json', bad], ['manifest.json', JSON.stringify(badManifest)]]) {
+    fs.rmSync(path.join(dir, file));
+    fs.writeFileSync(path.join(dir, file), text);
+  }
+  try {
+    // The threaded build in its worker reads the tokenizer on a pool thread
+    // while the shards go in; the single-threaded one in the page, at once.
+    for (const options of [{ backend: 'cpu' }, { backend: 'cpu', worker: false }]) {
+      const failed = await load(options);
+      t.diagnostic(`${JSON.stringify(options)}: ${failed.message}`);
+      assert.deepEqual([failed.ok, failed.instance, failed.code], [false, true, 'tokenizer'], JSON.stringify(options));
+      assert.match(failed.message, /Token `hearth_missing_token` out of vocabulary/);
+    }
+  } finally {
+    for (const file of ['tokenizer.json', 'manifest.json']) {
+      fs.rmSync(path.join(dir, file));
+      fs.symlinkSync(path.join(MODEL_DIR, file), path.join(dir, file));
+    }
+  }
+  const fixed = await load({ backend: 'cpu' });
+  assert.equal(fixed.ok, true, fixed.message);
 });
