@@ -47,10 +47,7 @@ thread_local! {
 impl<T: Send + 'static> Background<T> {
     /// Starts `job` on a pool thread (or runs it now, without a pool).
     pub fn start(job: impl FnOnce() -> T + Send + 'static) -> Self {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State::Running),
-            changed: Condvar::new(),
-        });
+        let slot = Slot::running();
         if rayon::current_num_threads() < 2 {
             slot.settle(State::Done(job()));
             return Background { slot };
@@ -59,9 +56,7 @@ impl<T: Send + 'static> Background<T> {
         let running = Arc::clone(&slot);
         rayon::spawn(move || {
             let on_panic = Arc::clone(&running);
-            ON_PANIC.set(Some(Box::new(move || {
-                on_panic.settle(State::Lost(Lost::Panicked))
-            })));
+            ON_PANIC.set(Some(Box::new(move || on_panic.settle(State::Lost(Lost::Panicked)))));
             let value = job();
             ON_PANIC.set(None);
             running.settle(State::Done(value));
@@ -73,11 +68,7 @@ impl<T: Send + 'static> Background<T> {
     pub fn take(self) -> Result<T, Lost> {
         let mut state = self.slot.lock();
         while matches!(*state, State::Running) {
-            state = self
-                .slot
-                .changed
-                .wait(state)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state = self.slot.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         match std::mem::replace(&mut *state, State::Lost(Lost::Taken)) {
             State::Done(value) => Ok(value),
@@ -91,23 +82,23 @@ impl<T: Send + 'static> Background<T> {
     pub fn take_if(&self, wanted: impl FnOnce(&T) -> bool) -> Option<T> {
         let mut state = self.slot.lock();
         match &*state {
-            State::Done(value) if wanted(value) => {
-                match std::mem::replace(&mut *state, State::Lost(Lost::Taken)) {
-                    State::Done(value) => Some(value),
-                    _ => unreachable!("matched above"),
-                }
-            }
+            State::Done(value) if wanted(value) => match std::mem::replace(&mut *state, State::Lost(Lost::Taken)) {
+                State::Done(value) => Some(value),
+                _ => unreachable!("matched above"),
+            },
             _ => None,
         }
     }
 }
 
 impl<T> Slot<T> {
+    fn running() -> Arc<Self> {
+        Arc::new(Slot { state: Mutex::new(State::Running), changed: Condvar::new() })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Poisoned only by a panic while held, and none can happen there.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The job's outcome: the first one set stays.
@@ -143,11 +134,7 @@ mod tests {
     use std::time::Duration;
 
     fn in_pool_of<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(f)
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
     }
 
     #[test]
@@ -156,14 +143,18 @@ mod tests {
             let release = Arc::new(AtomicBool::new(false));
             let job_release = Arc::clone(&release);
             let caller = std::thread::current().id();
+            // Waits for the caller's word, for 10 s at most: run in `start`,
+            // it would be done before `start` returned, and the test fail.
             let job = Background::start(move || {
-                while !job_release.load(Ordering::Acquire) {
+                for _ in 0..10_000 {
+                    if job_release.load(Ordering::Acquire) {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 std::thread::current().id()
             });
-            // Still running: the caller went on (a job run in `start` would never end).
-            assert!(job.take_if(|_| true).is_none());
+            assert!(job.take_if(|_| true).is_none(), "still running: the caller went on");
             release.store(true, Ordering::Release);
             assert_ne!(job.take(), Ok(caller), "the job ran on another thread");
         });
@@ -197,21 +188,13 @@ mod tests {
         // on a panic in a spawned job, so a real job's panic cannot be
         // raised here; in wasm, where a panic aborts at once, the hook is
         // all that runs.
-        let slot = Arc::new(Slot {
-            state: Mutex::new(State::<u32>::Running),
-            changed: Condvar::new(),
-        });
-        let job = Background {
-            slot: Arc::clone(&slot),
-        };
+        let slot = Slot::<u32>::running();
+        let job = Background { slot: Arc::clone(&slot) };
         let waiter = std::thread::spawn(move || job.take());
         install_panic_hook();
         let panicked = std::thread::spawn(move || {
-            ON_PANIC.set(Some(Box::new(move || {
-                slot.settle(State::Lost(Lost::Panicked))
-            })));
-            std::panic::catch_unwind(|| panic!("a bug in the job (this panic is expected)"))
-                .is_err()
+            ON_PANIC.set(Some(Box::new(move || slot.settle(State::Lost(Lost::Panicked)))));
+            std::panic::catch_unwind(|| panic!("a bug in the job (this panic is expected)")).is_err()
         });
         assert!(panicked.join().unwrap());
         assert_eq!(waiter.join().unwrap(), Err(Lost::Panicked));
