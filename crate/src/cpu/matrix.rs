@@ -239,7 +239,15 @@ impl CpuMatrix {
     }
 
     /// Writes the tile of rows first + k.. and tokens t.. into `out` ([row][token]).
-    #[inline(always)]
+    /// In wasm each tile shape is a function of its own: the browser runs a
+    /// function on baseline code until it has optimised it, and cannot swap
+    /// the code of a call already running. Inlined into the band's loop, a
+    /// new engine's first prompt ran its bands on baseline code; as calls,
+    /// the tiles switch to optimised code a few tiles in (first token of a
+    /// new page's chat reply, after the load: medians 219 → 186 ms over 10
+    /// alternating starts; later prompts as fast as before).
+    #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
+    #[cfg_attr(target_arch = "wasm32", inline(never))]
     #[allow(clippy::too_many_arguments)]
     fn put_tile<I: Isa, const R: usize, const N: usize>(&self, first: usize, k: usize, t: usize, x: &[f32], xq: &QuantRows, out: &mut [f32]) {
         let tokens = xq.tokens;
