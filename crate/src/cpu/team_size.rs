@@ -21,6 +21,14 @@ const ROUNDS: usize = 4;
 /// Steps after which the choice is tried again (the machine's load changes).
 const STEPS_BETWEEN_TRIALS: usize = 1024;
 
+/// Steps after which a smaller team than the pool is tried again, doubled
+/// by each trial in a row that keeps it, up to `STEPS_BETWEEN_TRIALS`. A
+/// trial early in an engine's life can catch the browser still optimising
+/// the hot code on a core of its own: a benchmark run kept 1 of 2 threads
+/// and decoded 77 tok/s instead of 93-115, and prefilled 512 tokens at 157
+/// tok/s instead of 251-275, until its 1024 steps were up.
+const FIRST_RECHECK_STEPS: usize = 64;
+
 /// A smaller team is kept only when it was at least this much faster (its
 /// median step at most this fraction of the larger team's): with equal
 /// figures, the threads the page asked for win.
@@ -45,6 +53,8 @@ pub struct TeamSize {
     phase: Phase,
     /// The last trial's choice.
     chosen: Option<usize>,
+    /// Steps the last choice stands before the next trial.
+    settle_for: usize,
 }
 
 impl TeamSize {
@@ -55,7 +65,7 @@ impl TeamSize {
             candidates.push(last / 2);
         }
         let (phase, chosen) = if candidates.len() == 1 { (Phase::Settled(0), Some(candidates[0])) } else { (Phase::WarmUp(WARM_UP_STEPS), None) };
-        TeamSize { seconds: vec![Vec::new(); candidates.len()], candidates, phase, chosen }
+        TeamSize { seconds: vec![Vec::new(); candidates.len()], candidates, phase, chosen, settle_for: STEPS_BETWEEN_TRIALS }
     }
 
     /// The team for the next single-token step: during a trial, the
@@ -97,11 +107,19 @@ impl TeamSize {
                 if turns + 1 < ROUNDS * self.candidates.len() {
                     Phase::Trial(turns + 1)
                 } else {
-                    self.chosen = Some(self.fastest());
+                    let chosen = self.fastest();
+                    self.settle_for = if chosen == self.candidates[0] {
+                        STEPS_BETWEEN_TRIALS
+                    } else if self.chosen == Some(chosen) {
+                        (self.settle_for * 2).min(STEPS_BETWEEN_TRIALS)
+                    } else {
+                        FIRST_RECHECK_STEPS
+                    };
+                    self.chosen = Some(chosen);
                     Phase::Settled(0)
                 }
             }
-            Phase::Settled(steps) if steps + 1 < STEPS_BETWEEN_TRIALS || self.candidates.len() == 1 => Phase::Settled(steps + 1),
+            Phase::Settled(steps) if steps + 1 < self.settle_for || self.candidates.len() == 1 => Phase::Settled(steps + 1),
             Phase::Settled(_) => Phase::Trial(0),
         };
     }
@@ -188,6 +206,43 @@ mod tests {
             steps += 1;
         }
         assert_eq!(size.chosen(), Some(2));
+    }
+
+    /// A smaller team chosen while the pool was slowed for a while (the
+    /// browser optimising code on a core) gives way to the pool soon after;
+    /// one that keeps winning is tried again less and less often.
+    #[test]
+    fn a_smaller_team_is_tried_again_soon() {
+        let mut size = TeamSize::new(2);
+        let mut choices = Vec::new();
+        let mut back_at = None;
+        for step in 0..4 * STEPS_BETWEEN_TRIALS {
+            let slowed = step < WARM_UP_STEPS + 2 * ROUNDS; // the first trial's steps
+            let threads = size.for_step();
+            size.record(threads, if slowed == (threads == 2) { 0.020 } else { 0.010 });
+            if choices.last() != size.chosen().as_ref() {
+                choices.push(size.chosen().unwrap());
+                if choices.len() == 2 {
+                    back_at = Some(step);
+                }
+            }
+        }
+        assert_eq!(choices, [1, 2]);
+        assert!(back_at.unwrap() <= WARM_UP_STEPS + 2 * ROUNDS + FIRST_RECHECK_STEPS + 2 * ROUNDS, "back to the pool at step {back_at:?}");
+
+        // Always slower with the pool: trials after 64, 128, 256... steps.
+        let mut size = TeamSize::new(2);
+        let mut trials = Vec::new();
+        for step in 0..4 * STEPS_BETWEEN_TRIALS {
+            let threads = size.for_step();
+            if matches!(size.phase, Phase::Trial(0)) {
+                trials.push(step);
+            }
+            size.record(threads, if threads == 2 { 0.020 } else { 0.010 });
+        }
+        let gaps: Vec<usize> = trials.windows(2).map(|w| w[1] - w[0] - 2 * ROUNDS).collect();
+        assert_eq!(gaps[..5], [FIRST_RECHECK_STEPS, 128, 256, 512, STEPS_BETWEEN_TRIALS]);
+        assert_eq!(size.chosen(), Some(1));
     }
 
     /// The choice is tried again now and then, and follows a change in the
