@@ -56,12 +56,8 @@ function engineSize() {
   return { engine_bytes: raw, engine_gzip_bytes: gz };
 }
 
-/**
- * Loads the default package through hearth-llm in the page (in-thread, so
- * the page sees the wasm memory), after reloading the page if asked to.
- */
-async function packageLoad(page, { reload: again = false } = {}) {
-  if (again) await reload(page);
+/** Loads the default package through hearth-llm in the page (in-thread, so the page sees the wasm memory). */
+async function packageLoad(page) {
   await page.waitForFunction(() => window.hearthReady !== undefined);
   return page.evaluate(async (model) => {
     if (window.hearthReady !== true) throw new Error(window.hearthReady);
@@ -153,7 +149,10 @@ try {
   const cold = await packageLoad(tab);
   // Warm: the median of three loads (one load alone varied 0.6-1.5 s here).
   const warms = [];
-  for (let i = 0; i < 3; i++) warms.push(await packageLoad(tab, { reload: true }));
+  for (let i = 0; i < 3; i++) {
+    await reload(tab);
+    warms.push(await packageLoad(tab));
+  }
   warms.sort((a, b) => a.ms - b.ms);
   const warm = warms[1];
   // The first start with the default options is the threaded build's first
