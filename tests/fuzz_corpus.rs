@@ -755,6 +755,10 @@ fn tokenizer_json_hostile_documents_are_tokenizer_errors_or_harmless() {
         // The key written with an escape is the same key to the crate.
         let escaped = doc.to_string().replace(r#""continuing_subword_prefix""#, r#""continuing\u005fsubword_prefix""#);
         tokenizer_error(&escaped, "continuing-subword prefix");
+        // So is a document read as a JSON tree (one naming "Precompiled").
+        doc["model"]["vocab"]["Precompiled"] = 5.into();
+        tokenizer_error(&doc.to_string(), "continuing-subword prefix");
+        doc["model"]["vocab"].as_object_mut().unwrap().remove("Precompiled");
         doc["model"]["continuing_subword_prefix"] = serde_json::Value::Null;
         Tokenizer::from_json(&doc.to_string(), SpecialTokens::default()).unwrap();
     }
