@@ -28,7 +28,7 @@ mkdir -p "$OUT_DIR"
 "$LLAMA_BENCH" -m "$MODEL" -ngl 99 -p 128,512 -n 128 -r 3 -fa 0,1 -o json > "$OUT_DIR/llama.json"
 # What each of the GPUs' own choices gives here: one run with it turned off
 # each (hearth's env switches), and where a step's time goes (prefill and decode).
-for variant in default HEARTH_TILED_PREFILL=0 HEARTH_CHAINED_DECODE=0 HEARTH_NORM_IN_MATMUL=0 HEARTH_ATTENTION_RUNS=1; do
+for variant in default HEARTH_TILED_PREFILL=0 HEARTH_CHAINED_DECODE=0 HEARTH_NORM_IN_MATMUL=0 HEARTH_ATTENTION_IN_PRODUCT=0 HEARTH_ATTENTION_RUNS=1; do
   switch=(); [ "$variant" = default ] || switch=("$variant")
   env "${switch[@]}" "$HEARTH" bench -m "$MODEL" --prompt-tokens 128,512 --gen-tokens 64 --repeats 2 --json |
     python3 -c 'import json, sys; [print(json.dumps({"variant": sys.argv[1], **json.loads(l)})) for l in sys.stdin if l.strip()]' "$variant" \

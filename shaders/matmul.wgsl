@@ -25,7 +25,8 @@
 //   0 shape    uniform { rows, cols, scale_base, split1, split2, head_dim, rope_pairs, flags, eps }
 //   1 step     uniform Step (tokens, pos0)
 //   2 weights  rows × cols, quantized (see quant.wgsl); the scales are read here
-//   3 x        tokens × cols f32, read as vec4
+//   3 x        tokens × cols f32, read as vec4 (by `x_at`: matmul_x_storage.wgsl;
+//              matmul_x_attention.wgsl reads the attention's runs here instead)
 //   4 out      tokens × split1 f32
 //   5 quants   the same buffer as 2, read as vec4<u32>: each thread loads a
 //              block's quant words 16 bytes at a time
@@ -224,8 +225,8 @@ fn block_dot(at: RowAt, k: u32, x0: u32) -> f32 {
     if (QTYPE == T_Q4_0 || QTYPE == T_Q4_1) {
         let q = qvec(at, k, 0u);
         for (var w = 0u; w < 4u; w++) {
-            let lo = x[x0 + w] * gain4(8u * k + w);           // values 4w .. 4w+3
-            let hi = x[x0 + 4u + w] * gain4(8u * k + 4u + w); // values 16+4w .. 16+4w+3
+            let lo = x_at(x0 + w) * gain4(8u * k + w);           // values 4w .. 4w+3
+            let hi = x_at(x0 + 4u + w) * gain4(8u * k + 4u + w); // values 16+4w .. 16+4w+3
             qx += dot(nibbles_lo(q[w]), lo * NIBBLE_SCALE) + dot(nibbles_hi(q[w]), hi * NIBBLE_SCALE);
             sx += lo + hi;
         }
@@ -233,7 +234,7 @@ fn block_dot(at: RowAt, k: u32, x0: u32) -> f32 {
         for (var g = 0u; g < qs_vec4s(); g++) {
             let q = qvec(at, k, g);
             for (var j = 0u; j < parts(); j++) {
-                let xv = x[x0 + g * parts() + j] * gain4(8u * k + g * parts() + j);
+                let xv = x_at(x0 + g * parts() + j) * gain4(8u * k + g * parts() + j);
                 qx += dot(part(q, j), xv * part_scale());
                 sx += xv;
             }
@@ -255,10 +256,10 @@ fn block_dot4(at: RowAt, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32
             let hi = nibbles_hi(q[w]);
             let gl = gain4(8u * k + w);
             let gh = gain4(8u * k + 4u + w);
-            let l0 = x[x0 + w] * gl; let h0 = x[x0 + 4u + w] * gh;
-            let l1 = x[x1 + w] * gl; let h1 = x[x1 + 4u + w] * gh;
-            let l2 = x[x2 + w] * gl; let h2 = x[x2 + 4u + w] * gh;
-            let l3 = x[x3 + w] * gl; let h3 = x[x3 + 4u + w] * gh;
+            let l0 = x_at(x0 + w) * gl; let h0 = x_at(x0 + 4u + w) * gh;
+            let l1 = x_at(x1 + w) * gl; let h1 = x_at(x1 + 4u + w) * gh;
+            let l2 = x_at(x2 + w) * gl; let h2 = x_at(x2 + 4u + w) * gh;
+            let l3 = x_at(x3 + w) * gl; let h3 = x_at(x3 + 4u + w) * gh;
             let s = NIBBLE_SCALE;
             qx += vec4<f32>(dot(lo, l0 * s) + dot(hi, h0 * s), dot(lo, l1 * s) + dot(hi, h1 * s),
                             dot(lo, l2 * s) + dot(hi, h2 * s), dot(lo, l3 * s) + dot(hi, h3 * s));
@@ -271,7 +272,7 @@ fn block_dot4(at: RowAt, k: u32, x0: u32, x1: u32, x2: u32, x3: u32) -> vec4<f32
                 let v = part(q, j);
                 let i = g * parts() + j;
                 let gi = gain4(8u * k + i);
-                let xs = mat4x4<f32>(x[x0 + i] * gi, x[x1 + i] * gi, x[x2 + i] * gi, x[x3 + i] * gi);
+                let xs = mat4x4<f32>(x_at(x0 + i) * gi, x_at(x1 + i) * gi, x_at(x2 + i) * gi, x_at(x3 + i) * gi);
                 let s = part_scale();
                 qx += vec4<f32>(dot(v, xs[0] * s), dot(v, xs[1] * s), dot(v, xs[2] * s), dot(v, xs[3] * s));
                 sx += vec4<f32>(1.0) * xs;

@@ -98,6 +98,7 @@ fn store_lanes(t: u32, rows: vec2<u32>, v: f32, second: f32) {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     // (WG is a multiple of LANES: a row's threads are in one workgroup.)
+    prepare_x(lid); // (matmul_x_attention.wgsl: x added up from the attention's runs)
     let thread = (wg.y * groups.x + wg.x) * WG + lid;
     matmul_lanes(thread / LANES, thread % LANES, lid, wg.z);
 }

@@ -172,16 +172,21 @@ fn prefill_profile_times_the_tiled_program() {
     // Every layer's four products, tiled; no head, no argmax.
     assert_eq!(tiled(&prefill), 4 * layers, "{prefill:?}");
     assert!(!prefill.iter().any(|k| k.kernel == "Argmax" || !k.kernel.contains("Tiled") && k.kernel.starts_with("Matmul")), "{prefill:?}");
+    // A decode step's dispatches (the attention runs' sum) are not a chunk's.
+    assert!(!prefill.iter().any(|k| k.kernel == "AttentionCombine" || k.kernel.starts_with("MatmulAttention")), "{prefill:?}");
     if ctx.has_timestamps_in_passes() {
-        // Each dispatch's GPU time in the pass is its own: the combine of
-        // attention runs (a decode step's; nothing to do for a chunk) takes
-        // next to none of it, the products most.
+        // Each dispatch's GPU time in the pass is its own: the embedding
+        // (16 rows) takes next to none of it, the products most.
         let in_pass = |k: &hearth_llm::gpu::model::KernelTime| k.gpu_us_in_pass.expect("timestamps");
-        let combine = prefill.iter().find(|k| k.kernel == "AttentionCombine").map(in_pass).expect("the GPUs' variants split attention");
+        let embed = prefill.iter().find(|k| k.kernel.starts_with("Embed")).map(in_pass).expect("the embedding");
         let products: f64 = prefill.iter().filter(|k| k.kernel.contains("Tiled<")).map(in_pass).sum();
-        assert!(combine < 0.05 * products, "{prefill:?}");
+        assert!(embed < 0.05 * products, "{prefill:?}");
     }
     let (decode, _) = block_on(model.profile_step(1, 2)).expect("profile");
     assert_eq!(tiled(&decode), 0, "{decode:?}");
+    // The output projections add the attention's runs up themselves: one
+    // dispatch per layer, and no combine of its own.
+    let count = |name: &str| decode.iter().filter(|k| k.kernel.starts_with(name)).map(|k| k.dispatches).sum::<usize>();
+    assert_eq!((count("MatmulAttention<"), count("AttentionCombine")), (layers, 0), "{decode:?}");
     assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profiles leave the KV cache as it was");
 }

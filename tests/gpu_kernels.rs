@@ -147,6 +147,30 @@ fn attention_causal_gqa_over_cache() {
     all_pass(&ctx.with_variants(Variants { cpu_attention: true, ..ctx.variants() }), Kernel::Attention);
 }
 
+/// A decode step's attention output projection adding up the attention's
+/// runs of keys itself (`Variants::attention_in_product`, the GPUs'
+/// variants), with subgroup reductions and with workgroup ones, in every
+/// weight type, the KV cache in f32 and (where the adapter has shader-f16)
+/// in f16. Not with the tiled products, which never take a single token.
+#[test]
+fn attention_runs_added_up_by_the_output_projection() {
+    let Some(ctx) = gpu() else { return };
+    let gpu_like = ctx.with_gpu_variants();
+    assert!(gpu_like.variants().attention_in_product());
+    let has = |on: bool| [false, true].into_iter().filter(move |&v| !v || on);
+    for subgroup_reductions in has(gpu_like.variants().subgroup_reductions) {
+        for f16_kv_cache in has(ctx.report.shader_f16) {
+            let ctx = gpu_like.with_variants(Variants { subgroup_reductions, f16_kv_cache, ..gpu_like.variants() });
+            let checks = all_pass(&ctx, Kernel::MatmulAttention);
+            assert!(selfcheck::WEIGHT_TYPES.iter().all(|ty| checks.iter().any(|c| c.case.starts_with(&format!("{ty} ")))));
+        }
+    }
+    let tiled = gpu_like.with_variants(Variants { matmul_tiled: true, ..gpu_like.variants() });
+    assert!(!tiled.variants().attention_in_product());
+    let apart = gpu_like.with_variants(Variants { attention_in_output_product: false, ..gpu_like.variants() });
+    assert!(!apart.variants().attention_in_product());
+}
+
 #[test]
 fn swiglu_and_add_elementwise() {
     let Some(ctx) = gpu() else { return };
@@ -186,13 +210,16 @@ fn read_bandwidth_probe_reads_every_word() {
     all_pass(&ctx, Kernel::ReadBandwidth);
 }
 
-/// `run_all` covers every kernel, and reports a failing comparison as a
-/// failed check rather than a panic (checked here on the shape of its output).
+/// `run_all` covers every kernel the context's variants use (the output
+/// projection that adds up the attention's runs only where it does so:
+/// `Variants::attention_in_product`), and reports a failing comparison as
+/// a failed check rather than a panic (checked here on the shape of its output).
 #[test]
 fn run_all_covers_every_kernel() {
     let Some(ctx) = gpu() else { return };
     let checks = block_on(selfcheck::run_all(&ctx)).expect("the GPU runs every check");
-    for kernel in selfcheck::KERNELS {
+    let used = |k: &Kernel| *k != Kernel::MatmulAttention || ctx.variants().attention_in_product();
+    for kernel in selfcheck::KERNELS.into_iter().filter(used) {
         let name = selfcheck::kernel_name(kernel);
         assert!(checks.iter().any(|c| c.kernel == name), "no check of {name}");
     }

@@ -45,7 +45,7 @@ test("Tint accepts every kernel a GPU with shader-f16 gets (Dawn's null device)"
   const checks = await gpu.kernelSelfCheck();
   const kernels = new Set(checks.map((c) => c.kernel));
   t.diagnostic(`${checks.length} kernel checks compiled and ran: ${[...kernels].join(', ')}`);
-  for (const kernel of ['embed', 'rms_norm', 'matmul', 'matmul_qkv', 'matmul_swiglu', 'rope', 'attention', 'swiglu', 'add', 'argmax', 'sample']) {
+  for (const kernel of ['embed', 'rms_norm', 'matmul', 'matmul_qkv', 'matmul_swiglu', 'rope', 'attention', 'matmul_attention', 'swiglu', 'add', 'argmax', 'sample']) {
     assert.ok(kernels.has(kernel), `no ${kernel} check`);
   }
   for (const kernel of ['matmul', 'matmul_qkv', 'matmul_swiglu']) {

@@ -80,8 +80,9 @@ test('every kernel on WebGPU matches the CPU reference (kernelSelfCheck)', async
 test('the kernels a GPU gets also match the CPU reference here (kernelSelfCheck(true))', async (t) => {
   if (!(await requireWebGPU(page, t))) return;
   // Several threads per matmul row summed in workgroup memory (the browser
-  // has no subgroups through wgpu), the attention sharing each key, and the
-  // prefill's tiled products (cases named "tiled: ...").
+  // has no subgroups through wgpu), the attention sharing each key, a
+  // decode step's attention runs added up by the output projection
+  // (matmul_attention), and the prefill's tiled products (cases named "tiled: ...").
   const checks = await page.evaluate(async () => {
     window.gpu ??= await window.hearth.Gpu.create();
     return window.gpu.kernelSelfCheck(true);
@@ -92,6 +93,7 @@ test('the kernels a GPU gets also match the CPU reference here (kernelSelfCheck(
   for (const kernel of ['matmul', 'matmul_qkv', 'matmul_swiglu']) {
     assert.ok(checks.some((c) => c.kernel === kernel && c.case.startsWith('tiled: ')), `no tiled ${kernel} check`);
   }
+  assert.ok(checks.some((c) => c.kernel === 'matmul_attention'), 'no matmul_attention check');
   for (const c of checks) assert.ok(c.passed, `${c.kernel} ${c.case}: ${c.detail}`);
 });
 

@@ -326,7 +326,8 @@ fn looks_like_software(name: &str) -> bool {
 /// HEARTH_SAMPLING (`gpu` or `cpu`: where sampled tokens are chosen),
 /// HEARTH_ATTENTION_RUNS (1 to 256), HEARTH_TOKEN_CHUNK (a multiple of 4 to 32),
 /// HEARTH_TILED_PREFILL (the fewest tokens of a tiled prefill; 0: none),
-/// HEARTH_CHAINED_DECODE (`1` or `0`)
+/// HEARTH_CHAINED_DECODE (`1` or `0`), HEARTH_ATTENTION_IN_PRODUCT (`1` or
+/// `0`: a decode step's attention runs added up by a dispatch of their own)
 /// and HEARTH_NORM_IN_MATMUL (`0`: the RMSNorms and residual adds as
 /// dispatches of their own) override them, to compare the variants.
 /// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
@@ -361,6 +362,11 @@ fn variants(report: &AdapterReport) -> Variants {
     }
     if let Some(n) = std::env::var("HEARTH_TILED_PREFILL").ok().and_then(|v| v.parse().ok()) {
         variants.tiled_prefill_from = n;
+    }
+    match std::env::var("HEARTH_ATTENTION_IN_PRODUCT").as_deref() {
+        Ok("1") => variants.attention_in_output_product = true,
+        Ok("0") => variants.attention_in_output_product = false,
+        _ => {}
     }
     if std::env::var("HEARTH_NORM_IN_MATMUL").as_deref() == Ok("0") {
         variants.norm_in_matmul = false;

@@ -21,6 +21,11 @@ pub enum Kernel {
     /// The matmul over a layer's stacked FFN gate and up projections, with
     /// SwiGLU applied as it writes (shaders/matmul.wgsl with `SWIGLU`).
     MatmulSwiglu,
+    /// A decode step's attention output projection reading the attention's
+    /// runs of keys and adding them up itself, instead of after an
+    /// `AttentionCombine` (shaders/matmul.wgsl with matmul_x_attention.wgsl;
+    /// `Variants::attention_in_output_product`).
+    MatmulAttention,
     Rope,
     Attention,
     /// Flash-decoding's second pass: a decode step's output from the runs
@@ -44,7 +49,7 @@ impl Kernel {
         match self {
             Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl"),
-            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu => include_str!("../../../shaders/matmul.wgsl"),
+            Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu | Kernel::MatmulAttention => include_str!("../../../shaders/matmul.wgsl"),
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             // (CPU-based adapters' variant is picked in `Kernel::source`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
@@ -59,7 +64,7 @@ impl Kernel {
 
     /// The matrix products (shaders/matmul.wgsl).
     pub fn is_matmul(self) -> bool {
-        matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu)
+        matches!(self, Kernel::Matmul | Kernel::MatmulQkv | Kernel::MatmulSwiglu | Kernel::MatmulAttention)
     }
 
     /// Kernels that decode quantized weights.
@@ -102,8 +107,13 @@ impl Kernel {
             _ if matmul => MATMUL_NO_NORM,
             _ => "",
         };
+        let x = match self {
+            Kernel::MatmulAttention => MATMUL_X_ATTENTION,
+            _ if matmul => MATMUL_X_STORAGE,
+            _ => "",
+        };
         let kv = if variants.f16_kv_cache { "enable f16;\nalias kv = f16;" } else { "alias kv = f32;" };
-        format!("{kv}\n{STEP}\n{prelude}\n{file}\n{rope}\n{norm}\n{entry}")
+        format!("{kv}\n{STEP}\n{prelude}\n{file}\n{x}\n{rope}\n{norm}\n{entry}")
     }
 }
 
@@ -117,6 +127,10 @@ const ATTENTION_CPU_WORKGROUP: &str = include_str!("../../../shaders/attention_c
 const MATMUL_X_LOADS: &str = include_str!("../../../shaders/matmul_x_loads.wgsl");
 const MATMUL_X_SUBGROUP: &str = include_str!("../../../shaders/matmul_x_subgroup.wgsl");
 const MATMUL_THREADS: &str = include_str!("../../../shaders/matmul_threads.wgsl");
+// How the matmul reads x: from its binding, or added up from the
+// attention's runs (`Kernel::MatmulAttention`).
+const MATMUL_X_STORAGE: &str = include_str!("../../../shaders/matmul_x_storage.wgsl");
+const MATMUL_X_ATTENTION: &str = include_str!("../../../shaders/matmul_x_attention.wgsl");
 // RoPE in the QKV product's writes, or not (`Variants::rope_in_qkv`).
 const MATMUL_ROPE: &str = include_str!("../../../shaders/matmul_rope.wgsl");
 const MATMUL_NO_ROPE: &str = include_str!("../../../shaders/matmul_no_rope.wgsl");
@@ -196,6 +210,15 @@ pub struct Variants {
     /// the keys in turn left it idle. CPU-based adapters' attention
     /// (`cpu_attention`) does not split.
     pub attention_runs: u32,
+    /// A decode step's attention runs added up by the output projection
+    /// that reads them (`Kernel::MatmulAttention`: each of its workgroups
+    /// adds them up into workgroup memory) instead of by an
+    /// `AttentionCombine` dispatch before it: one dispatch fewer per layer
+    /// on GPUs, where a decode step is mostly dispatches one after another
+    /// (about 10 µs each on an H200, whatever their work; the combine's
+    /// reads, a few KB per workgroup, come from cache). Where
+    /// [`Variants::attention_in_product`] holds.
+    pub attention_in_output_product: bool,
     /// A layer's RMSNorms applied by the products that read their output
     /// (the stacked QKV, the stacked gate and up) and its residual adds
     /// done by the products before (the attention's output projection,
@@ -257,6 +280,7 @@ impl Variants {
             matmul_token_chunk: 8,
             norm_in_matmul: !software,
             attention_runs: if software { 1 } else { 16 },
+            attention_in_output_product: !software,
             tiled_prefill_from: if software { 0 } else { 16 },
             matmul_tiled: false,
             // (The browser chains on any adapter: see the variant.)
@@ -299,6 +323,14 @@ impl Variants {
     /// QKV product (whose binding comes before the gain's).
     pub fn fuses_norm(&self) -> bool {
         self.norm_in_matmul && self.matmul_lanes() > 1 && self.rope_in_qkv()
+    }
+
+    /// Whether a decode step's output projection adds the attention's runs
+    /// up (`attention_in_output_product`): with the GPUs' attention split
+    /// into runs and the products with several threads per row (whose entry
+    /// point does it), not in the tiled ones (prompts only).
+    pub fn attention_in_product(&self) -> bool {
+        self.attention_in_output_product && !self.cpu_attention && self.attention_runs > 1 && self.matmul_lanes() > 1 && !self.matmul_tiled
     }
 
     /// Bytes per value of the KV cache.
@@ -366,7 +398,7 @@ impl Pipelines {
                 if kernel == Kernel::RmsNorm {
                     constants.push(("WG", self.variants.rms_norm_threads as f64));
                 }
-                if kernel == Kernel::AttentionCombine {
+                if matches!(kernel, Kernel::AttentionCombine | Kernel::MatmulAttention) {
                     constants.push(("RUNS", self.variants.attention_runs as f64));
                 }
                 if kernel.is_matmul() {

@@ -7,6 +7,7 @@ use crate::config::ModelConfig;
 use crate::error::{HearthError, Result};
 use crate::graph::{self, Act, Op, Rows};
 use crate::gpu::ops::{InputNorm, KeysToCache, MatmulOut, QkvRope, SampleParams, SAMPLE_FALLBACK};
+use crate::gpu::program::Tokens;
 use crate::gpu::{self, ops, program, Dispatch, GpuContext, Kernel, Step, Variants};
 use crate::gpu::weights::{GpuMatrix, GpuWeights};
 use crate::model::{clamp_options, rope_table, validate_tokens, ModelOptions};
@@ -29,22 +30,26 @@ pub fn stacked_matrices(ctx: &GpuContext, c: &ModelConfig) -> Vec<(Vec<(String, 
     graph::stacked_matrices(c).into_iter().filter(|s| pairs || !s.gate_up).map(|s| (s.parts, s.cols)).collect()
 }
 
-/// The dispatch that does the first operations of `ops` at once, and how
-/// many it does, where one does several:
+/// The dispatches that do the first operations of `ops` (one, but for the
+/// last case below), and how many operations they do, where one dispatch
+/// does several:
 ///   - a layer's Q, K and V projections, stacked (`GpuWeights::stacked`), as
 ///     one matmul writing the queries, the keys and the value cache, and
 ///     where `Variants::rope_in_qkv` the RoPE of the queries and keys too;
 ///   - its FFN gate and up projections, stacked, and the SwiGLU of the two,
 ///     as one matmul that writes silu(gate) · up;
 ///   - the RoPE of its queries and of its keys;
-///   - a residual add and the RMSNorm of its result.
+///   - a residual add and the RMSNorm of its result;
+///   - where `Variants::attention_in_product`, the sum of a decode step's
+///     runs of keys, after the attention, by the output projection (three
+///     dispatches for three operations, one of them for prompts only).
 ///
 /// On CPU-based adapters every dispatch costs tens of microseconds, whatever
 /// its work (lavapipe: about 45 µs), a tenth of a decode step all told.
 /// Products are made with `mm` (the tiled ones for the prefill program),
 /// everything else with `ctx`.
-fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b: &ProgramBuffers, c: &ModelConfig) -> Result<Option<(Dispatch, usize)>> {
-    let ProgramBuffers { step, acts, new_keys, keys, values, rope_table, .. } = *b;
+fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b: &ProgramBuffers, c: &ModelConfig) -> Result<Option<(Vec<Dispatch>, usize)>> {
+    let ProgramBuffers { step, acts, new_keys, keys, values, rope_table, attention_parts, .. } = *b;
     fn matmul(op: Option<&Op>) -> Option<(&str, Act, Rows)> {
         match op {
             Some(Op::Matmul { w, x, out, .. }) => Some((w.as_str(), *x, *out)),
@@ -55,10 +60,29 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
     // of x is applied by the stacked product after it, and a product whose
     // output is added to x adds it itself.
     let fuse_norm = ctx.variants().fuses_norm();
+    if let (Some(Op::Attention { layer, q, out: a }), Some(Op::Matmul { w, rows, cols, x, out: Rows::Act(o) })) = (ops.first(), ops.get(1)) {
+        if x == a && mm.variants().attention_in_product() && ops::fits_attention_in_product(mm, *cols, c.head_dim) {
+            // A decode step's runs of keys added up by the output projection:
+            // the attention, then that product (which also does the residual
+            // add after it, where products do); a prompt's attention writes
+            // its output, which the plain product multiplies.
+            let (attend, _) = ops::attend(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[a], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
+            let w = weights.matrix(w, *rows, *cols)?;
+            let residual = match ops.get(2) {
+                Some(Op::Add { x: residual, y }) if fuse_norm && y == o => Some(&acts[residual]),
+                _ => None,
+            };
+            let out = || residual.map_or(MatmulOut::One { out: &acts[o] }, |x| MatmulOut::AddTo { x });
+            let done = if residual.is_some() { 3 } else { 2 };
+            let one = ops::attention_output_product(mm, step, &w, attention_parts, out(), c.head_dim);
+            let several = ops::matmul(mm, step, &w, &acts[a], out()).only(Tokens::Several);
+            return Ok(Some((vec![attend, one, several], done)));
+        }
+    }
     if let (true, Some(Op::Matmul { w, rows, cols, x, out: Rows::Act(o) }), Some(Op::Add { x: residual, y })) = (fuse_norm, ops.first(), ops.get(1)) {
         if y == o {
             let w = weights.matrix(w, *rows, *cols)?;
-            return Ok(Some((ops::matmul(mm, step, &w, &acts[x], MatmulOut::AddTo { x: &acts[residual] }), 2)));
+            return Ok(Some((vec![ops::matmul(mm, step, &w, &acts[x], MatmulOut::AddTo { x: &acts[residual] })], 2)));
         }
     }
     let (norm, ops) = match ops.first() {
@@ -79,7 +103,7 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
                 let (q_rows, kv_rows) = (q.width(c), c.kv_dim());
                 if !ctx.variants().rope_in_qkv() {
                     let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: new_keys, v: &values[l], kv_rows, rope: None };
-                    return Ok(Some((ops::matmul(mm, step, &w, &acts[&x], out), 3)));
+                    return Ok(Some((vec![ops::matmul(mm, step, &w, &acts[&x], out)], 3)));
                 }
                 // The RoPE of these queries and keys, applied as they are written.
                 let ropes = matches!((ops.get(3), ops.get(4)),
@@ -89,7 +113,7 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
                 }
                 let rope = Some(QkvRope { table: rope_table, head_dim: c.head_dim, rope_dim: c.rope_dim });
                 let out = MatmulOut::Qkv { q: &acts[&q], q_rows, k: &keys[l], v: &values[l], kv_rows, rope };
-                return Ok(Some((ops::matmul_normed(mm, step, &w, src, out, in_norm), 5 + normed)));
+                return Ok(Some((vec![ops::matmul_normed(mm, step, &w, src, out, in_norm)], 5 + normed)));
             }
         }
     }
@@ -97,7 +121,7 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
         if x == xu && (gate, up) == (*g, *u) {
             if let (Some(w), Some((src, in_norm, normed))) = (weights.stacked(&[wg, wu]), input(x)) {
                 let out = MatmulOut::Swiglu { out: &acts[&gate] };
-                return Ok(Some((ops::matmul_normed(mm, step, &w, src, out, in_norm), 3 + normed)));
+                return Ok(Some((vec![ops::matmul_normed(mm, step, &w, src, out, in_norm)], 3 + normed)));
             }
         }
     }
@@ -106,12 +130,12 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
     }
     if let (Some(Op::Rope { x: Rows::Act(q), heads }), Some(Op::Rope { x: Rows::Keys(l), heads: kv_heads })) = (ops.first(), ops.get(1)) {
         let to_cache = KeysToCache { keys: new_keys, cache: &keys[*l], heads: *kv_heads };
-        return Ok(Some((ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), Some(to_cache)), 2)));
+        return Ok(Some((vec![ops::rope(ctx, step, rope_table, c.head_dim, c.rope_dim, Some((&acts[q], *heads)), Some(to_cache))], 2)));
     }
     if let (Some(Op::Add { x, y }), Some(Op::RmsNorm { x: normed, gain, out })) = (ops.first(), ops.get(1)) {
         if normed == x {
             let gain = weights.vector(gain, c.dim)?;
-            return Ok(Some((ops::rms_norm(ctx, step, &acts[x], Some(&acts[y]), &gain, &acts[out], c.dim, c.rms_eps), 2)));
+            return Ok(Some((vec![ops::rms_norm(ctx, step, &acts[x], Some(&acts[y]), &gain, &acts[out], c.dim, c.rms_eps)], 2)));
         }
     }
     Ok(None)
@@ -140,8 +164,8 @@ fn layer_dispatches(ctx: &GpuContext, mm: &GpuContext, program: &[Op], weights: 
     let mut layers = Vec::new();
     let mut i = 0;
     while i < program.len() {
-        if let Some((dispatch, ops_done)) = fused(ctx, mm, &program[i..], weights, b, c)? {
-            layers.push(dispatch);
+        if let Some((dispatches, ops_done)) = fused(ctx, mm, &program[i..], weights, b, c)? {
+            layers.extend(dispatches);
             i += ops_done;
             continue;
         }
@@ -567,8 +591,9 @@ impl GpuModel {
 
     /// Times one forward of `tokens` tokens after the cached positions
     /// (which must leave room for them; at most `max_batch`) kernel by
-    /// kernel: each dispatch of the layer program such a chunk takes (the
-    /// tiled one for a long chunk: `Variants::tiled_prefill_from`), and for
+    /// kernel: each dispatch of the layer program such a chunk takes that
+    /// has work in it (the tiled program for a long chunk:
+    /// `Variants::tiled_prefill_from`), and for
     /// one token (a decode step) the head and the argmax too, alone,
     /// `repeats` times in one submit, then all of them the same way. Per
     /// kernel label (kernel and weight type), in program order: its
@@ -589,7 +614,9 @@ impl GpuModel {
         self.write_steps(tokens);
         self.ctx.queue.write_buffer(&self.ids, 0, bytemuck::cast_slice(&ids));
         let head = if tokens == 1 { self.head.iter().chain([&self.argmax]).collect() } else { Vec::new() };
-        let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).collect();
+        // (Only what has work in such a forward: a decode step's dispatches
+        // are not a prompt's; see `program::Tokens`.)
+        let all: Vec<&Dispatch> = self.program_for(tokens).iter().chain(head).filter(|d| d.has_work(n)).collect();
         self.time_dispatches(&all, n, repeats).await?; // warm-up: every pipeline and buffer in use once
         let in_pass = if self.ctx.has_timestamps_in_passes() { Some(program::gpu_times_in_pass(&self.ctx, &all, n, repeats).await?) } else { None };
         let mut kernels: Vec<KernelTime> = Vec::new();

@@ -1,7 +1,7 @@
 //! One constructor per kernel: each makes the kernel's shape uniform and
 //! returns a ready `Dispatch` (see shaders/*.wgsl for bindings and shapes).
 
-use super::program::{self, Dispatch, Grid};
+use super::program::{self, Dispatch, Grid, Tokens};
 use super::weights::GpuMatrix;
 use super::{storage_zeroed, uniform_from, GpuContext, Kernel, Variants};
 use crate::error::Result;
@@ -90,10 +90,36 @@ pub fn matmul(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulO
 /// As [`matmul`], with each token's row of x put through the RMSNorm
 /// `norm` first, by the product itself (only where `Variants::fuses_norm`).
 pub fn matmul_normed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>, norm: Option<InputNorm<'_>>) -> Dispatch {
+    product(ctx, step, w, x, out, norm, None)
+}
+
+/// A decode step's attention output projection: the attention's runs
+/// `parts` ([`attention`]'s, one token's, heads of `head_dim` values)
+/// added up and multiplied by `w`, written as `out` says, in one dispatch
+/// instead of [`attention`]'s second and [`matmul`]'s; it does nothing for
+/// more tokens (their attention writes its output: multiply that by
+/// [`matmul`] with `Dispatch::only(Tokens::Several)`). Only where
+/// `Variants::attention_in_product` and [`fits_attention_in_product`].
+pub fn attention_output_product(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, parts: &Buf, out: MatmulOut<'_>, head_dim: usize) -> Dispatch {
+    debug_assert!(ctx.variants().attention_in_product() && fits_attention_in_product(ctx, w.cols, head_dim));
+    product(ctx, step, w, parts, out, None, Some(head_dim))
+}
+
+/// Whether attention output of `width` values in heads of `head_dim`
+/// fits the workgroup memory of [`attention_output_product`]
+/// (shaders/matmul_x_attention.wgsl: 1024 values, 256 runs in all).
+pub fn fits_attention_in_product(ctx: &GpuContext, width: usize, head_dim: usize) -> bool {
+    let runs = ctx.variants().attention_runs as usize;
+    head_dim % 4 == 0 && width % head_dim == 0 && width <= 1024 && width / head_dim * runs <= 256
+}
+
+/// [`matmul_normed`], or with `attention_head_dim` [`attention_output_product`].
+fn product(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: MatmulOut<'_>, norm: Option<InputNorm<'_>>, attention_head_dim: Option<usize>) -> Dispatch {
     let rows = w.rows as u32;
     let [spare1, spare2] = &*ctx.spare_outputs;
     let mut rope = None;
     let (kernel, split1, split2, outs) = match out {
+        MatmulOut::One { out } | MatmulOut::AddTo { x: out } if attention_head_dim.is_some() => (Kernel::MatmulAttention, rows, rows, [out, spare1, spare2]),
         MatmulOut::One { out } => (Kernel::Matmul, rows, rows, [out, spare1, spare2]),
         MatmulOut::Values { v } => (Kernel::MatmulQkv, 0, 0, [spare1, spare2, v]),
         MatmulOut::Qkv { q, q_rows, k, v, kv_rows, rope: r } => {
@@ -109,17 +135,23 @@ pub fn matmul_normed(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, x: &Buf, out: 
     debug_assert!(fused || flags == 0, "the residual add and the norm go into products only where Variants::fuses_norm");
     let eps = norm.map_or(0.0, |n| n.eps);
     let rope = rope.filter(|_| ctx.variants().rope_in_qkv());
-    let (head_dim, rope_pairs) = rope.map_or((0, 0), |r| (r.head_dim as u32, (r.rope_dim / 2) as u32));
+    let (head_dim, rope_pairs) = match (rope, attention_head_dim) {
+        (Some(r), _) => (r.head_dim as u32, (r.rope_dim / 2) as u32),
+        // (matmul_x_attention.wgsl's heads)
+        (None, Some(head_dim)) => (head_dim as u32, 0),
+        (None, None) => (0, 0),
+    };
     let s = shape(ctx, kernel, [rows, w.cols as u32, w.scale_base, split1, split2, head_dim, rope_pairs, flags, eps.to_bits(), 0, 0, 0]);
     let lanes = ctx.variants().matmul_lanes();
     let grid = if ctx.variants().matmul_tiled {
         // A workgroup per tile (shaders/matmul_tiled.wgsl; a SwiGLU's tile
         // holds half as many gate rows and their up rows).
         let tile = Variants::TILE;
-        Grid::Rows { threads: rows.div_ceil(tile) * program::WG, token_chunk: Some(tile) }
+        Grid::Rows { threads: rows.div_ceil(tile) * program::WG, token_chunk: Some(tile), tokens: Tokens::Any }
     } else {
         let threads = rows.div_ceil(ctx.pipelines.rows_per_thread(kernel)) * lanes;
-        Grid::Rows { threads, token_chunk: (lanes > 1).then_some(ctx.variants().token_chunk()) }
+        let tokens = if attention_head_dim.is_some() { Tokens::One } else { Tokens::Any };
+        Grid::Rows { threads, token_chunk: (lanes > 1).then_some(ctx.variants().token_chunk()), tokens }
     };
     let [out, out_k, out_v] = outs;
     let mut buffers = vec![&s, step, &w.buffer, x, out, &w.buffer, out_k, out_v];
@@ -164,18 +196,28 @@ pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim
 /// is one dispatch and leaves `parts` alone.
 #[allow(clippy::too_many_arguments)]
 pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Dispatch, Option<Dispatch>) {
+    let (attend, s) = attend(ctx, step, q, k_cache, v_cache, out, parts, heads, kv_heads, head_dim);
+    let runs = ctx.variants().attention_runs;
+    let grid = Grid::OneTokenHeads { heads: heads as u32 };
+    let combine = (!ctx.variants().cpu_attention && runs > 1).then(|| dispatch(ctx, Kernel::AttentionCombine, None, &[&s, parts, out], grid));
+    (attend, combine)
+}
+
+/// [`attention`]'s first dispatch, and its shape uniform: a decode step's
+/// runs left in `parts` for [`attention_output_product`] to add up.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Dispatch, Buf) {
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     let s = shape(ctx, Kernel::Attention, [heads as u32, kv_heads as u32, head_dim as u32, scale.to_bits()]);
     let heads = heads as u32;
     let variants = ctx.variants();
-    if variants.cpu_attention {
-        let grid = Grid::Attention { heads, runs: 1 };
-        return (dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], grid), None);
-    }
-    let runs = variants.attention_runs.max(1);
-    let attend = dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out, parts], Grid::Attention { heads, runs });
-    let combine = (runs > 1).then(|| dispatch(ctx, Kernel::AttentionCombine, None, &[&s, parts, out], Grid::OneTokenHeads { heads }));
-    (attend, combine)
+    let attend = if variants.cpu_attention {
+        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], Grid::Attention { heads, runs: 1 })
+    } else {
+        let runs = variants.attention_runs.max(1);
+        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out, parts], Grid::Attention { heads, runs })
+    };
+    (attend, s)
 }
 
 /// The scratch buffer of [`attention`]'s runs: per head and run, a vec4 of

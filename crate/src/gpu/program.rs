@@ -33,8 +33,9 @@ pub enum Grid {
     PerToken,
     /// `threads` threads (shaders/matmul.wgsl: one per RPT output rows, or
     /// LANES per RPT rows), for all the tokens, or that many again for each
-    /// `token_chunk` tokens (the dispatch's z; matmul_lanes.wgsl).
-    Rows { threads: u32, token_chunk: Option<u32> },
+    /// `token_chunk` tokens (the dispatch's z; matmul_lanes.wgsl); none in
+    /// forwards of a number of tokens that `tokens` leaves out.
+    Rows { threads: u32, token_chunk: Option<u32>, tokens: Tokens },
     /// One workgroup per (head, token) (shaders/attention.wgsl), and for a
     /// single token `runs` per head (its keys split into runs).
     Attention { heads: u32, runs: u32 },
@@ -56,13 +57,34 @@ impl Grid {
                 let (x, y) = grid_2d(tokens);
                 [x, y, 1]
             }
-            Grid::Rows { threads, token_chunk } => {
+            Grid::Rows { tokens: only, .. } if !only.includes(tokens) => [0, 0, 0],
+            Grid::Rows { threads, token_chunk, .. } => {
                 let (x, y) = grid_2d(threads.div_ceil(WG));
                 [x, y, token_chunk.map_or(1, |c| tokens.div_ceil(c))]
             }
             Grid::Attention { heads, runs } => [heads, tokens, if tokens == 1 { runs } else { 1 }],
             Grid::OneTokenHeads { heads } => [if tokens == 1 { heads } else { 0 }, 1, 1],
             Grid::Single => [1, 1, 1],
+        }
+    }
+}
+
+/// Which forwards a dispatch has work in, by their number of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    Any,
+    /// A decode step's.
+    One,
+    /// A prompt chunk's of two tokens or more.
+    Several,
+}
+
+impl Tokens {
+    pub fn includes(self, tokens: u32) -> bool {
+        match self {
+            Tokens::Any => true,
+            Tokens::One => tokens == 1,
+            Tokens::Several => tokens > 1,
         }
     }
 }
@@ -88,6 +110,22 @@ impl Dispatch {
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &entries });
         Dispatch { pipeline, bind_group, grid, label: String::new() }
     }
+
+    /// Whether it has any workgroups in a forward of `tokens` tokens.
+    pub fn has_work(&self, tokens: u32) -> bool {
+        self.grid.groups(tokens).iter().all(|&n| n > 0)
+    }
+
+    /// This product (a `Grid::Rows` dispatch) in the forwards `tokens` includes only.
+    pub fn only(self, tokens: Tokens) -> Self {
+        match self.grid {
+            Grid::Rows { threads, token_chunk, .. } => Dispatch { grid: Grid::Rows { threads, token_chunk, tokens }, ..self },
+            _ => {
+                debug_assert!(false, "only products are left out of some forwards");
+                self
+            }
+        }
+    }
 }
 
 /// Records `dispatches` in order into one compute pass, for `tokens` tokens.
@@ -111,8 +149,8 @@ pub fn encode_with_timestamps<'a>(
         pass.write_timestamp(set, q);
     }
     for (i, d) in dispatches.into_iter().enumerate() {
-        let [x, y, z] = d.grid.groups(tokens);
-        if x * y * z > 0 {
+        if d.has_work(tokens) {
+            let [x, y, z] = d.grid.groups(tokens);
             pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);

@@ -33,7 +33,7 @@ use std::future::Future;
 use web_time::Instant;
 
 /// Every kernel, in the order [`run_all`] checks them.
-pub const KERNELS: [Kernel; 12] = [
+pub const KERNELS: [Kernel; 13] = [
     Kernel::Embed,
     Kernel::RmsNorm,
     Kernel::Matmul,
@@ -41,6 +41,7 @@ pub const KERNELS: [Kernel; 12] = [
     Kernel::MatmulSwiglu,
     Kernel::Rope,
     Kernel::Attention,
+    Kernel::MatmulAttention,
     Kernel::Swiglu,
     Kernel::Add,
     Kernel::Argmax,
@@ -80,6 +81,7 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::Matmul => "matmul",
         Kernel::MatmulQkv => "matmul_qkv",
         Kernel::MatmulSwiglu => "matmul_swiglu",
+        Kernel::MatmulAttention => "matmul_attention",
         Kernel::Rope => "rope",
         // (Checked with the attention: the runs it adds up are the attention's.)
         Kernel::Attention | Kernel::AttentionCombine => "attention",
@@ -117,6 +119,7 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::Matmul => matmul(ctx).await,
         Kernel::MatmulQkv => matmul_qkv(ctx).await,
         Kernel::MatmulSwiglu => matmul_swiglu(ctx).await,
+        Kernel::MatmulAttention => attention_output_product(ctx).await,
         Kernel::Rope => rope(ctx).await,
         Kernel::Attention | Kernel::AttentionCombine => attention(ctx).await,
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
@@ -868,6 +871,75 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
             })
             .await?,
         );
+    }
+    Ok(checks)
+}
+
+/// A decode step's attention split into runs of keys, then the output
+/// projection that adds the runs up as it reads them, its product added to
+/// the residual stream (`ops::attention_output_product`; SmolLM2's shape also
+/// written as it is, where products do not add), for every weight
+/// type, against `reference::attention` then the product in f64; none
+/// where this context's variants do not add the runs up so
+/// (`Variants::attention_in_product`). Tolerance 2e-5 of each row's
+/// Σ blockmax|W|·max|V| (the attention's error, up to 1e-5 of max |V| per
+/// value, and the product's, as in [`matmul`]), plus |out| for the add.
+async fn attention_output_product(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
+    let mut checks = Vec::new();
+    if !ctx.variants().attention_in_product() {
+        return Ok(checks);
+    }
+    // (heads, kv_heads, head_dim, pos0, rows): SmolLM2-135M's shape after
+    // 300 tokens; 6 keys leave runs without any; head_dim 256 (64 vec4s a
+    // head); 15 heads of 64 near the workgroup memory's 1024 values and
+    // 256 runs, over 1101 keys.
+    let cases = [(9, 3, 64, 300, 576), (4, 2, 32, 5, 33), (2, 1, 256, 40, 65), (15, 5, 64, 1100, 97)];
+    for (i, &ty) in WEIGHT_TYPES.iter().enumerate() {
+        for (j, &(heads, kv_heads, hd, pos0, rows)) in cases.iter().enumerate() {
+            let modes: &[bool] = if j == 0 { &[true, false] } else { &[true] };
+            for &add in modes {
+                let to = if add { "added to out" } else { "written" };
+                let case = format!("{ty} heads {heads}/{kv_heads} head_dim {hd} pos0 {pos0} rows {rows}, {to}");
+                checks.push(
+                    check(ctx, Kernel::MatmulAttention, case, async {
+                        let seed = 2700 + 10 * i as u64 + j as u64;
+                        let (width, kv_width, keys) = (heads * hd, kv_heads * hd, pos0 + 1);
+                        if !ops::fits_attention_in_product(ctx, width, hd) {
+                            return Err(HearthError::Gpu(format!("{width} values in heads of {hd} do not fit the product's workgroup memory")));
+                        }
+                        let q = random_vec(seed, width, 3.0);
+                        let k = kv_rounded(ctx, &random_vec(seed + 1, keys * kv_width, 1.0));
+                        let v = kv_rounded(ctx, &random_vec(seed + 2, keys * kv_width, 1.0));
+                        let (w, m) = random_matrix(ctx, ty, rows, width, seed + 3)?;
+                        let q_buf = storage_from(ctx, "q", &q);
+                        let [k_buf, v_buf] = [&k, &v].map(|d| kv_buffer_from(ctx, "cache", d));
+                        let attn_out = storage_zeroed(ctx, "attention out", width)?;
+                        let parts = ops::attention_parts(ctx, heads, hd)?;
+                        // The residual stream, and two sentinel rows past it that must keep their bits.
+                        let before = random_vec(seed + 4, 3 * rows, 10.0);
+                        let out = storage_from(ctx, "out", &before);
+                        let s = step(ctx, 1, pos0, 0);
+                        let (attend, _) = ops::attend(ctx, &s, &q_buf, &k_buf, &v_buf, &attn_out, &parts, heads, kv_heads, hd);
+                        let written = if add { MatmulOut::AddTo { x: &out } } else { MatmulOut::One { out: &out } };
+                        let product = ops::attention_output_product(ctx, &s, &w, &parts, written, hd);
+                        let got: Vec<f32> = dispatch(ctx, &[attend, product], 1, &out, before.len()).await?;
+                        let k_rows: Vec<Vec<f64>> = k.chunks(kv_width).map(f64s).collect();
+                        let v_rows: Vec<Vec<f64>> = v.chunks(kv_width).map(f64s).collect();
+                        let attn = reference::attention(&f64s(&q), &k_rows, &v_rows, pos0, heads, kv_heads, hd);
+                        let v_max = v.iter().fold(0f32, |a, x| a.max(x.abs()));
+                        let prod = m.matmul(&[attn]);
+                        let (_, mag) = product_and_magnitude(&m, &vec![v_max; width]);
+                        let (mut want, mut full_mag) = (f64s(&before), vec![0.0; before.len()]);
+                        for (r, (p, row_mag)) in prod[0].iter().zip(&mag[0]).enumerate() {
+                            want[r] = if add { want[r] + p } else { *p };
+                            full_mag[r] = row_mag + if add { want[r].abs() } else { 0.0 };
+                        }
+                        Ok(compare(&got, &want, &full_mag, 2e-5))
+                    })
+                    .await?,
+                );
+            }
+        }
     }
     Ok(checks)
 }
