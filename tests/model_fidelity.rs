@@ -144,3 +144,32 @@ fn check_against_exact_reference(backend: Backend) -> Option<(f32, u64)> {
     eprintln!("max logit error over all fixture prompts: {worst:.2e}");
     Some((worst, model.memory_bytes()))
 }
+
+/// With the GPUs' variants, a decode step's attention runs added up by the
+/// output projection (`Variants::attention_in_output_product`, their
+/// default) give the logits that the combine's own dispatch gives, after
+/// a prompt of two chunks (its attention writes its output, which the
+/// plain product reads) and step after step after it.
+#[test]
+fn attention_runs_added_up_in_the_product_or_apart_give_the_same_logits() {
+    let Some(ctx) = gpu() else { return };
+    let Some(bytes) = default_model_bytes() else { return };
+    let gpu_like = ctx.with_gpu_variants();
+    let load = |in_product| {
+        let ctx = gpu_like.with_variants(Variants { attention_in_output_product: in_product, ..gpu_like.variants() });
+        assert_eq!(ctx.variants().attention_in_product(), in_product);
+        Engine::from_gguf(&Backend::Gpu(ctx), &bytes, ModelOptions { context: 64, max_batch: 16 }).expect("load")
+    };
+    let (mut summed, mut apart) = (load(true), load(false));
+    let prompt = summed.encode_prompt("The old lighthouse keeper opened the door and saw that the sea had turned a strange shade of green overnight").unwrap();
+    assert!(prompt.len() > 16, "{} prompt tokens", prompt.len());
+    let (mut a, mut b) = (block_on(summed.forward_logits(&prompt)).unwrap(), block_on(apart.forward_logits(&prompt)).unwrap());
+    for step in 0..8 {
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        eprintln!("step {step}: logits differ by at most {worst:.2e}");
+        assert!(worst < 1e-4, "step {step}: logits differ by {worst}");
+        let next = argmax(&a);
+        a = block_on(summed.forward_logits(&[next])).unwrap();
+        b = block_on(apart.forward_logits(&[next])).unwrap();
+    }
+}

@@ -110,7 +110,7 @@ pub fn attention_output_product(ctx: &GpuContext, step: &Buf, w: &GpuMatrix, par
 /// (shaders/matmul_x_attention.wgsl: 1024 values, 256 runs in all).
 pub fn fits_attention_in_product(ctx: &GpuContext, width: usize, head_dim: usize) -> bool {
     let runs = ctx.variants().attention_runs as usize;
-    head_dim % 4 == 0 && width % head_dim == 0 && width <= 1024 && width / head_dim * runs <= 256
+    head_dim.is_multiple_of(4) && width.is_multiple_of(head_dim) && width <= 1024 && width / head_dim * runs <= 256
 }
 
 /// [`matmul_normed`], or with `attention_head_dim` [`attention_output_product`].
