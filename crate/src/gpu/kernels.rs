@@ -215,9 +215,10 @@ pub struct Variants {
     /// adds them up into workgroup memory) instead of by an
     /// `AttentionCombine` dispatch before it: one dispatch fewer per layer
     /// on GPUs, where a decode step is mostly dispatches one after another
-    /// (about 10 µs each on an H200, whatever their work; the combine's
-    /// reads, a few KB per workgroup, come from cache). Where
-    /// [`Variants::attention_in_product`] holds.
+    /// (about 10 µs each on an H200, whatever their work), against the
+    /// runs read again by every workgroup of the product from cache (some
+    /// 40 KB each for SmolLM2-135M; not yet measured on a GPU: README).
+    /// Where [`Variants::attention_in_product`] holds.
     pub attention_in_output_product: bool,
     /// A layer's RMSNorms applied by the products that read their output
     /// (the stacked QKV, the stacked gate and up) and its residual adds
