@@ -149,8 +149,8 @@ pub fn encode_with_timestamps<'a>(
         pass.write_timestamp(set, q);
     }
     for (i, d) in dispatches.into_iter().enumerate() {
-        if d.has_work(tokens) {
-            let [x, y, z] = d.grid.groups(tokens);
+        let [x, y, z] = d.grid.groups(tokens);
+        if x * y * z > 0 {
             pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.bind_group, &[]);
             pass.dispatch_workgroups(x, y, z);
