@@ -120,6 +120,26 @@ fn decode_profile_times_every_kernel_and_changes_nothing() {
     assert_eq!(in_pass.is_some(), ctx.has_timestamps_in_passes(), "{kernels:?}");
 }
 
+/// Where llvmpipe shares loads in subgroups (`Variants::prompt_attention_in_tiles`),
+/// a prompt chunk attends in tiles of 8 queries and a decode step a query
+/// at a time; elsewhere both attend a query at a time.
+#[test]
+fn a_prompt_chunk_attends_in_tiles_where_llvmpipe_shares_loads() {
+    let Some(ctx) = gpu() else { return };
+    let Some((mut engine, first, want)) = after_a_prompt(Backend::Gpu(ctx.clone())) else { return };
+    let Model::Gpu(model) = &engine.model else { unreachable!() };
+    let layers = engine.model.config().n_layers;
+    let tiles = ctx.variants().prompt_attention_in_tiles();
+    eprintln!("prompt attention in tiles: {tiles}");
+    for (tokens, tiled) in [(16, tiles), (1, false)] {
+        let (kernels, _) = block_on(model.profile_step(tokens, 2)).expect("profile");
+        let count = |name: &str| kernels.iter().find(|k| k.kernel == name).map_or(0, |k| k.dispatches);
+        let want = if tiled { (0, layers) } else { (layers, 0) };
+        assert_eq!((count("Attention"), count("AttentionTiles")), want, "{tokens} tokens: {kernels:?}");
+    }
+    assert_eq!(block_on(engine.model.forward_greedy(&[first])).unwrap(), want, "the profiles leave the KV cache as it was");
+}
+
 /// A profile of no tokens, of more than a chunk (`max_batch`), past the
 /// context or with repeats out of range is a typed error that leaves the
 /// model as it was.

@@ -140,11 +140,14 @@ fn attention_causal_gqa_over_cache() {
     // Both variants on this adapter: the GPUs' (a decode step's keys in one
     // run, or split into 16 runs and added up by a second dispatch) and the
     // CPU-based adapters' (with the weights in workgroup memory, or in the
-    // subgroup where llvmpipe shares loads so).
+    // subgroup where llvmpipe shares loads so, and there a prompt's queries
+    // in tiles of 8 or one at a time).
     for attention_runs in [1, 16] {
         all_pass(&ctx.with_variants(Variants { cpu_attention: false, attention_runs, ..ctx.variants() }), Kernel::Attention);
     }
-    all_pass(&ctx.with_variants(Variants { cpu_attention: true, ..ctx.variants() }), Kernel::Attention);
+    for attention_tiles in [true, false] {
+        all_pass(&ctx.with_variants(Variants { cpu_attention: true, attention_tiles, ..ctx.variants() }), Kernel::Attention);
+    }
 }
 
 /// A decode step's attention output projection adding up the attention's

@@ -327,8 +327,9 @@ fn looks_like_software(name: &str) -> bool {
 /// HEARTH_ATTENTION_RUNS (1 to 256), HEARTH_TOKEN_CHUNK (a multiple of 4 to 32),
 /// HEARTH_TILED_PREFILL (the fewest tokens of a tiled prefill; 0: none),
 /// HEARTH_CHAINED_DECODE (`1` or `0`), HEARTH_ATTENTION_IN_PRODUCT (`1` or
-/// `0`: a decode step's attention runs added up by a dispatch of their own)
-/// and HEARTH_NORM_IN_MATMUL (`0`: the RMSNorms and residual adds as
+/// `0`: a decode step's attention runs added up by a dispatch of their own),
+/// HEARTH_ATTENTION_TILES (`1` or `0`: a prompt's attention a query at a
+/// time) and HEARTH_NORM_IN_MATMUL (`0`: the RMSNorms and residual adds as
 /// dispatches of their own) override them, to compare the variants.
 /// (The KV cache's type is a load option: `Backend::with_kv_cache`.)
 fn variants(report: &AdapterReport) -> Variants {
@@ -366,6 +367,11 @@ fn variants(report: &AdapterReport) -> Variants {
     match std::env::var("HEARTH_ATTENTION_IN_PRODUCT").as_deref() {
         Ok("1") => variants.attention_in_output_product = true,
         Ok("0") => variants.attention_in_output_product = false,
+        _ => {}
+    }
+    match std::env::var("HEARTH_ATTENTION_TILES").as_deref() {
+        Ok("1") => variants.attention_tiles = true,
+        Ok("0") => variants.attention_tiles = false,
         _ => {}
     }
     if std::env::var("HEARTH_NORM_IN_MATMUL").as_deref() == Ok("0") {

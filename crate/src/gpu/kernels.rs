@@ -28,6 +28,11 @@ pub enum Kernel {
     MatmulAttention,
     Rope,
     Attention,
+    /// A prompt chunk's attention in tiles of 8 queries of one head, each
+    /// key and value row loaded once for all 8 (shaders/attention_cpu_tiles.wgsl;
+    /// `Variants::prompt_attention_in_tiles`), specialised to the model's
+    /// head size.
+    AttentionTiles,
     /// Flash-decoding's second pass: a decode step's output from the runs
     /// of keys the GPUs' attention split (shaders/attention_combine.wgsl).
     AttentionCombine,
@@ -53,6 +58,7 @@ impl Kernel {
             Kernel::Rope => include_str!("../../../shaders/rope.wgsl"),
             // (CPU-based adapters' variant is picked in `Kernel::source`.)
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::AttentionTiles => include_str!("../../../shaders/attention_cpu_tiles.wgsl"),
             Kernel::AttentionCombine => include_str!("../../../shaders/attention_combine.wgsl"),
             Kernel::Swiglu => include_str!("../../../shaders/swiglu.wgsl"),
             Kernel::Add => include_str!("../../../shaders/add.wgsl"),
@@ -76,7 +82,7 @@ impl Kernel {
         // What the kernel file builds on, after the per-forward uniform.
         let prelude = match self {
             _ if self.reads_weights() => QUANT,
-            Kernel::Attention => ATTENTION_IO,
+            Kernel::Attention | Kernel::AttentionTiles => ATTENTION_IO,
             _ => "",
         };
         let file = match self {
@@ -210,6 +216,14 @@ pub struct Variants {
     /// the keys in turn left it idle. CPU-based adapters' attention
     /// (`cpu_attention`) does not split.
     pub attention_runs: u32,
+    /// A prompt chunk's attention in tiles of 8 queries of a head
+    /// (`Kernel::AttentionTiles`), on llvmpipe: there each lane's load is a
+    /// loop over the lanes, and a prompt's attention was mostly its loads of
+    /// keys and values, made once per query (half of a 512-token prefill);
+    /// in tiles each row is loaded once for 8 queries. Where
+    /// [`Variants::prompt_attention_in_tiles`] holds; decode steps keep the
+    /// one-query kernel.
+    pub attention_tiles: bool,
     /// A decode step's attention runs added up by the output projection
     /// that reads them (`Kernel::MatmulAttention`: each of its workgroups
     /// adds them up into workgroup memory) instead of by an
@@ -282,6 +296,7 @@ impl Variants {
             norm_in_matmul: !software,
             attention_runs: if software { 1 } else { 16 },
             attention_in_output_product: !software,
+            attention_tiles: software,
             tiled_prefill_from: if software { 0 } else { 16 },
             matmul_tiled: false,
             // (The browser chains on any adapter: see the variant.)
@@ -334,6 +349,13 @@ impl Variants {
         self.attention_in_output_product && !self.cpu_attention && self.attention_runs > 1 && self.matmul_lanes() > 1 && !self.matmul_tiled
     }
 
+    /// Whether a prompt chunk's attention runs in tiles (`attention_tiles`):
+    /// with the CPU-based adapters' attention and the subgroups whose
+    /// broadcasts share each row among a tile's lanes (llvmpipe).
+    pub fn prompt_attention_in_tiles(&self) -> bool {
+        self.attention_tiles && self.cpu_attention && self.subgroup_shared_loads
+    }
+
     /// Bytes per value of the KV cache.
     pub fn kv_bytes(&self) -> usize {
         if self.f16_kv_cache {
@@ -344,8 +366,9 @@ impl Variants {
     }
 }
 
-/// A kernel and, for those that read weights, the weight type.
-type PipelineKey = (Kernel, Option<TensorType>);
+/// A kernel, for those that read weights the weight type, and for those
+/// specialised to a model's head size that size (else 0).
+type PipelineKey = (Kernel, Option<TensorType>, u32);
 
 /// Compiled pipelines, keyed by kernel and (for weight readers) weight
 /// type, all of one set of [`Variants`].
@@ -382,10 +405,17 @@ impl Pipelines {
     /// The pipeline for `kernel` (reading weights of type `weights`, if it
     /// reads any), compiled on first use.
     pub fn get(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>) -> Arc<wgpu::ComputePipeline> {
+        self.get_for_head_dim(device, kernel, weights, 0)
+    }
+
+    /// As [`Pipelines::get`], for a model of heads of `head_dim` values
+    /// (`Kernel::AttentionTiles` is compiled for one size: its loops unroll).
+    pub fn get_for_head_dim(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>, head_dim: u32) -> Arc<wgpu::ComputePipeline> {
         let weights = weights.filter(|_| kernel.reads_weights());
+        let head_dim = if kernel == Kernel::AttentionTiles { head_dim } else { 0 };
         let mut cache = self.cache.lock().expect("pipeline cache lock");
         cache
-            .entry((kernel, weights))
+            .entry((kernel, weights, head_dim))
             .or_insert_with(|| {
                 let label = format!("{kernel:?}{}", weights.map(|t| format!("<{t}>")).unwrap_or_default());
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -396,6 +426,9 @@ impl Pipelines {
                     Some(t) => vec![("QTYPE", t.ggml_id() as f64), ("HALF_UNPACK_EXACT", f64::from(self.variants.exact_half_unpack))],
                     None => Vec::new(),
                 };
+                if kernel == Kernel::AttentionTiles {
+                    constants.push(("HD4", (head_dim / 4) as f64));
+                }
                 if kernel == Kernel::RmsNorm {
                     constants.push(("WG", self.variants.rms_norm_threads as f64));
                 }

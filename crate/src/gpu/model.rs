@@ -66,7 +66,7 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
             // the attention, then that product (which also does the residual
             // add after it, where products do); a prompt's attention writes
             // its output, which the plain product multiplies.
-            let (attend, _) = ops::attend(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[a], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
+            let (mut dispatches, _) = ops::attend(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[a], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
             let w = weights.matrix(w, *rows, *cols)?;
             let residual = match ops.get(2) {
                 Some(Op::Add { x: residual, y }) if fuse_norm && y == o => Some(&acts[residual]),
@@ -76,7 +76,8 @@ fn fused(ctx: &GpuContext, mm: &GpuContext, ops: &[Op], weights: &GpuWeights, b:
             let done = if residual.is_some() { 3 } else { 2 };
             let one = ops::attention_output_product(mm, step, &w, attention_parts, out(), c.head_dim);
             let several = ops::matmul(mm, step, &w, &acts[a], out()).only(Tokens::Several);
-            return Ok(Some((vec![attend, one, several], done)));
+            dispatches.extend([one, several]);
+            return Ok(Some((dispatches, done)));
         }
     }
     if let (true, Some(Op::Matmul { w, rows, cols, x, out: Rows::Act(o) }), Some(Op::Add { x: residual, y })) = (fuse_norm, ops.first(), ops.get(1)) {
@@ -169,8 +170,8 @@ fn layer_dispatches(ctx: &GpuContext, mm: &GpuContext, program: &[Op], weights: 
             i += ops_done;
             continue;
         }
-        // A second dispatch some operations need (the attention's runs added up).
-        let mut second = None;
+        // Further dispatches some operations need (the attention's: see `ops::attention`).
+        let mut more = Vec::new();
         layers.push(match &program[i] {
             Op::Embed { table } => ops::embed(ctx, step, &weights.matrix(table, c.vocab_size, d)?, ids, &acts[&Act::X]),
             Op::RmsNorm { x, gain, out } => ops::rms_norm(ctx, step, &acts[x], None, &weights.vector(gain, d)?, &acts[out], d, c.rms_eps),
@@ -189,15 +190,13 @@ fn layer_dispatches(ctx: &GpuContext, mm: &GpuContext, program: &[Op], weights: 
             }
             Op::Rope { x: Rows::Values(_), .. } => return Err(HearthError::Model("RoPE of the values: no layer program asks for it".into())),
             Op::Attention { layer, q, out } => {
-                let (attend, combine) =
-                    ops::attention(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[out], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
-                second = combine;
-                attend
+                more = ops::attention(ctx, step, &acts[q], &keys[*layer], &values[*layer], &acts[out], attention_parts, c.n_heads, c.n_kv_heads, c.head_dim);
+                more.remove(0)
             }
             Op::Add { x, y } => ops::add(ctx, step, &acts[x], &acts[y], x.width(c)),
             Op::Swiglu { gate, up } => ops::swiglu(ctx, step, &acts[gate], &acts[up], gate.width(c)),
         });
-        layers.extend(second);
+        layers.extend(more);
         i += 1;
     }
     Ok(layers)

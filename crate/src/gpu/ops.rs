@@ -193,31 +193,43 @@ pub fn rope(ctx: &GpuContext, step: &Buf, table: &Buf, head_dim: usize, rope_dim
 /// caches. On GPUs a decode step splits each head's keys into runs, which
 /// leave their partial sums in `parts` (made by [`attention_parts`]), and
 /// the second dispatch returned adds them up; CPU-based adapters' attention
-/// is one dispatch and leaves `parts` alone.
+/// leaves `parts` alone, and on llvmpipe has a second dispatch for prompts
+/// (see [`attend`]).
 #[allow(clippy::too_many_arguments)]
-pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Dispatch, Option<Dispatch>) {
-    let (attend, s) = attend(ctx, step, q, k_cache, v_cache, out, parts, heads, kv_heads, head_dim);
+pub fn attention(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> Vec<Dispatch> {
+    let (mut dispatches, s) = attend(ctx, step, q, k_cache, v_cache, out, parts, heads, kv_heads, head_dim);
     let runs = ctx.variants().attention_runs;
     let grid = Grid::OneTokenHeads { heads: heads as u32 };
-    let combine = (!ctx.variants().cpu_attention && runs > 1).then(|| dispatch(ctx, Kernel::AttentionCombine, None, &[&s, parts, out], grid));
-    (attend, combine)
+    dispatches.extend((!ctx.variants().cpu_attention && runs > 1).then(|| dispatch(ctx, Kernel::AttentionCombine, None, &[&s, parts, out], grid)));
+    dispatches
 }
 
-/// [`attention`]'s first dispatch, and its shape uniform: a decode step's
-/// runs left in `parts` for [`attention_output_product`] to add up.
+/// [`attention`]'s first dispatches, and its shape uniform: a decode step's
+/// runs left in `parts` for [`attention_output_product`] to add up. Where
+/// `Variants::prompt_attention_in_tiles` (llvmpipe), two: the one-query
+/// kernel for a decode step, the tiles for a prompt's chunk.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Dispatch, Buf) {
+pub fn attend(ctx: &GpuContext, step: &Buf, q: &Buf, k_cache: &Buf, v_cache: &Buf, out: &Buf, parts: &Buf, heads: usize, kv_heads: usize, head_dim: usize) -> (Vec<Dispatch>, Buf) {
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     let s = shape(ctx, Kernel::Attention, [heads as u32, kv_heads as u32, head_dim as u32, scale.to_bits()]);
     let heads = heads as u32;
     let variants = ctx.variants();
+    // (The tiles' lanes load a head's vec4s eight at a time.)
+    let tiles = variants.prompt_attention_in_tiles() && head_dim % 32 == 0;
     let attend = if variants.cpu_attention {
-        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], Grid::Attention { heads, runs: 1 })
+        let tokens = if tiles { Tokens::One } else { Tokens::Any };
+        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out], Grid::Attention { heads, runs: 1, tokens })
     } else {
         let runs = variants.attention_runs.max(1);
-        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out, parts], Grid::Attention { heads, runs })
+        dispatch(ctx, Kernel::Attention, None, &[&s, step, q, k_cache, v_cache, out, parts], Grid::Attention { heads, runs, tokens: Tokens::Any })
     };
-    (attend, s)
+    let mut dispatches = vec![attend];
+    if tiles {
+        let pipeline = ctx.pipelines.get_for_head_dim(&ctx.device, Kernel::AttentionTiles, None, head_dim as u32);
+        let buffers = [&s, step, q, k_cache, v_cache, out];
+        dispatches.push(Dispatch { label: format!("{:?}", Kernel::AttentionTiles), ..Dispatch::new(ctx, pipeline, &buffers, Grid::AttentionTiles { heads }) });
+    }
+    (dispatches, s)
 }
 
 /// The scratch buffer of [`attention`]'s runs: per head and run, a vec4 of

@@ -24,6 +24,10 @@ pub struct Step {
 /// Threads per workgroup of the elementwise kernels (their WGSL default).
 pub const WG: u32 = 64;
 
+/// Queries per workgroup of a prompt's attention in tiles
+/// (shaders/attention_cpu_tiles.wgsl `TILE`).
+pub const ATTENTION_TILE: u32 = 8;
+
 /// How many workgroups a dispatch needs for a given number of tokens.
 #[derive(Debug, Clone, Copy)]
 pub enum Grid {
@@ -37,8 +41,12 @@ pub enum Grid {
     /// forwards of a number of tokens that `tokens` leaves out.
     Rows { threads: u32, token_chunk: Option<u32>, tokens: Tokens },
     /// One workgroup per (head, token) (shaders/attention.wgsl), and for a
-    /// single token `runs` per head (its keys split into runs).
-    Attention { heads: u32, runs: u32 },
+    /// single token `runs` per head (its keys split into runs); none in
+    /// forwards of a number of tokens that `tokens` leaves out.
+    Attention { heads: u32, runs: u32, tokens: Tokens },
+    /// One workgroup per head and `TILE` tokens, for two tokens or more
+    /// (nothing for one): shaders/attention_cpu_tiles.wgsl.
+    AttentionTiles { heads: u32 },
     /// One workgroup per head, for a single token only (nothing for more):
     /// shaders/attention_combine.wgsl.
     OneTokenHeads { heads: u32 },
@@ -62,7 +70,9 @@ impl Grid {
                 let (x, y) = grid_2d(threads.div_ceil(WG));
                 [x, y, token_chunk.map_or(1, |c| tokens.div_ceil(c))]
             }
-            Grid::Attention { heads, runs } => [heads, tokens, if tokens == 1 { runs } else { 1 }],
+            Grid::Attention { tokens: only, .. } if !only.includes(tokens) => [0, 0, 0],
+            Grid::Attention { heads, runs, .. } => [heads, tokens, if tokens == 1 { runs } else { 1 }],
+            Grid::AttentionTiles { heads } => [if tokens > 1 { heads } else { 0 }, tokens.div_ceil(ATTENTION_TILE), 1],
             Grid::OneTokenHeads { heads } => [if tokens == 1 { heads } else { 0 }, 1, 1],
             Grid::Single => [1, 1, 1],
         }

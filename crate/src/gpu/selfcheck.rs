@@ -84,7 +84,7 @@ pub fn kernel_name(kernel: Kernel) -> &'static str {
         Kernel::MatmulAttention => "matmul_attention",
         Kernel::Rope => "rope",
         // (Checked with the attention: the runs it adds up are the attention's.)
-        Kernel::Attention | Kernel::AttentionCombine => "attention",
+        Kernel::Attention | Kernel::AttentionTiles | Kernel::AttentionCombine => "attention",
         Kernel::Swiglu => "swiglu",
         Kernel::Add => "add",
         Kernel::Argmax => "argmax",
@@ -121,7 +121,7 @@ pub async fn run(ctx: &GpuContext, kernel: Kernel) -> Result<Vec<KernelCheck>> {
         Kernel::MatmulSwiglu => matmul_swiglu(ctx).await,
         Kernel::MatmulAttention => attention_output_product(ctx).await,
         Kernel::Rope => rope(ctx).await,
-        Kernel::Attention | Kernel::AttentionCombine => attention(ctx).await,
+        Kernel::Attention | Kernel::AttentionTiles | Kernel::AttentionCombine => attention(ctx).await,
         Kernel::Swiglu => elementwise(ctx, Kernel::Swiglu).await,
         Kernel::Add => elementwise(ctx, Kernel::Add).await,
         Kernel::Argmax => argmax(ctx).await,
@@ -825,8 +825,14 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
     // vec4s and the rest read apart) and 3-4 keys leave threads without any.
     // One token on GPUs splits the keys into runs (`Variants::attention_runs`,
     // 16): 6 keys leave runs without any; 1101 keys make runs of 69, more
-    // than a workgroup's 64.
+    // than a workgroup's 64. Prompts in tiles of 8 queries (llvmpipe:
+    // `Variants::prompt_attention_in_tiles`): 20 tokens from position 0 fill
+    // two tiles and part of a third; 17 tokens after 37 at head_dim 128,
+    // and 9 at head_dim 256, leave one query in the last tile.
     let cases = [
+        (9, 3, 64, 0, 20),
+        (4, 2, 128, 37, 17),
+        (2, 1, 256, 5, 9),
         (9, 3, 64, 60, 7),
         (4, 4, 32, 130, 3),
         (9, 3, 64, 0, 1),
@@ -857,8 +863,8 @@ async fn attention(ctx: &GpuContext) -> Result<Vec<KernelCheck>> {
                 let out = storage_zeroed(ctx, "out", tokens * width)?;
                 let s = step(ctx, tokens, pos0, 0);
                 let parts = ops::attention_parts(ctx, heads, hd)?;
-                let (attend, combine) = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, &parts, heads, kv_heads, hd);
-                let got: Vec<f32> = dispatch(ctx, &[attend].into_iter().chain(combine).collect::<Vec<_>>(), tokens, &out, tokens * width).await?;
+                let dispatches = ops::attention(ctx, &s, &q_buf, &k_buf, &v_buf, &out, &parts, heads, kv_heads, hd);
+                let got: Vec<f32> = dispatch(ctx, &dispatches, tokens, &out, tokens * width).await?;
                 let k_rows: Vec<Vec<f64>> = k[..keys * kv_width].chunks(kv_width).map(f64s).collect();
                 let v_rows: Vec<Vec<f64>> = v[..keys * kv_width].chunks(kv_width).map(f64s).collect();
                 let want: Vec<f64> = q
@@ -919,10 +925,10 @@ async fn attention_output_product(ctx: &GpuContext) -> Result<Vec<KernelCheck>> 
                         let before = random_vec(seed + 4, 3 * rows, 10.0);
                         let out = storage_from(ctx, "out", &before);
                         let s = step(ctx, 1, pos0, 0);
-                        let (attend, _) = ops::attend(ctx, &s, &q_buf, &k_buf, &v_buf, &attn_out, &parts, heads, kv_heads, hd);
+                        let (mut dispatches, _) = ops::attend(ctx, &s, &q_buf, &k_buf, &v_buf, &attn_out, &parts, heads, kv_heads, hd);
                         let written = if add { MatmulOut::AddTo { x: &out } } else { MatmulOut::One { out: &out } };
-                        let product = ops::attention_output_product(ctx, &s, &w, &parts, written, hd);
-                        let got: Vec<f32> = dispatch(ctx, &[attend, product], 1, &out, before.len()).await?;
+                        dispatches.push(ops::attention_output_product(ctx, &s, &w, &parts, written, hd));
+                        let got: Vec<f32> = dispatch(ctx, &dispatches, 1, &out, before.len()).await?;
                         let k_rows: Vec<Vec<f64>> = k.chunks(kv_width).map(f64s).collect();
                         let v_rows: Vec<Vec<f64>> = v.chunks(kv_width).map(f64s).collect();
                         let attn = reference::attention(&f64s(&q), &k_rows, &v_rows, pos0, heads, kv_heads, hd);
