@@ -370,8 +370,8 @@ impl Variants {
 /// specialised to a model's head size that size (else 0).
 type PipelineKey = (Kernel, Option<TensorType>, u32);
 
-/// Compiled pipelines, keyed by kernel and (for weight readers) weight
-/// type, all of one set of [`Variants`].
+/// Compiled pipelines, keyed by kernel, (for weight readers) weight type
+/// and (for `Kernel::AttentionTiles`) head size, all of one set of [`Variants`].
 pub struct Pipelines {
     cache: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
     variants: Variants,
@@ -412,6 +412,7 @@ impl Pipelines {
     /// (`Kernel::AttentionTiles` is compiled for one size: its loops unroll).
     pub fn get_for_head_dim(&self, device: &wgpu::Device, kernel: Kernel, weights: Option<TensorType>, head_dim: u32) -> Arc<wgpu::ComputePipeline> {
         let weights = weights.filter(|_| kernel.reads_weights());
+        debug_assert!(kernel != Kernel::AttentionTiles || (head_dim > 0 && head_dim % 32 == 0), "AttentionTiles needs its head size");
         let head_dim = if kernel == Kernel::AttentionTiles { head_dim } else { 0 };
         let mut cache = self.cache.lock().expect("pipeline cache lock");
         cache
